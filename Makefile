@@ -1,0 +1,31 @@
+# grpolab: the two commands a new user needs are `make demo` and `make test`.
+SHELL := /bin/bash
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# CPU installs pin torch to the CPU build (constraints/cpu.txt); a looser pin pulls GBs of CUDA wheels.
+PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check -c constraints/cpu.txt
+
+.PHONY: install demo test test-fast clean
+
+$(BIN)/grpolab: pyproject.toml constraints/cpu.txt
+	$(PY) -m venv $(VENV)
+	$(PIP_INSTALL) torch==2.13.0
+	$(PIP_INSTALL) -e ".[test]"
+	@touch $@
+
+install: $(BIN)/grpolab
+
+# The default sweep: GRPO on the tiny model, algorithm.kl.coef × algorithm.clip.high × 2 seeds,
+# then the ablation table (also written to outputs/sweeps/demo/table.md).
+demo: install
+	$(BIN)/grpolab sweep experiment=demo sweep.id=demo
+
+test: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=900 tests
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow" tests
+
+clean:
+	rm -rf outputs .cache

@@ -1,0 +1,106 @@
+"""Load a sweep's run records into a DataFrame.
+
+The trainer writes ``meta.json`` / ``summary.json`` / ``metrics.jsonl`` per run
+(see the run-record contract). Runs get killed, preempted or are still going, so
+every reader here is tolerant: a corrupt or absent file turns the run into
+status ``"missing"`` (with a warning for corrupt files) instead of crashing the
+whole table, because one bad run must never hide the other hundred.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+BASE_COLUMNS = ["run_dir", "run_id", "cell_id", "config_hash", "seed", "status", "variant"]
+MISSING = "missing"
+
+
+def _read_json(path: Path):
+    """Parsed JSON object, None if absent, or None plus a warning if corrupt/partial."""
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        warnings.warn(f"{path}: unreadable or partial JSON ({exc}); run counted as missing", stacklevel=3)
+        return None
+    if not isinstance(data, dict):
+        warnings.warn(f"{path}: expected a JSON object, got {type(data).__name__}; run counted as missing", stacklevel=3)
+        return None
+    return data
+
+
+def _is_number(v) -> bool:
+    # bool is an int subclass but a flag, not a metric.
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def load_records(sweep_dir) -> pd.DataFrame:
+    """One row per run (any dir below ``sweep_dir`` holding ``meta.json``).
+
+    Columns: the base identity columns, one column per swept key (NaN where a run
+    lacks it) and every numeric summary key. ``df.attrs["swept_keys"]`` is the
+    first-seen union of swept keys without ``seed`` (seeds are replicates, not
+    cells); ``df.attrs["metric_keys"]`` lists the numeric summary keys.
+    """
+    root = Path(sweep_dir)
+    rows, swept_keys, metric_keys = [], [], []
+    for meta_path in sorted(root.rglob("meta.json")):
+        run_dir = meta_path.parent
+        row = {"run_dir": str(run_dir), "run_id": run_dir.name, "status": MISSING}
+        meta = _read_json(meta_path)
+        if meta is None:
+            rows.append(row)
+            continue
+        for key in ("run_id", "cell_id", "config_hash", "seed", "variant"):
+            if key in meta:
+                row[key] = meta[key]
+        swept = meta.get("swept") or {}
+        for key, value in (swept.items() if isinstance(swept, dict) else ()):
+            if key == "seed":
+                continue
+            if key not in swept_keys:
+                swept_keys.append(key)
+            row[key] = value
+        summary = _read_json(run_dir / "summary.json")
+        if summary is not None:
+            row["status"] = str(summary.get("status", MISSING))
+            for key, value in summary.items():
+                if _is_number(value) and key not in BASE_COLUMNS:
+                    if key not in metric_keys:
+                        metric_keys.append(key)
+                    row[key] = value
+        rows.append(row)
+    columns = BASE_COLUMNS + swept_keys + metric_keys
+    df = pd.DataFrame(rows, columns=columns)
+    df.attrs["swept_keys"] = swept_keys
+    df.attrs["metric_keys"] = metric_keys
+    return df
+
+
+def load_metrics(run_dir) -> pd.DataFrame:
+    """Per-step metrics from ``metrics.jsonl``.
+
+    Unparseable lines are skipped: a job killed mid-write leaves a truncated last
+    line, and the steps before it are still valid. A missing file gives an empty
+    frame so callers can treat "no metrics yet" uniformly.
+    """
+    path = Path(run_dir) / "metrics.jsonl"
+    records = []
+    if path.exists():
+        with path.open(errors="replace") as fh:
+            for line in fh:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(rec, dict):
+                    records.append(rec)
+    # File order is kept (not sorted by step): a resumed run may repeat steps.
+    return pd.DataFrame.from_records(records)

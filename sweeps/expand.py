@@ -1,0 +1,64 @@
+"""Expand sweep overrides (Hydra's grammar: ``k=a,b``, ``range()``, ``choice()``) into a grid.
+
+Swept keys come from the command line and from the composed ``sweep.params``; the command line
+wins for a key given in both. Seeds are a replication axis: ``seed=0,1`` or ``sweep.seeds``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from trainer.config import ConfigError
+
+
+@dataclass(frozen=True)
+class Grid:
+    base: tuple[str, ...]  # overrides shared by every cell
+    axes: tuple[tuple[str, tuple[str, ...]], ...]  # (key, values as override strings)
+
+    @property
+    def keys(self) -> list[str]:
+        return [k for k, _ in self.axes]
+
+    def cells(self) -> list[dict[str, str]]:
+        """Every combination, first axis slowest (the order Hydra's BasicSweeper uses)."""
+        return [dict(zip(self.keys, combo)) for combo in itertools.product(*(v for _, v in self.axes))]
+
+    def overrides(self, cell: dict[str, str]) -> list[str]:
+        return [*self.base, *(f"{k}={v}" for k, v in cell.items())]
+
+
+def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, tuple[str, ...]]]:
+    """(plain overrides, {key: sweep values}) from command-line overrides."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except Exception as e:  # noqa: BLE001 - hydra raises several types for bad syntax
+        raise ConfigError(f"cannot parse overrides {overrides}: {e}") from None
+    plain, swept = [], {}
+    for text, o in zip(overrides, parsed):
+        if o.is_sweep_override():
+            swept[o.get_key_element()] = tuple(o.sweep_string_iterator())
+        else:
+            plain.append(text)
+    return plain, swept
+
+
+def build_grid(cli_overrides: list[str], sweep_params: dict[str, str], seeds: list[int]) -> Grid:
+    plain, swept = split_overrides(cli_overrides)
+    axes: dict[str, tuple[str, ...]] = {}
+    for key, values in sweep_params.items():
+        if key not in swept:
+            _, parsed = split_overrides([f"{key}={values}"])
+            axes[key] = parsed.get(key, (str(values),))
+    axes.update(swept)
+    plain_keys = {p.split("=", 1)[0].lstrip("+~") for p in plain}
+    if "seed" not in axes and "seed" not in plain_keys:
+        axes["seed"] = tuple(str(s) for s in seeds)
+    # seed last: cells of one configuration sit next to each other
+    ordered = [(k, v) for k, v in axes.items() if k != "seed"]
+    if "seed" in axes:
+        ordered.append(("seed", axes["seed"]))
+    return Grid(tuple(plain), tuple(ordered))

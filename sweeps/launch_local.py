@@ -1,0 +1,78 @@
+"""Run a sweep's cells on this machine: each in its own process via submitit's LocalExecutor
+(the same Job API the SLURM launcher uses), ``launcher.max_parallel`` at a time, with progress.
+
+Progress is read from the run records themselves (lines in ``metrics.jsonl``), so it shows the
+same truth the table will be built from.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import submitit
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from sweeps.job import CellJob
+from sweeps.plan import SweepPlan
+from trainer.run_record import RunRecord
+
+
+def _steps_done(run_dir: Path) -> int:
+    try:
+        with open(run_dir / "metrics.jsonl") as f:
+            return max(sum(1 for _ in f) - 1, 0)  # line 0 is the warm-start eval
+    except FileNotFoundError:
+        return 0
+
+
+def launch_local(plan: SweepPlan, console: Console | None = None, poll_s: float = 1.0) -> dict[str, str]:
+    """Run every pending cell; return {run name: final status}."""
+    console = console or Console(stderr=True)
+    runs = plan.to_run
+    if not runs:
+        return {}
+    parallel = runs[0].cfg.launcher.max_parallel
+    executor = submitit.LocalExecutor(folder=str(plan.sweep_dir / "logs" / "%j"))
+    executor.update_parameters(timeout_min=24 * 60)
+    total_steps = sum(r.cfg.train.steps for r in runs)
+    queue = list(runs)
+    active: dict[str, tuple[submitit.Job, Path]] = {}
+    statuses: dict[str, str] = {}
+    interactive = console.is_terminal
+    last_print = 0.0
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, disable=not interactive,
+    ) as progress:
+        bar = progress.add_task(f"sweep {plan.sweep_id}: steps", total=total_steps)
+        while queue or active:
+            while queue and len(active) < parallel:
+                run = queue.pop(0)
+                run_dir = plan.sweep_dir / "runs" / run.name
+                job = executor.submit(CellJob(run.cfg, str(run_dir), plan.meta_for(run)))
+                active[run.name] = (job, run_dir)
+                console.print(f"[start] {run.name}  {', '.join(f'{k}={v}' for k, v in run.swept.items())}")
+            for name, (job, run_dir) in list(active.items()):
+                if job.done():
+                    summary = RunRecord.peek_summary(run_dir) or {}
+                    status = summary.get("status", "failed")
+                    if job.state not in ("FINISHED", "COMPLETED") and status == "running":
+                        status = "failed"
+                    statuses[name] = status
+                    del active[name]
+                    acc = summary.get("final_eval_accuracy")
+                    extra = f"eval accuracy {acc:.3f}" if isinstance(acc, float) else f"see {job.paths.stderr}"
+                    console.print(f"[{status}] {name}  ({len(statuses)}/{len(runs)} done) {extra}")
+            done_steps = sum(r.cfg.train.steps for r in runs if r.name in statuses) + sum(
+                _steps_done(d) for _, d in active.values()
+            )
+            progress.update(bar, completed=done_steps)
+            if not interactive and time.time() - last_print > 30 and active:
+                last_print = time.time()
+                print(f"[progress] {done_steps}/{total_steps} steps, {len(statuses)}/{len(runs)} cells done",
+                      file=sys.stderr, flush=True)
+            time.sleep(poll_s)
+    return statuses

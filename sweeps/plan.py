@@ -1,0 +1,101 @@
+"""Turn a command line into a validated sweep plan: every cell composed and checked up front.
+
+A plan is written to ``<sweep_dir>/sweep.json`` before anything runs; cells whose run record
+already says ``completed`` (same config hash and seed) are skipped on a re-run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from sweeps.compose import compose_dict, hydra_context, to_config
+from sweeps.expand import Grid, build_grid, split_overrides
+from trainer.config import Config, ConfigError, config_hash
+from trainer.provenance import code_version
+from trainer.run_record import RunRecord, atomic_write_json
+
+
+@dataclass
+class PlannedRun:
+    name: str  # run dir name: <config hash>_s<seed>
+    cfg: Config
+    overrides: list[str]
+    swept: dict  # swept key -> typed value (as composed)
+    status: str = "pending"  # pending | skip (already completed)
+
+
+@dataclass
+class SweepPlan:
+    sweep_id: str
+    sweep_dir: Path
+    grid: Grid
+    runs: list[PlannedRun] = field(default_factory=list)
+
+    @property
+    def to_run(self) -> list[PlannedRun]:
+        return [r for r in self.runs if r.status == "pending"]
+
+    def meta_for(self, run: PlannedRun) -> dict:
+        return {
+            "run_id": run.name,
+            "sweep_id": self.sweep_id,
+            "cell_id": config_hash(run.cfg),
+            "config_hash": config_hash(run.cfg),
+            "seed": run.cfg.seed,
+            "swept": run.swept,
+            "overrides": run.overrides,
+            "variant": run.cfg.algorithm.name,
+        }
+
+
+def _plain(value):
+    return getattr(value, "value", value)
+
+
+def make_plan(cli_overrides: list[str]) -> SweepPlan:
+    """Compose and validate every cell; raise ``ConfigError`` naming the first bad cell's overrides."""
+    with hydra_context():
+        plain, _ = split_overrides(cli_overrides)
+        base = to_config(compose_dict(plain))
+        grid = build_grid(cli_overrides, dict(base.sweep.params), list(base.sweep.seeds))
+        sweep_id = base.sweep.id or dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        sweep_dir = Path(base.paths.output_root) / "sweeps" / sweep_id
+        plan = SweepPlan(sweep_id, sweep_dir, grid)
+        errors = []
+        for i, cell in enumerate(grid.cells()):
+            overrides = grid.overrides(cell)
+            try:
+                raw = compose_dict(overrides)
+                cfg = to_config(raw)
+            except ConfigError as e:
+                errors.append(f"cell {i} ({', '.join(f'{k}={v}' for k, v in cell.items())}): {e}")
+                continue
+            swept = {k: _plain(OmegaConf.select(raw, k)) for k in cell}
+            plan.runs.append(PlannedRun(f"{config_hash(cfg)}_s{cfg.seed}", cfg, overrides, swept))
+    if errors:
+        raise ConfigError(f"{len(errors)} of {len(grid.cells())} cells are invalid; nothing was launched:\n"
+                          + "\n".join(errors))
+    names = [r.name for r in plan.runs]
+    if len(set(names)) != len(names):
+        raise ConfigError("two cells compose to the same config and seed; a swept key has no effect")
+    for r in plan.runs:
+        summary = RunRecord.peek_summary(plan.sweep_dir / "runs" / r.name)
+        if summary and summary.get("status") == "completed":
+            r.status = "skip"
+    return plan
+
+
+def write_plan(plan: SweepPlan, command: list[str]) -> None:
+    atomic_write_json(plan.sweep_dir / "sweep.json", {
+        "sweep_id": plan.sweep_id,
+        "command": command,
+        "swept_keys": plan.grid.keys,
+        "base_overrides": list(plan.grid.base),
+        "code_version": code_version(),
+        "runs": [{"name": r.name, "overrides": r.overrides, "swept": r.swept} for r in plan.runs],
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    })

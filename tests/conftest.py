@@ -1,0 +1,30 @@
+"""Shared fixtures: a tiny on-disk model and fast configs for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # any hub access is a bug: fail instead of hanging
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def fast_overrides(tmp_path, steps: int = 3) -> list[str]:
+    """A run that takes seconds: small model, few prompts, short SFT, everything under tmp_path."""
+    return [
+        f"paths.output_root={tmp_path}/out",
+        f"paths.cache_dir={tmp_path}/cache",
+        "model.hidden_size=32", "model.intermediate_size=64", "model.num_layers=2",
+        "task.n_train=64", "task.n_eval=16", "task.arithmetic.max_operand=9",
+        "sft.steps=30", "sft.batch_size=32",
+        f"train.steps={steps}", "train.eval_every=2",
+        "rollout.prompts_per_step=4", "rollout.n=4", "rollout.eval_n=2",
+        "batching.mini_batch_size=8", "batching.micro_batch_size=4",
+    ]
+
+
+@pytest.fixture
+def fast(tmp_path):
+    return fast_overrides(tmp_path)

@@ -1,0 +1,135 @@
+"""Config composition: typed schema, namespaced knobs, errors that name key, value and what is valid."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from sweeps.compose import compose, conf_dir
+from sweeps.expand import build_grid
+from trainer.config import Config, ConfigError, config_hash, validate
+
+
+def test_defaults_compose_and_validate():
+    cfg = compose([])
+    assert isinstance(cfg, Config)
+    assert cfg.algorithm.kl.coef == 0.0 and cfg.rollout.n == 8
+
+
+@pytest.mark.parametrize("group", ["model", "task", "algorithm", "batching", "rollout", "engine", "launcher", "tracker", "sweep", "experiment"])
+def test_every_group_option_composes(group):
+    options = sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+    assert options, f"conf/{group}/ is empty"
+    for opt in options:
+        extra = {"task=jsonl": ["task.jsonl.path=/x.jsonl"], "model=local_checkpoint": ["model.path=/x"]}
+        compose([f"{group}={opt}", *extra.get(f"{group}={opt}", [])])
+
+
+def test_unknown_key_is_rejected_with_valid_keys():
+    with pytest.raises(ConfigError) as e:
+        compose(["algorithm.kl.cof=0.1"])
+    assert "algorithm.kl.cof" in str(e.value)
+    assert "coef, estimator, placement" in str(e.value)
+
+
+def test_wrong_type_names_key_and_value():
+    with pytest.raises(ConfigError) as e:
+        compose(["batching.mini_batch_size=abc"])
+    assert "batching.mini_batch_size" in str(e.value) and "abc" in str(e.value)
+
+
+def test_bad_enum_lists_valid_values():
+    with pytest.raises(ConfigError) as e:
+        compose(["algorithm.kl.estimator=k9"])
+    assert "k9" in str(e.value) and "k1, k2, k3" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "override, needle",
+    [
+        ("algorithm.clip.low=1.5", "algorithm.clip.low=1.5: must be < 1.0"),
+        ("algorithm.kl.coef=-0.1", "algorithm.kl.coef=-0.1: must be >= 0.0"),
+        ("rollout.n=1", "rollout.n=1: must be >= 2"),
+        ("rollout.top_p=0", "rollout.top_p=0.0: must be > 0.0"),
+        ("algorithm.clip.dual=0.5", "algorithm.clip.dual=0.5: must be > 1.0"),
+        ("batching.mini_batch_size=48", "must divide the rollout batch"),
+        ("batching.micro_batch_size=96", "batching.micro_batch_size=96: must divide batching.mini_batch_size=256"),
+    ],
+)
+def test_out_of_range_values_are_rejected(override, needle):
+    with pytest.raises(ConfigError) as e:
+        compose([override])
+    assert needle in str(e.value)
+
+
+def test_all_errors_reported_at_once():
+    with pytest.raises(ConfigError) as e:
+        compose(["algorithm.clip.low=1.5", "algorithm.kl.coef=-1"])
+    assert "algorithm.clip.low" in str(e.value) and "algorithm.kl.coef" in str(e.value)
+
+
+def test_query_preserved_needs_multiple_of_group_size():
+    with pytest.raises(ConfigError) as e:
+        compose(["batching=query_preserved", "rollout.n=6", "rollout.prompts_per_step=16", "batching.mini_batch_size=32", "batching.micro_batch_size=16"])
+    assert "multiple of rollout.n=6" in str(e.value)
+
+
+def test_jsonl_task_requires_a_path():
+    with pytest.raises(ConfigError, match="task.jsonl.path"):
+        compose(["task=jsonl"])
+
+
+def test_unknown_group_option_lists_available():
+    with pytest.raises(ConfigError) as e:
+        compose(["algorithm=grpoo"])
+    assert "gspo" in str(e.value) and "dr_grpo" in str(e.value)
+
+
+def test_no_bare_greek_letters_as_keys():
+    """ALGORITHMS.md §0: β, η, α, ε never appear as bare keys; every knob is namespaced."""
+    bare = {"beta", "eta", "alpha", "epsilon", "eps_clip", "rho"}
+
+    def walk(obj, prefix=""):
+        for f in dataclasses.fields(obj):
+            v = getattr(obj, f.name)
+            if dataclasses.is_dataclass(v):
+                yield from walk(v, prefix + f.name + ".")
+            else:
+                yield prefix + f.name, f
+
+    for key, f in walk(Config()):
+        assert key.split(".")[-1] not in bare, key
+        assert f.metadata.get("help"), f"{key} has no documentation"
+
+
+def test_config_hash_ignores_seed_and_paths_but_not_knobs():
+    a, b = compose(["seed=0"]), compose(["seed=1", "paths.output_root=/elsewhere"])
+    c = compose(["algorithm.kl.coef=0.1"])
+    assert config_hash(a) == config_hash(b)
+    assert config_hash(a) != config_hash(c)
+
+
+def test_grid_expansion_cli_and_sweep_params():
+    grid = build_grid(["algorithm.kl.coef=0,0.1", "rollout.n=4"], {"algorithm.clip.high": "0.2,0.28"}, [0, 1, 2])
+    assert grid.keys == ["algorithm.clip.high", "algorithm.kl.coef", "seed"]
+    cells = grid.cells()
+    assert len(cells) == 2 * 2 * 3
+    assert len({tuple(c.items()) for c in cells}) == 12
+    assert "rollout.n=4" in grid.overrides(cells[0])
+
+
+def test_cli_sweep_values_override_sweep_params():
+    grid = build_grid(["algorithm.kl.coef=0,0.5"], {"algorithm.kl.coef": "1,2,3"}, [0])
+    assert dict(grid.axes)["algorithm.kl.coef"] == ("0", "0.5")
+
+
+def test_range_sweep_syntax():
+    grid = build_grid(["seed=range(3)"], {}, [0])
+    assert dict(grid.axes)["seed"] == ("0", "1", "2")
+
+
+def test_validate_direct_dataclass_use():
+    cfg = Config()
+    cfg.rollout.temperature = 0.0
+    with pytest.raises(ConfigError, match="rollout.temperature=0.0: must be > 0.0"):
+        validate(cfg)

@@ -1,0 +1,95 @@
+"""Real runs and sweeps on the tiny model (slow: seconds to a minute each)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from sweeps.compose import compose
+from tests.conftest import fast_overrides
+from trainer.run import run_training
+from trainer.run_record import read_jsonl
+
+pytestmark = pytest.mark.slow
+
+TIMING = ("time/", "perf/")
+
+
+def _deterministic(rows):
+    return [{k: v for k, v in r.items() if not k.startswith(TIMING)} for r in rows]
+
+
+def test_run_completes_with_full_record(tmp_path):
+    cfg = compose(fast_overrides(tmp_path, steps=4))
+    summary = run_training(cfg, tmp_path / "run", log=lambda *a: None)
+    assert summary["status"] == "completed", summary
+    for name in ("config.yaml", "meta.json", "metrics.jsonl", "summary.json"):
+        assert (tmp_path / "run" / name).is_file()
+    rows = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [0, 1, 2, 3, 4]
+    for key in ("train/reward", "train/loss", "train/entropy", "train/clip_frac_low", "train/clip_frac_high",
+                "train/response_length", "perf/rollout_tokens_per_s", "perf/update_tokens_per_s"):
+        assert key in rows[1], key
+    assert "eval/accuracy" in rows[0] and "eval/accuracy" in rows[2] and "eval/accuracy" in rows[4]
+    meta = json.loads((tmp_path / "run" / "meta.json").read_text())
+    assert meta["seed"] == cfg.seed and len(meta["config_hash"]) == 12
+    assert summary["wall_time_s"] > 0 and summary["steps_completed"] == 4
+
+
+def test_same_seed_gives_identical_metrics(tmp_path):
+    cfg = compose(fast_overrides(tmp_path, steps=3) + ["algorithm.kl.coef=0.05"])
+    run_training(cfg, tmp_path / "a", log=lambda *a: None)
+    run_training(cfg, tmp_path / "b", log=lambda *a: None)
+    a, b = (read_jsonl(tmp_path / d / "metrics.jsonl") for d in ("a", "b"))
+    assert _deterministic(a) == _deterministic(b)
+    other = compose(fast_overrides(tmp_path, steps=3) + ["algorithm.kl.coef=0.05", "seed=1"])
+    run_training(other, tmp_path / "c", log=lambda *a: None)
+    assert _deterministic(read_jsonl(tmp_path / "c" / "metrics.jsonl")) != _deterministic(a)
+
+
+def test_warm_start_success_rate_strictly_between_0_and_1(tmp_path):
+    cfg = compose(fast_overrides(tmp_path, steps=1) + ["sft.steps=150", "task.n_eval=32", "rollout.eval_n=4"])
+    summary = run_training(cfg, tmp_path / "run", log=lambda *a: None)
+    assert 0.0 < summary["warmstart_eval_accuracy"] < 1.0
+
+
+def test_non_finite_loss_fails_the_run_with_step_and_cause(tmp_path):
+    # eps=0 with std normalization: a group whose rewards are all equal gives 0/0 = NaN advantages.
+    cfg = compose(fast_overrides(tmp_path, steps=3) + ["algorithm.advantage.eps=0", "sft.steps=0"])
+    summary = run_training(cfg, tmp_path / "run", log=lambda *a: None)
+    assert summary["status"] == "failed"
+    assert summary["error"]["step"] == 1
+    assert "non-finite" in summary["error"]["cause"]
+    saved = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert saved["status"] == "failed" and saved["error"]["step"] == 1
+
+
+def _grpolab(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "sweeps.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def test_sweep_runs_every_cell_prints_table_and_skips_completed_on_rerun(tmp_path):
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    args = ["sweep", *fast_overrides(tmp_path, steps=2), "sweep.id=t", "algorithm.kl.coef=0,0.1", "seed=0,1"]
+    first = _grpolab(*args, cwd=root)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "4 to run" in first.stdout
+    table = (tmp_path / "out" / "sweeps" / "t" / "table.md").read_text()
+    assert "algorithm.kl.coef" in table
+    rows = [line for line in table.splitlines() if line.startswith("| 0")]
+    assert len(rows) == 2 and all(line.rstrip().endswith("| 2 |") for line in rows)  # 2 cells × n=2 seeds
+    second = _grpolab(*args, cwd=root)
+    assert second.returncode == 0 and "0 to run, 4 already completed" in second.stdout
+
+
+def test_one_invalid_cell_launches_nothing(tmp_path):
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = _grpolab("sweep", *fast_overrides(tmp_path), "sweep.id=bad", "algorithm.clip.low=0.2,1.5", cwd=root)
+    assert out.returncode == 2
+    assert "cell 1" in out.stderr and "algorithm.clip.low=1.5" in out.stderr
+    assert not (tmp_path / "out" / "sweeps" / "bad").exists()

@@ -1,0 +1,60 @@
+"""Policy construction: a tiny causal LM from a config, or any local HF checkpoint by path.
+
+Both paths end in the same ``load_policy`` so the tiny model exercises the real loading code:
+the tiny model is materialized once on disk (``save_pretrained``) and then loaded from there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+
+from trainer.config import ModelConfig
+from trainer.tokenizer import build_char_tokenizer
+
+
+def build_tiny(cfg: ModelConfig, out_dir: Path, seed: int) -> Path:
+    """Write a randomly initialised tiny model and the char tokenizer to ``out_dir``; return it."""
+    tok = build_char_tokenizer()
+    hf_cfg = AutoConfig.for_model(
+        cfg.arch,
+        vocab_size=len(tok),
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_kv_heads,
+        max_position_embeddings=cfg.max_position_embeddings,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(hf_cfg)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
+    return out_dir
+
+
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
+    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    tok.padding_side = "left"  # generation appends on the right
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_policy(path: str | Path, dtype: torch.dtype = torch.float32):
+    """Load a local HF causal LM; never touches the hub (``local_files_only``)."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"model.path={str(path)!r} is not a local Hugging Face checkpoint (no config.json there)"
+        )
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, local_files_only=True)
+    return model

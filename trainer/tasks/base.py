@@ -1,0 +1,42 @@
+"""The task contract: examples with a verifiable answer and a solver-written solution.
+
+A task is data plus a verifier. The trainer never looks inside a task: it takes
+``Example.prompt`` to generate from, ``Example.solution`` to warm-start on (SFT), and
+``Task.reward`` to score a completion. Rewards never raise: any string a model can emit
+gets a float.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Example:
+    prompt: str
+    """Text the policy continues (the chat template, if any, is applied by the rollout, not here)."""
+    answer: str
+    """Canonical gold answer the verifier compares against."""
+    solution: str
+    """A correct completion written by the task's solver: the SFT warm-start target."""
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    """Task-specific extras (e.g. the K&K assignment); never needed by the trainer."""
+
+
+class Task:
+    """Base class: subclasses fill ``train``/``eval`` deterministically and implement ``is_correct``."""
+
+    name: str = "task"
+    train: list[Example]
+    eval: list[Example]
+
+    def is_correct(self, completion: str, example: Example) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def reward(self, completion: str, example: Example) -> float:
+        """Binary reward 1.0/0.0; a verifier error counts as wrong, never as a crash."""
+        try:
+            return 1.0 if self.is_correct(completion, example) else 0.0
+        except Exception:  # noqa: BLE001 - a malformed completion must not kill a run
+            return 0.0
