@@ -54,7 +54,7 @@ def launch_local(plan: SweepPlan, console: Console | None = None, poll_s: float 
                 run_dir = plan.sweep_dir / "runs" / run.name
                 job = executor.submit(CellJob(run.cfg, str(run_dir), plan.meta_for(run)))
                 active[run.name] = (job, run_dir)
-                console.print(f"[start] {run.name}  {', '.join(f'{k}={v}' for k, v in run.swept.items())}")
+                console.print(f"[start] {run.name}  {', '.join(f'{k}={v}' for k, v in run.swept.items())}", markup=False)
             for name, (job, run_dir) in list(active.items()):
                 if job.done():
                     summary = RunRecord.peek_summary(run_dir) or {}
@@ -65,7 +65,7 @@ def launch_local(plan: SweepPlan, console: Console | None = None, poll_s: float 
                     del active[name]
                     acc = summary.get("final_eval_accuracy")
                     extra = f"eval accuracy {acc:.3f}" if isinstance(acc, float) else f"see {job.paths.stderr}"
-                    console.print(f"[{status}] {name}  ({len(statuses)}/{len(runs)} done) {extra}")
+                    console.print(f"[{status}] {name}  ({len(statuses)}/{len(runs)} done) {extra}", markup=False)
             done_steps = sum(r.cfg.train.steps for r in runs if r.name in statuses) + sum(
                 _steps_done(d) for _, d in active.values()
             )

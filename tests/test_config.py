@@ -133,3 +133,10 @@ def test_validate_direct_dataclass_use():
     cfg.rollout.temperature = 0.0
     with pytest.raises(ConfigError, match="rollout.temperature=0.0: must be > 0.0"):
         validate(cfg)
+
+
+def test_configuration_doc_is_generated_from_the_schema():
+    from trainer.config_docs import render
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    assert doc == render(), "docs/configuration.md is stale: python -m trainer.config_docs > docs/configuration.md"

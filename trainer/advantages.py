@@ -33,10 +33,12 @@ def group_advantages(
         return centred.to(torch.float32)
     if scale == "batch":
         std = rewards.std(unbiased=unbiased) if rewards.numel() > 1 else rewards.new_zeros(())
-        return (centred / (std + eps)).to(torch.float32)
-    if scale != "group":
+        std = std.expand_as(centred)
+    elif scale == "group":
+        sq = torch.zeros(n_groups, dtype=rewards.dtype).index_add_(0, inverse, centred**2)
+        dof = (counts - 1).clamp(min=1) if unbiased else counts
+        std = (sq / dof).sqrt()[inverse]
+    else:
         raise ValueError(f"algorithm.advantage.scale={scale!r}: must be group or batch")
-    sq = torch.zeros(n_groups, dtype=rewards.dtype).index_add_(0, inverse, centred**2)
-    dof = (counts - 1).clamp(min=1) if unbiased else counts
-    std = (sq / dof).sqrt()
-    return (centred / (std[inverse] + eps)).to(torch.float32)
+    # centred is exactly 0 wherever std is 0, so a uniform group is 0 even with eps = 0 (not 0/0)
+    return torch.where(centred == 0, torch.zeros_like(centred), centred / (std + eps)).to(torch.float32)

@@ -90,7 +90,7 @@ class GRPOTrainer:
                 for micro in mb.split(cfg.batching.micro_batch_size):
                     loss, stats = self.micro_loss(sb, micro, norm)
                     if not torch.isfinite(loss):
-                        raise NonFiniteLoss(step, f"policy loss = {float(loss)} ({_first_nonfinite(stats)})")
+                        raise NonFiniteLoss(step, f"policy loss = {float(loss.detach())} ({_first_nonfinite(stats)})")
                     self.engine.backward(loss)
                     mb_loss += float(loss.detach())
                     n_tok = float(sb.loss_mask[micro].sum())

@@ -110,7 +110,7 @@ class Normalizer:
 
 def aggregate(values: torch.Tensor, mask: torch.Tensor, mode: str, norm: Normalizer) -> torch.Tensor:
     """Reduce per-token values [B,T] to a scalar (ALGORITHMS.md §1, loss aggregation)."""
-    masked = values * mask
+    masked = torch.where(mask.bool(), values, torch.zeros_like(values))  # an inf at padding stays out
     if mode == LossAgg.token_mean:  # DAPO; Lopti and cancellation papers
         return masked.sum() / norm.num_tokens
     if mode == LossAgg.seq_mean_token_mean:  # original GRPO

@@ -117,6 +117,7 @@ def run_training(cfg: Config, run_dir: str | Path, meta: dict | None = None, log
                 final_reward=m["train/reward"],
                 final_response_length=m["train/response_length"],
             )
+            record.write_summary(summary)  # progress survives a crash; status says how far it got
         summary["status"] = "completed"
     except NonFiniteLoss as e:
         summary.update(status="failed", error={"step": e.step, "cause": e.cause})
