@@ -7,6 +7,7 @@ exception escape without first writing ``summary.json`` with the status, step an
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import random
 import time
 import traceback
@@ -39,15 +40,18 @@ class PromptStream:
     def __init__(self, examples, per_step: int, seed: int):
         self.examples, self.per_step, self.seed = examples, per_step, seed
 
+    @functools.lru_cache(maxsize=2)
+    def _order(self, epoch: int) -> list[int]:
+        order = list(range(len(self.examples)))
+        random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
+        return order
+
     def at(self, step: int):
         start = (step - 1) * self.per_step
-        out = []
-        for pos in range(start, start + self.per_step):
-            epoch, i = divmod(pos, len(self.examples))
-            order = list(range(len(self.examples)))
-            random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
-            out.append(self.examples[order[i]])
-        return out
+        return [
+            self.examples[self._order(epoch)[i]]
+            for epoch, i in (divmod(pos, len(self.examples)) for pos in range(start, start + self.per_step))
+        ]
 
 
 def _evaluate(trainer: GRPOTrainer, eval_set, seed: int) -> dict[str, float]:
