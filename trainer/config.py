@@ -65,16 +65,79 @@ class AdvantageScale(str, Enum):
 
 
 class BatchingMode(str, Enum):
-    shuffled = "shuffled"
-    query_preserved = "query_preserved"
+    shuffled = "shuffled"  # sample-level permutation (TRL)
+    seqlen_balanced = "seqlen_balanced"  # verl's length balancing (groups scattered)
+    query_preserved = "query_preserved"  # whole groups per mini-batch (cancellation paper)
+    sign_segregated = "sign_segregated"  # A>0 and A<0 in separate mini-batches (anti-control)
+
+
+class LoptiOrder(str, Enum):
+    low_first = "low_first"  # the paper's order
+    high_first = "high_first"  # the collapse ablation
+
+
+class LoptiDenominator(str, Enum):
+    all_tokens = "all_tokens"  # reference code: each stage divides by every response token
+    stage_tokens = "stage_tokens"  # renormalize by the stage's own tokens
+
+
+class NTHRVocab(str, Enum):
+    group_union = "group_union"  # V*: tokens occurring in the group's responses (paper App. 7.4)
+    full = "full"  # the whole vocabulary (reference for tests; O(|V|·d))
+
+
+class DFPOTransform(str, Enum):
+    none = "none"
+    min_replace = "min_replace"  # Eq. 50
+    orth_proj_qp = "orth_proj_qp"  # Eq. 51, solved exactly
+    orth_proj_closed_form = "orth_proj_closed_form"  # Eq. 52-55, truncate and rebalance
+
+
+class GradForm(str, Enum):
+    autograd = "autograd"  # gradient through clamp: 0 above 1+ε
+    detached = "detached"  # sg(clip(r,0,1+ε))·A·∇log π (Eq. 81 literally)
+
+
+class RBUnit(str, Enum):
+    group = "group"
+    rollout = "rollout"
+
+
+class RBCountBy(str, Enum):
+    reward = "reward"  # positive = correct (task reward ≥ threshold)
+    advantage = "advantage"  # positive = A > 0
+
+
+class RBZeroAdvGroups(str, Enum):
+    count = "count"  # kept in the buffer and counted (as their reward sign)
+    exclude = "exclude"  # kept in the update batch, not counted towards N+/N−
+    drop = "drop"  # removed before buffering
+
+
+class RBLeftover(str, Enum):
+    carry = "carry"
+    discard = "discard"
+
+
+class RBUpdateSize(str, Enum):
+    fixed = "fixed"  # an update batch of rollout.prompts_per_step·rollout.n responses
+    variable = "variable"  # the largest balanced selection the buffer allows
 
 
 class RolloutBackend(str, Enum):
     hf = "hf"
+    vllm = "vllm"
 
 
 class EngineBackend(str, Enum):
     torch = "torch"
+    deepspeed = "deepspeed"
+
+
+class Precision(str, Enum):
+    auto = "auto"  # bf16 on GPU, fp32 on CPU
+    fp32 = "fp32"
+    bf16 = "bf16"
 
 
 class LauncherName(str, Enum):
@@ -131,6 +194,7 @@ class TaskConfig:
     seed: int = knob(0, "Data seed: fixed across run seeds so seeds replicate on the same data.", ge=0)
     n_train: int = knob(600, "Training prompts generated.", ge=1)
     n_eval: int = knob(200, "Held-out prompts for eval accuracy.", ge=1)
+    format_reward: float = knob(0.0, "Reward of a well-formatted wrong answer (0 keeps rewards binary).", ge=0.0, lt=1.0)
     arithmetic: ArithmeticTaskConfig = section(ArithmeticTaskConfig, "task=arithmetic options.")
     knights_knaves: KnightsKnavesTaskConfig = section(KnightsKnavesTaskConfig, "task=knights_knaves options.")
     jsonl: JsonlTaskConfig = section(JsonlTaskConfig, "task=jsonl options.")
@@ -159,6 +223,51 @@ class KLConfig:
 
 
 @dataclass
+class AdvReweightConfig:
+    alpha: float = knob(
+        0.0, "AR α: token advantage × (α·π_old(y_t) + 1−α); 0 = off (Lopti paper: 0.3 K&K, 0.1 math).", ge=0.0, le=1.0
+    )
+
+
+@dataclass
+class LoptiConfig:
+    enabled: bool = knob(False, "Two-stage update on each rollout batch, split by π_old(y_t) < eta.")
+    eta: float = knob(0.5, "Lopti η: probability threshold; low = π_old < η, high = π_old ≥ η.", gt=0.0, lt=1.0)
+    order: LoptiOrder = knob(LoptiOrder.low_first, "Which token set updates first (high_first = collapse ablation).")
+    denominator: LoptiDenominator = knob(LoptiDenominator.all_tokens, "Loss normalizer of each stage.")
+    recompute_old_logp: bool = knob(False, "Refresh π_old (ratio base and split) between stages; reference: no.")
+    mask_kl: bool = knob(True, "KL and entropy terms only on the active stage's tokens (reference code).")
+
+
+@dataclass
+class NTHRConfig:
+    enabled: bool = knob(False, "Scale the advantage of negative tokens whose NTHR score exceeds τ (mixed groups only).")
+    beta: float = knob(1.0, "NTHR β: τ = β·min_i s̄⁺_i; -inf scales every negative token (ablation {-inf,0,0.1,1}).")
+    eta: Any = knob(
+        "auto",
+        "NTHR η: a number in [0,1) or a schedule of the group success rate p: auto = 2|0.5−p|, p, one_minus_p.",
+    )
+    correct_threshold: Optional[float] = knob(
+        None, "Task reward ≥ this counts as a correct response; null requires binary rewards (task.format_reward=0)."
+    )
+    vocab: NTHRVocab = knob(NTHRVocab.group_union, "Vocabulary of the prediction errors g = e_y − π.")
+
+
+@dataclass
+class DFPOConfig:
+    transform: DFPOTransform = knob(DFPOTransform.none, "Intra-group transform of GSPO's post-clip sequence weights.")
+    keep_clip_mask: bool = knob(False, "Zero gradient where GSPO's clip is active (false = coefficient only, Eq. 85).")
+    stop_gradient: bool = knob(True, "Treat the transformed weights as constants (false = the paper's ablation).")
+    floor: float = knob(1e-3, "ϵ floor of the closed-form Orth-Proj (Eq. 52; the paper gives no value).", gt=0.0)
+
+
+@dataclass
+class GRPOFixConfig:
+    enabled: bool = knob(False, "Symmetric clip: per-token A·clip(r, 0, 1+ε_high) for both signs (DFPO App. H).")
+    grad_form: GradForm = knob(GradForm.autograd, "Gradient through the clamp, or a detached coefficient (Eq. 81).")
+
+
+@dataclass
 class AlgorithmConfig:
     name: str = knob("grpo", "Variant label (W&B job_type, table rows); no behaviour hangs on it.")
     loss: PolicyLoss = knob(PolicyLoss.ppo_clip, "Policy-loss function from the registry.")
@@ -170,6 +279,24 @@ class AlgorithmConfig:
     ppo_epochs: int = knob(1, "μ: passes over each rollout batch.", ge=1)
     entropy_coef: float = knob(0.0, "Entropy bonus coefficient (entropy is logged either way).", ge=0.0)
     mask_truncated: bool = knob(False, "Drop completions that hit max_new_tokens without EOS from the loss.")
+    dynamic_sampling: bool = knob(False, "Drop zero-variance groups (all correct / all wrong) before the update (DAPO).")
+    adv_reweight: AdvReweightConfig = section(AdvReweightConfig, "Advantage Reweighting (Lopti paper §3).")
+    lopti: LoptiConfig = section(LoptiConfig, "Low-probability token isolation (Lopti paper §4).")
+    nthr: NTHRConfig = section(NTHRConfig, "Negative token hidden reward (NTHR paper Eq. 7-9).")
+    dfpo: DFPOConfig = section(DFPOConfig, "DFPO intra-group weight transform (needs algorithm.loss=gspo).")
+    grpo_fix: GRPOFixConfig = section(GRPOFixConfig, "GRPO-fix symmetric clipping.")
+
+
+@dataclass
+class RewardBalancedConfig:
+    enabled: bool = knob(False, "Buffer rollouts across steps; update only on a batch with min(N+,N−)/|B| ≥ min_frac.")
+    min_frac: float = knob(0.25, "ρ: minimum fraction of each sign in an update batch.", gt=0.0, le=0.5)
+    unit: RBUnit = knob(RBUnit.group, "Select whole groups (keeps Σ A = 0 per group) or single rollouts.")
+    count_by: RBCountBy = knob(RBCountBy.reward, "What makes a rollout positive or negative.")
+    zero_adv_groups: RBZeroAdvGroups = knob(RBZeroAdvGroups.exclude, "All-correct/all-wrong groups: count, exclude or drop.")
+    leftover: RBLeftover = knob(RBLeftover.carry, "Rollouts not selected: carry to the next step or discard.")
+    max_staleness: int = knob(2, "Drop buffered rollouts sampled more than this many steps ago.", ge=0)
+    update_size: RBUpdateSize = knob(RBUpdateSize.fixed, "Update batch size: fixed (one rollout batch) or variable.")
 
 
 @dataclass
@@ -177,6 +304,7 @@ class BatchingConfig:
     mode: BatchingMode = knob(BatchingMode.shuffled, "How a rollout batch is cut into mini-batches.")
     mini_batch_size: int = knob(256, "Responses per optimizer step.", ge=1)
     micro_batch_size: int = knob(128, "Responses per forward/backward (accumulation; never changes the math).", ge=1)
+    reward_balanced: RewardBalancedConfig = section(RewardBalancedConfig, "Reward-balanced buffering (cancellation §4.2).")
 
 
 @dataclass
@@ -197,6 +325,17 @@ class EngineConfig:
     backend: EngineBackend = knob(EngineBackend.torch, "Optimizer-step engine.")
     device: str = knob("cpu", "torch device (cpu, cuda, auto).")
     threads: int = knob(0, "torch intra-op threads per run; 0 = launcher's threads_per_job.", ge=0)
+    precision: Precision = knob(Precision.auto, "Training dtype: auto = bf16 on GPU, fp32 on CPU.")
+    zero_stage: int = knob(0, "DeepSpeed ZeRO stage (0-3).", ge=0, le=3)
+    offload_optimizer: bool = knob(False, "DeepSpeed: optimizer states in CPU memory (ZeRO ≥ 1).")
+    offload_params: bool = knob(False, "DeepSpeed: parameters in CPU memory (ZeRO 3).")
+    ds_config: Optional[str] = knob(None, "Path to a raw DeepSpeed JSON whose keys override the generated config.")
+
+
+@dataclass
+class DiagnosticsConfig:
+    every: int = knob(5, "Log update diagnostics (LLD, token flips, probability bins, Asym) every N steps; 0 = off.", ge=0)
+    prob_bins: List[float] = knob([0.25, 0.5, 0.75], "Inner edges of the π_old bins for per-bin statistics.")
 
 
 @dataclass
@@ -261,6 +400,7 @@ class Config:
     engine: EngineConfig = section(EngineConfig, "Optimizer-step engine.")
     optim: OptimConfig = section(OptimConfig, "Optimizer.")
     train: TrainConfig = section(TrainConfig, "Training loop length and eval cadence.")
+    diagnostics: DiagnosticsConfig = section(DiagnosticsConfig, "What the papers measure (ALGORITHMS.md §7).")
     sft: SFTConfig = section(SFTConfig, "Supervised warm start.")
     launcher: LauncherConfig = section(LauncherConfig, "Launcher.")
     tracker: TrackerConfig = section(TrackerConfig, "Tracker.")
@@ -347,7 +487,86 @@ def _cross_errors(cfg: Config) -> list[str]:
         errors.append(f"rollout.eval_n={r.eval_n}: greedy eval (rollout.eval_temperature=0) gives one answer per prompt; set eval_n=1")
     if cfg.engine.device not in ("cpu", "cuda", "auto") and not cfg.engine.device.startswith("cuda:"):
         errors.append(f"engine.device={cfg.engine.device!r}: must be cpu, cuda, cuda:N or auto")
+    bins = list(cfg.diagnostics.prob_bins)
+    if bins != sorted(bins) or any(not 0.0 < e < 1.0 for e in bins):
+        errors.append(f"diagnostics.prob_bins={bins}: must be increasing, each in (0, 1)")
+    return errors + _variant_errors(cfg)
+
+
+NTHR_ETA_SCHEDULES = ("auto", "p", "one_minus_p")
+
+
+def _variant_errors(cfg: Config) -> list[str]:
+    """Combinations of the paper variants that are undefined or would silently do something else."""
+    errors = []
+    a, b, r = cfg.algorithm, cfg.batching, cfg.rollout
+    nthr = a.nthr
+    if isinstance(nthr.eta, str):
+        if nthr.eta not in NTHR_ETA_SCHEDULES:
+            errors.append(f"algorithm.nthr.eta={nthr.eta!r}: must be a number in [0, 1) or one of {list(NTHR_ETA_SCHEDULES)}")
+    elif isinstance(nthr.eta, bool) or not isinstance(nthr.eta, (int, float)) or not 0.0 <= nthr.eta < 1.0:
+        errors.append(f"algorithm.nthr.eta={nthr.eta!r}: must be in [0, 1) (η < 1 reduces the penalty) or a schedule {list(NTHR_ETA_SCHEDULES)}")
+    if math.isnan(nthr.beta) or nthr.beta == math.inf:
+        errors.append(f"algorithm.nthr.beta={nthr.beta}: must be a finite number or -inf")
+    if nthr.enabled and cfg.task.format_reward > 0 and nthr.correct_threshold is None:
+        errors.append(
+            f"algorithm.nthr.correct_threshold=null: task.format_reward={cfg.task.format_reward} makes rewards non-binary, "
+            "and NTHR needs to know which responses are correct; set a reward threshold (e.g. 1.0)"
+        )
+    if a.lopti.enabled and a.ppo_epochs > 1:
+        errors.append(
+            f"algorithm.ppo_epochs={a.ppo_epochs}: Lopti already makes two passes over each rollout batch "
+            "(stage 1 on one token set, stage 2 on the other, each over every mini-batch); ppo_epochs > 1 would repeat "
+            "each stage, which no paper ran. Use ppo_epochs=1 with Lopti"
+        )
+    if a.dfpo.transform != DFPOTransform.none:
+        if a.loss != PolicyLoss.gspo:
+            errors.append(f"algorithm.dfpo.transform={a.dfpo.transform.value}: DFPO transforms GSPO's sequence weights; set algorithm.loss=gspo")
+        if b.mode != BatchingMode.query_preserved:
+            errors.append(
+                f"batching.mode={b.mode.value}: DFPO's transform is taken over each whole group, so it needs "
+                "batching.mode=query_preserved"
+            )
+        if b.micro_batch_size % r.n:
+            errors.append(
+                f"batching.micro_batch_size={b.micro_batch_size}: DFPO needs whole groups per micro-batch, "
+                f"so a multiple of rollout.n={r.n}"
+            )
+        if a.grpo_fix.enabled:
+            errors.append("algorithm.grpo_fix.enabled=true: GRPO-fix replaces the clip that DFPO transforms; use one of them")
+    if a.grpo_fix.enabled and a.clip.dual is not None:
+        errors.append(f"algorithm.clip.dual={a.clip.dual}: GRPO-fix's symmetric clip has no dual clip; set it to null")
+    rb = b.reward_balanced
+    if rb.enabled and rb.unit == RBUnit.rollout and b.mode == BatchingMode.query_preserved:
+        errors.append(
+            "batching.reward_balanced.unit=rollout: selecting single rollouts splits groups, "
+            "which batching.mode=query_preserved forbids; use unit=group"
+        )
+    if rb.enabled and rb.unit == RBUnit.rollout and a.dfpo.transform != DFPOTransform.none:
+        errors.append("batching.reward_balanced.unit=rollout: DFPO needs whole groups; use unit=group")
     return errors
+
+
+def config_warnings(cfg: Config) -> list[str]:
+    """Valid configs that probably do not do what the user wants (printed before launch)."""
+    warnings = []
+    a, b, r = cfg.algorithm, cfg.batching, cfg.rollout
+    one_minibatch = b.mini_batch_size >= r.prompts_per_step * r.n
+    on_policy = one_minibatch and a.ppo_epochs == 1 and not a.lopti.enabled and not b.reward_balanced.enabled
+    if on_policy and r.backend == RolloutBackend.hf:
+        for on, what in ((a.dfpo.transform != DFPOTransform.none, f"algorithm.dfpo.transform={a.dfpo.transform.value}"),
+                         (a.grpo_fix.enabled, "algorithm.grpo_fix.enabled=true")):
+            if on:
+                warnings.append(
+                    f"{what} has no effect here: with one mini-batch per rollout batch, ppo_epochs=1 and trainer "
+                    "log-probs equal to the rollout's, every ratio is 1 at the update (DFPO §3.4); lower "
+                    "batching.mini_batch_size or raise algorithm.ppo_epochs"
+                )
+    if a.nthr.enabled and a.nthr.beta == -math.inf and a.nthr.eta == 0:
+        warnings.append("algorithm.nthr.beta=-inf with eta=0 zeroes every negative advantage (the Pos-Only baseline)")
+    if a.lopti.enabled and a.lopti.order == LoptiOrder.high_first:
+        warnings.append("algorithm.lopti.order=high_first is the paper's collapse ablation, not a recommended setting")
+    return warnings
 
 
 def validate(cfg: Config) -> Config:
