@@ -304,6 +304,7 @@ class BatchingConfig:
     mode: BatchingMode = knob(BatchingMode.shuffled, "How a rollout batch is cut into mini-batches.")
     mini_batch_size: int = knob(256, "Responses per optimizer step.", ge=1)
     micro_batch_size: int = knob(128, "Responses per forward/backward (accumulation; never changes the math).", ge=1)
+    seqlen_partitions: int = knob(8, "seqlen_balanced: data-parallel ranks verl balances lengths over (emulated).", ge=1)
     reward_balanced: RewardBalancedConfig = section(RewardBalancedConfig, "Reward-balanced buffering (cancellation §4.2).")
 
 
