@@ -1,0 +1,372 @@
+"""Reward-balanced buffering (cancellation paper §4.2; cancellation.md §4.2, §8, §9).
+
+``select_balanced`` is checked against brute force over every subset of units; the buffer's
+policies (staleness, zero-advantage groups, leftovers, sizes) against hand-built steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import itertools
+from dataclasses import dataclass
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trainer.config import RBCountBy, RBLeftover, RBUnit, RBUpdateSize, RBZeroAdvGroups, RewardBalancedConfig
+from trainer.reward_balanced import RewardBalancedBuffer, required_per_sign, select_balanced
+
+RHOS = [0.1, 0.2, 0.25, 0.3, 1 / 3, 0.4, 0.5]
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def balanced(pos, neg, idx, rho) -> bool:
+    n = idx.numel()
+    return min(int(pos[idx].sum()), int(neg[idx].sum())) >= rho * n - 1e-9
+
+
+def brute_force(pos, neg, unit_ids, rho, target):
+    """The lexicographically greatest feasible selection, units ranked by first appearance
+    (largest size first when target is None); None if there is none."""
+    units = [torch.nonzero(unit_ids == u).flatten().tolist() for u in dict.fromkeys(unit_ids.tolist())]
+    best = None
+    for take in itertools.product([1, 0], repeat=len(units)):  # lexicographically descending
+        sel = sorted(i for t, members in zip(take, units) if t for i in members)
+        if not sel or (target is not None and len(sel) != target):
+            continue
+        if balanced(pos, neg, torch.tensor(sel), rho) and (best is None or len(sel) > len(best)):
+            if target is not None:
+                return sel
+            best = sel
+    return best
+
+
+@st.composite
+def instances(draw, max_units=7, sizes=(1, 2, 3)):
+    n_units = draw(st.integers(1, max_units))
+    unit_sizes = [draw(st.sampled_from(sizes)) for _ in range(n_units)]
+    order = draw(st.permutations(range(sum(unit_sizes))))  # units need not be contiguous
+    unit_ids = torch.empty(sum(unit_sizes), dtype=torch.long)
+    unit_ids[list(order)] = torch.tensor([u * 7 + 3 for u, s in enumerate(unit_sizes) for _ in range(s)])
+    labels = torch.tensor(draw(st.lists(st.sampled_from([0, 1, 2]), min_size=unit_ids.numel(), max_size=unit_ids.numel())))
+    rho = draw(st.sampled_from(RHOS))
+    target = draw(st.one_of(st.none(), st.integers(1, unit_ids.numel() + 1)))
+    return labels == 1, labels == 2, unit_ids, rho, target
+
+
+# ------------------------------------------------------------------ select_balanced
+@settings(max_examples=150, deadline=None)
+@given(instances())
+def test_selection_is_the_fifo_first_feasible_one_found_by_brute_force(inst):
+    pos, neg, unit_ids, rho, target = inst
+    got = select_balanced(pos, neg, unit_ids, rho, target, gen())
+    assert (None if got is None else got.tolist()) == brute_force(pos, neg, unit_ids, rho, target)
+
+
+@settings(max_examples=100, deadline=None)
+@given(instances(max_units=10, sizes=(1,)))
+def test_rollout_units_match_brute_force(inst):
+    pos, neg, unit_ids, rho, target = inst
+    got = select_balanced(pos, neg, unit_ids, rho, target, gen())
+    assert (None if got is None else got.tolist()) == brute_force(pos, neg, unit_ids, rho, target)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(4, 40), st.sampled_from([1, 4, 8]), st.sampled_from(RHOS), st.booleans(), st.integers(0, 99))
+def test_every_returned_selection_is_balanced_whole_units_of_the_target_size(n_units, g, rho, fixed, seed):
+    torch.manual_seed(seed)
+    unit_ids = torch.arange(n_units).repeat_interleave(g)
+    labels = torch.randint(0, 3, (unit_ids.numel(),))
+    pos, neg = labels == 1, labels == 2
+    target = g * max(1, n_units // 2) if fixed else None
+    steps = torch.randint(0, 3, (n_units,)).repeat_interleave(g)
+    got = select_balanced(pos, neg, unit_ids, rho, target, gen(seed), steps=steps)
+    if got is None:
+        return
+    assert balanced(pos, neg, got, rho)
+    assert got.tolist() == sorted(set(got.tolist()))
+    for u in unit_ids[got].unique():
+        assert (unit_ids[got] == u).sum() == g
+    if fixed:
+        assert got.numel() == target
+
+
+def test_hand_example_oldest_groups_first():
+    # groups of 4 in buffer order: A all correct, B 2/2, C 1/3, D all wrong; ρ = 0.25, |B| = 8
+    pos = torch.tensor([1, 1, 1, 1, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]).bool()
+    neg = ~pos
+    unit_ids = torch.arange(4).repeat_interleave(4)
+    # A+B: N+ = 6, N− = 2 → 2/8 = 0.25 ✓ (the oldest pair)
+    assert select_balanced(pos, neg, unit_ids, 0.25, 8).tolist() == list(range(8))
+    # ρ = 0.3 needs N± ≥ 3: A+B ✗, A+C (5/3) ✓
+    assert select_balanced(pos, neg, unit_ids, 0.3, 8).tolist() == [0, 1, 2, 3, 8, 9, 10, 11]
+    # ρ = 0.5: only B+C... (3/5) ✗, B+D (2/6) ✗, A+D (4/4) ✓
+    assert select_balanced(pos, neg, unit_ids, 0.5, 8).tolist() == [0, 1, 2, 3, 12, 13, 14, 15]
+    # variable: all 16 has 7/9 → 7/16 ≥ 0.4 ✓; ρ = 0.5 → the largest is 12 (A+C+D: 5/7 ✗, A+B+D: 6/6 ✓)
+    assert select_balanced(pos, neg, unit_ids, 0.4, None).numel() == 16
+    assert select_balanced(pos, neg, unit_ids, 0.5, None).tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 12, 13, 14, 15]
+
+
+def test_impossible_selections_return_none():
+    unit_ids = torch.arange(4).repeat_interleave(2)
+    all_pos = torch.ones(8, dtype=torch.bool)
+    assert select_balanced(all_pos, ~all_pos, unit_ids, 0.1, 4) is None
+    assert select_balanced(all_pos, ~all_pos, unit_ids, 0.1, None) is None
+    mixed = torch.tensor([1, 0] * 4).bool()
+    assert select_balanced(mixed, ~mixed, unit_ids, 0.5, 3) is None  # not a multiple of the group
+    assert select_balanced(mixed, ~mixed, unit_ids, 0.5, 10) is None  # more than the buffer holds
+    assert select_balanced(mixed[:0], mixed[:0], unit_ids[:0], 0.5, None) is None
+
+
+def test_excluded_rollouts_count_in_the_batch_size_but_not_in_either_sign():
+    # one 1/1 group and one excluded zero-advantage group of 2: 1/4 < 0.3, 1/2 ≥ 0.3
+    pos = torch.tensor([True, False, False, False])
+    neg = torch.tensor([False, True, False, False])
+    unit_ids = torch.tensor([0, 0, 1, 1])
+    assert select_balanced(pos, neg, unit_ids, 0.3, 4) is None
+    assert select_balanced(pos, neg, unit_ids, 0.3, None).tolist() == [0, 1]
+    assert select_balanced(pos, neg, unit_ids, 0.25, 4).tolist() == [0, 1, 2, 3]
+
+
+def test_older_steps_are_preferred_over_buffer_position():
+    # two interchangeable 2/2 groups; the one sampled earlier wins although it sits later
+    pos = torch.tensor([1, 1, 0, 0] * 2).bool()
+    unit_ids = torch.arange(2).repeat_interleave(4)
+    steps = torch.tensor([5] * 4 + [4] * 4)
+    assert select_balanced(pos, ~pos, unit_ids, 0.5, 4, gen(), steps=steps).tolist() == [4, 5, 6, 7]
+
+
+def test_ties_within_a_step_are_broken_by_the_generator_deterministically():
+    pos = torch.tensor([1, 0] * 8).bool()
+    unit_ids = torch.arange(8).repeat_interleave(2)
+    steps = torch.zeros(16, dtype=torch.long)
+    picks = [tuple(select_balanced(pos, ~pos, unit_ids, 0.5, 4, gen(s), steps=steps).tolist()) for s in range(10)]
+    assert len(set(picks)) > 1
+    assert picks[3] == tuple(select_balanced(pos, ~pos, unit_ids, 0.5, 4, gen(3), steps=steps).tolist())
+
+
+def test_min_frac_is_checked_with_a_float_tolerance():
+    assert required_per_sign(0.3, 10) == 3  # 0.3 · 10 = 3.0000000000000004 in floats
+    assert required_per_sign(1 / 3, 9) == 3
+    assert required_per_sign(0.25, 10) == 3
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.6, -0.1])
+def test_min_frac_out_of_range_names_the_key(rho):
+    with pytest.raises(ValueError, match=rf"batching.reward_balanced.min_frac={rho}"):
+        select_balanced(torch.ones(2).bool(), torch.zeros(2).bool(), torch.arange(2), rho, 2)
+
+
+def test_a_rollout_cannot_be_both_signs():
+    with pytest.raises(ValueError, match="both positive and negative"):
+        select_balanced(torch.ones(2).bool(), torch.ones(2).bool(), torch.arange(2), 0.5, 2)
+
+
+# ------------------------------------------------------------------ the buffer
+@dataclass
+class Rows:
+    """A minimal payload: which (step, row) each response is, and its group id."""
+
+    ids: torch.Tensor
+    group_ids: torch.Tensor
+
+    def select(self, idx):
+        return Rows(self.ids[idx], self.group_ids[idx])
+
+    def with_group_ids(self, group_ids):
+        return Rows(self.ids, group_ids)
+
+
+def concat_rows(parts):
+    return Rows(torch.cat([p.ids for p in parts]), torch.cat([p.group_ids for p in parts]))
+
+
+def cfg(**kw) -> RewardBalancedConfig:
+    base = dict(enabled=True, min_frac=0.25, unit=RBUnit.group, count_by=RBCountBy.reward,
+                zero_adv_groups=RBZeroAdvGroups.exclude, leftover=RBLeftover.carry, max_staleness=2,
+                update_size=RBUpdateSize.fixed)
+    return dataclasses.replace(RewardBalancedConfig(), **{**base, **kw})
+
+
+def buffer(size=8, **kw) -> RewardBalancedBuffer:
+    """A buffer of the nominal update size ``size``; ``kw`` override the config."""
+    return RewardBalancedBuffer(cfg(**kw), update_size=size, correct_threshold=1.0, concat=concat_rows)
+
+
+def add_step(buf, step, correct_per_group, n=4):
+    """One step's batch: group g has correct_per_group[g] correct answers out of n."""
+    rewards = torch.tensor([float(i < c) for c in correct_per_group for i in range(n)])
+    group_ids = torch.arange(len(correct_per_group)).repeat_interleave(n)
+    r = rewards.view(-1, n)
+    adv = ((r - r.mean(1, keepdim=True)) / (r.std(1, keepdim=True) + 1e-6)).flatten()
+    ids = step * 1000 + torch.arange(rewards.numel())
+    buf.add(step, Rows(ids, group_ids), group_ids, rewards, adv)
+    return ids
+
+
+def test_waits_until_a_balanced_batch_exists_then_updates():
+    buf = buffer()
+    add_step(buf, 0, [4, 4])  # all correct: excluded, no signs at all
+    out, stats = buf.pop_update(0)
+    assert out is None and stats["updated"] == 0.0 and stats["buffer_size"] == 8
+    assert stats["discarded"] == 0.0 and len(buf) == 8
+    add_step(buf, 1, [2, 3])
+    out, stats = buf.pop_update(1)
+    # oldest first: a step-0 group (excluded: 4 in |B|, no sign) + the 2/2 group: N± = 2 ≥ 0.25·8
+    assert stats["updated"] == 1.0 and stats["selected"] == 8.0
+    assert (stats["n_pos"], stats["n_neg"]) == (2.0, 2.0)
+    assert out.ids[:4].tolist() in ([0, 1, 2, 3], [4, 5, 6, 7])  # either step-0 group: a random tie
+    assert out.ids[4:].tolist() == [1000, 1001, 1002, 1003]
+    assert stats["balance"] == 2 / 8 and stats["mixed_group_frac"] == 0.5
+
+
+def test_each_update_meets_min_frac():
+    torch.manual_seed(0)
+    buf = buffer(size=16, min_frac=0.3, max_staleness=1)
+    for step in range(30):
+        add_step(buf, step, torch.randint(0, 5, (4,)).tolist())
+        out, stats = buf.pop_update(step)
+        if out is not None:
+            assert out.ids.numel() == 16
+            assert min(stats["n_pos"], stats["n_neg"]) >= 0.3 * 16 - 1e-9
+            assert stats["buffer_size"] == stats["selected"] + stats["buffer_left"] + stats["discarded_leftover"]
+
+
+def test_rollouts_older_than_max_staleness_are_dropped_and_counted():
+    buf = buffer(max_staleness=1)
+    add_step(buf, 0, [4, 4])
+    buf.pop_update(0)
+    add_step(buf, 1, [0, 0])
+    _, stats = buf.pop_update(1)  # step-0 (age 1) kept; all-excluded, no update
+    assert stats["discarded_stale"] == 0.0 and stats["buffer_size"] == 16
+    _, stats = buf.pop_update(2)  # step 0 is now 2 steps old > 1
+    assert stats["discarded_stale"] == 8.0 and stats["buffer_size"] == 8 and stats["discarded"] == 8.0
+
+
+def test_carry_keeps_the_leftovers_for_the_next_step():
+    buf = buffer(leftover=RBLeftover.carry)
+    add_step(buf, 0, [2, 2, 2, 2])
+    out, stats = buf.pop_update(0)
+    assert stats["selected"] == 8 and stats["buffer_left"] == 8 and stats["discarded_leftover"] == 0
+    out2, stats2 = buf.pop_update(1)  # the carried half makes the next update
+    assert stats2["selected"] == 8 and stats2["staleness_mean"] == 1.0
+    assert sorted(out.ids.tolist() + out2.ids.tolist()) == list(range(16))
+
+
+def test_discard_drops_the_leftovers_of_an_update():
+    buf = buffer(leftover=RBLeftover.discard)
+    add_step(buf, 0, [2, 2, 2, 2])
+    _, stats = buf.pop_update(0)
+    assert stats["selected"] == 8 and stats["buffer_left"] == 0
+    assert stats["discarded_leftover"] == 8 and stats["discarded"] == 8 and len(buf) == 0
+
+
+def test_discard_keeps_everything_while_no_update_is_possible():
+    buf = buffer(leftover=RBLeftover.discard)
+    add_step(buf, 0, [4, 0])  # only zero-advantage groups (excluded)
+    _, stats = buf.pop_update(0)
+    assert stats["updated"] == 0 and stats["discarded"] == 0 and len(buf) == 8
+
+
+@pytest.mark.parametrize(
+    "policy,updated,n_pos,n_neg,dropped",
+    [
+        # a 1/3 group and an all-correct group, ρ = 0.3, |B| = 8
+        (RBZeroAdvGroups.count, 1.0, 5.0, 3.0, 0.0),  # 5/3: counted by reward sign
+        (RBZeroAdvGroups.exclude, 0.0, 0.0, 0.0, 0.0),  # 1/3 of 8: N+ = 1 < 2.4
+        (RBZeroAdvGroups.drop, 0.0, 0.0, 0.0, 4.0),  # 4 left: a fixed 8 is impossible
+    ],
+)
+def test_zero_advantage_group_policies(policy, updated, n_pos, n_neg, dropped):
+    buf = buffer(min_frac=0.3, zero_adv_groups=policy)
+    add_step(buf, 0, [1, 4])
+    _, stats = buf.pop_update(0)
+    assert (stats["updated"], stats["n_pos"], stats["n_neg"]) == (updated, n_pos, n_neg)
+    assert stats["discarded_zero_adv"] == dropped and stats["discarded"] == dropped
+    assert stats["buffer_size"] == 8 - dropped
+
+
+def test_drop_then_variable_size_updates_on_the_mixed_group_alone():
+    buf = buffer(min_frac=0.25, zero_adv_groups=RBZeroAdvGroups.drop, update_size=RBUpdateSize.variable)
+    add_step(buf, 0, [1, 4, 0])
+    out, stats = buf.pop_update(0)
+    assert out.ids.tolist() == [0, 1, 2, 3] and stats["mixed_group_frac"] == 1.0
+    assert stats["discarded_zero_adv"] == 8.0
+
+
+def test_count_by_advantage_counts_zero_advantage_groups_by_reward_when_counting():
+    c = dict(count_by=RBCountBy.advantage, min_frac=0.5, update_size=RBUpdateSize.variable)
+    # groups: 2/2 (A = ±0.87), all wrong (A = 0)
+    buf = buffer(zero_adv_groups=RBZeroAdvGroups.count, **c)
+    add_step(buf, 0, [2, 0])
+    _, stats = buf.pop_update(0)
+    assert (stats["selected"], stats["n_pos"], stats["n_neg"]) == (4.0, 2.0, 2.0)  # all 8 would be 2/6
+    buf = buffer(zero_adv_groups=RBZeroAdvGroups.exclude, **c)
+    add_step(buf, 0, [2, 0])
+    assert buf.pop_update(0)[1]["buffer_neg"] == 2.0
+
+
+def test_fixed_and_variable_update_sizes():
+    fixed, variable = buffer(), buffer(update_size=RBUpdateSize.variable)
+    for b in (fixed, variable):
+        add_step(b, 0, [2, 2, 2])
+    assert fixed.pop_update(0)[1]["selected"] == 8.0
+    assert variable.pop_update(0)[1]["selected"] == 12.0
+
+
+def test_rollout_units_may_split_groups():
+    buf = buffer(size=4, unit=RBUnit.rollout, min_frac=0.5)
+    add_step(buf, 0, [1, 1], n=4)  # 2 correct, 6 wrong: a 2/2 batch of 4 must split groups
+    out, stats = buf.pop_update(0)
+    assert (stats["selected"], stats["n_pos"], stats["n_neg"]) == (4.0, 2.0, 2.0)
+    assert {0, 4} <= set(out.ids.tolist())
+
+
+def test_group_ids_are_unique_across_steps():
+    buf = buffer(size=16)
+    add_step(buf, 0, [2, 2])  # step-local group ids 0, 1
+    add_step(buf, 1, [2, 2])  # step-local group ids 0, 1 again
+    out, _ = buf.pop_update(1)
+    assert out.group_ids.tolist() == [0] * 4 + [1] * 4 + [2] * 4 + [3] * 4
+    assert buf.last_group_ids.tolist() == out.group_ids.tolist()
+    assert out.ids.tolist() == list(range(8)) + [1000 + i for i in range(8)]
+
+
+def test_older_steps_are_used_first():
+    buf = buffer()
+    add_step(buf, 0, [2])
+    add_step(buf, 1, [2, 2])
+    out, stats = buf.pop_update(1)
+    assert out.ids[:4].tolist() == [0, 1, 2, 3] and stats["staleness_mean"] == 0.5
+
+
+def test_state_dict_round_trip_resumes_identically():
+    a = buffer(size=12, min_frac=0.3)
+    add_step(a, 0, [4, 1, 3])
+    a.pop_update(0)
+    add_step(a, 1, [0, 2, 4])
+    blob = io.BytesIO()
+    torch.save(a.state_dict(), blob)
+    blob.seek(0)
+    b = buffer(size=12, min_frac=0.3)
+    b.load_state_dict(torch.load(blob, weights_only=False))
+    for step in (1, 2, 3):
+        if step > 1:
+            add_step(a, step, [1, 3, 2])
+            add_step(b, step, [1, 3, 2])
+        (pa, sa), (pb, sb) = a.pop_update(step), b.pop_update(step)
+        assert sa == sb
+        assert (pa is None) == (pb is None)
+        if pa is not None:
+            assert pa.ids.tolist() == pb.ids.tolist() and pa.group_ids.tolist() == pb.group_ids.tolist()
+
+
+def test_load_state_dict_names_missing_keys():
+    with pytest.raises(ValueError, match="missing keys"):
+        buffer().load_state_dict({"rows": {}})
