@@ -27,7 +27,21 @@ def _cmd_config(args) -> int:
     cfg = compose(args.overrides)
     print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
     print(f"# config hash: {config_hash(cfg)}")
+    _print_warnings([cfg])
     return 0
+
+
+def _print_warnings(cfgs) -> None:
+    """Each distinct warning once, with how many cells it concerns (stderr, before anything runs)."""
+    from trainer.config import config_warnings
+
+    counts: dict[str, int] = {}
+    for cfg in cfgs:
+        for w in config_warnings(cfg):
+            counts[w] = counts.get(w, 0) + 1
+    for w, n in counts.items():
+        suffix = f" [{n} of {len(cfgs)} cells]" if len(cfgs) > 1 else ""
+        print(f"warning: {w}{suffix}", file=sys.stderr)
 
 
 def _cmd_train(args) -> int:
@@ -35,6 +49,7 @@ def _cmd_train(args) -> int:
     from trainer.run import run_training
 
     cfg = compose(args.overrides)
+    _print_warnings([cfg])
     run_dir = Path(args.run_dir or Path(cfg.paths.output_root) / "runs" / dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
     summary = run_training(cfg, run_dir, {"overrides": args.overrides})
     print(f"run record: {run_dir}  status: {summary['status']}")
@@ -50,6 +65,7 @@ def _cmd_sweep(args) -> int:
     skipped = len(plan.runs) - len(plan.to_run)
     print(f"sweep {plan.sweep_id}: {len(plan.runs)} runs over {plan.grid.keys} "
           f"({len(plan.to_run)} to run, {skipped} already completed) -> {plan.sweep_dir}")
+    _print_warnings([r.cfg for r in plan.runs])
     if args.dry_run:
         for r in plan.runs:
             print(f"  {r.name} [{r.status}] {' '.join(r.overrides)}")

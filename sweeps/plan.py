@@ -74,7 +74,8 @@ def make_plan(cli_overrides: list[str]) -> SweepPlan:
             except ConfigError as e:
                 errors.append(f"cell {i} ({', '.join(f'{k}={v}' for k, v in cell.items())}): {e}")
                 continue
-            swept = {k: _plain(OmegaConf.select(raw, k)) for k in cell}
+            # a config-group axis (variant=..., algorithm=...) is not a key of the config: keep its choice
+            swept = {k: _plain(OmegaConf.select(raw, k, default=v)) for k, v in cell.items()}
             plan.runs.append(PlannedRun(f"{config_hash(cfg)}_s{cfg.seed}", cfg, overrides, swept))
     if errors:
         raise ConfigError(f"{len(errors)} of {len(grid.cells())} cells are invalid; nothing was launched:\n"

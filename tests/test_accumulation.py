@@ -170,7 +170,12 @@ def _scored_batch(model, n=16, seed=1) -> ScoredBatch:
         prompt_len=P, completions=[""] * n, truncated=torch.zeros(n, dtype=torch.bool),
         group_ids=torch.arange(n // 4).repeat_interleave(4),
     )
-    return ScoredBatch(rollout, torch.zeros(n), d["adv"], d["old_logp"], None, d["loss_mask"])
+    adv = d["adv"] if d["adv"].dim() == 2 else d["adv"].unsqueeze(-1).expand_as(d["old_logp"])
+    return ScoredBatch(
+        rollout=rollout, rewards=torch.zeros(n), correct=torch.zeros(n, dtype=torch.bool),
+        seq_advantages=adv[:, 0].clone(), advantages=adv.clone(), old_logp=d["old_logp"], ref_logp=None,
+        loss_mask=d["loss_mask"], sampled_at=torch.zeros(n, dtype=torch.long),
+    )
 
 
 def _cfg(agg: LossAgg, micro: int) -> Config:
@@ -212,8 +217,8 @@ def test_update_identical_with_and_without_accumulation(model_dir, scored, agg):
 def test_update_detects_micro_batch_normalizer(model_dir, scored):
     # Control for the test above: a trainer whose micro-batches normalize by themselves
     # ends up with different weights, so the comparison is sensitive to the bug class.
-    def own_norm_micro_loss(self, sb, idx, norm):
-        return GRPOTrainer.micro_loss(self, sb, idx, Normalizer.of(sb.loss_mask[idx], self._max_len()))
+    def own_norm_micro_loss(self, sb, idx, norm, stage=None):
+        return GRPOTrainer.micro_loss(self, sb, idx, Normalizer.of(sb.loss_mask[idx], self._max_len()), stage)
 
     p_one, _ = _run_update(model_dir, scored, _cfg(LossAgg.token_mean, micro=8))
     p_bad, _ = _run_update(model_dir, scored, _cfg(LossAgg.token_mean, micro=2), micro_loss=own_norm_micro_loss)

@@ -16,13 +16,29 @@ def test_defaults_compose_and_validate():
     assert cfg.algorithm.kl.coef == 0.0 and cfg.rollout.n == 8
 
 
-@pytest.mark.parametrize("group", ["model", "task", "algorithm", "batching", "rollout", "engine", "launcher", "tracker", "sweep", "experiment"])
+GROUPS = ["model", "task", "algorithm", "batching", "rollout", "engine", "launcher", "tracker", "sweep",
+          "experiment", "variant", "paper_scale"]
+# what an option needs beside it to be valid (DFPO keeps whole groups, a checkpoint needs its path)
+EXTRA = {
+    "task=jsonl": ["task.jsonl.path=/x.jsonl"],
+    "model=local_checkpoint": ["model.path=/x"],
+    "algorithm=dfpo": ["batching=query_preserved"],
+    "variant=dfpo_min_replace": ["batching=query_preserved"],
+    "variant=dfpo_orth_proj": ["batching=query_preserved"],
+    "variant=dfpo_no_stop_grad": ["batching=query_preserved"],
+    "+paper_scale=cancellation": ["model.path=/x"],
+    "+paper_scale=dfpo": ["model.path=/x"],
+}
+
+
+@pytest.mark.parametrize("group", GROUPS)
 def test_every_group_option_composes(group):
     options = sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
     assert options, f"conf/{group}/ is empty"
+    prefix = "+" if group == "paper_scale" else ""  # not in the defaults list: appended
     for opt in options:
-        extra = {"task=jsonl": ["task.jsonl.path=/x.jsonl"], "model=local_checkpoint": ["model.path=/x"]}
-        compose([f"{group}={opt}", *extra.get(f"{group}={opt}", [])])
+        choice = f"{prefix}{group}={opt}"
+        compose([choice, *EXTRA.get(choice, [])])
 
 
 def test_unknown_key_is_rejected_with_valid_keys():

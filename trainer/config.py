@@ -235,7 +235,7 @@ class LoptiConfig:
     eta: float = knob(0.5, "Lopti η: probability threshold; low = π_old < η, high = π_old ≥ η.", gt=0.0, lt=1.0)
     order: LoptiOrder = knob(LoptiOrder.low_first, "Which token set updates first (high_first = collapse ablation).")
     denominator: LoptiDenominator = knob(LoptiDenominator.all_tokens, "Loss normalizer of each stage.")
-    recompute_old_logp: bool = knob(False, "Refresh π_old (ratio base and split) between stages; reference: no.")
+    recompute_old_logp: bool = knob(False, "Refresh π_old (the ratio base; the split stays) between stages; reference: no.")
     mask_kl: bool = knob(True, "KL and entropy terms only on the active stage's tokens (reference code).")
 
 
@@ -245,7 +245,7 @@ class NTHRConfig:
     beta: float = knob(1.0, "NTHR β: τ = β·min_i s̄⁺_i; -inf scales every negative token (ablation {-inf,0,0.1,1}).")
     eta: Any = knob(
         "auto",
-        "NTHR η: a number in [0,1) or a schedule of the group success rate p: auto = 2|0.5−p|, p, one_minus_p.",
+        "NTHR η: a number in [0,1] (1 = no change) or a schedule of the group success rate p: auto = 2|0.5−p|, p, one_minus_p.",
     )
     correct_threshold: Optional[float] = knob(
         None, "Task reward ≥ this counts as a correct response; null requires binary rewards (task.format_reward=0)."
@@ -489,8 +489,8 @@ def _cross_errors(cfg: Config) -> list[str]:
     if cfg.engine.device not in ("cpu", "cuda", "auto") and not cfg.engine.device.startswith("cuda:"):
         errors.append(f"engine.device={cfg.engine.device!r}: must be cpu, cuda, cuda:N or auto")
     bins = list(cfg.diagnostics.prob_bins)
-    if bins != sorted(bins) or any(not 0.0 < e < 1.0 for e in bins):
-        errors.append(f"diagnostics.prob_bins={bins}: must be increasing, each in (0, 1)")
+    if any(a >= b for a, b in zip(bins, bins[1:])) or any(not 0.0 < e < 1.0 for e in bins):
+        errors.append(f"diagnostics.prob_bins={bins}: must be strictly increasing, each in (0, 1)")
     return errors + _variant_errors(cfg)
 
 
@@ -505,8 +505,11 @@ def _variant_errors(cfg: Config) -> list[str]:
     if isinstance(nthr.eta, str):
         if nthr.eta not in NTHR_ETA_SCHEDULES:
             errors.append(f"algorithm.nthr.eta={nthr.eta!r}: must be a number in [0, 1) or one of {list(NTHR_ETA_SCHEDULES)}")
-    elif isinstance(nthr.eta, bool) or not isinstance(nthr.eta, (int, float)) or not 0.0 <= nthr.eta < 1.0:
-        errors.append(f"algorithm.nthr.eta={nthr.eta!r}: must be in [0, 1) (η < 1 reduces the penalty) or a schedule {list(NTHR_ETA_SCHEDULES)}")
+    elif isinstance(nthr.eta, bool) or not isinstance(nthr.eta, (int, float)) or not 0.0 <= nthr.eta <= 1.0:
+        errors.append(
+            f"algorithm.nthr.eta={nthr.eta!r}: must be in [0, 1] (η < 1 reduces the penalty, 1 = plain GRPO) "
+            f"or a schedule {list(NTHR_ETA_SCHEDULES)}"
+        )
     if math.isnan(nthr.beta) or nthr.beta == math.inf:
         errors.append(f"algorithm.nthr.beta={nthr.beta}: must be a finite number or -inf")
     if nthr.enabled and cfg.task.format_reward > 0 and nthr.correct_threshold is None:
@@ -535,6 +538,8 @@ def _variant_errors(cfg: Config) -> list[str]:
             )
         if a.grpo_fix.enabled:
             errors.append("algorithm.grpo_fix.enabled=true: GRPO-fix replaces the clip that DFPO transforms; use one of them")
+        if a.clip.dual is not None:
+            errors.append(f"algorithm.clip.dual={a.clip.dual}: DFPO's sign-aware clip (Eq. 47) has no dual clip; set it to null")
     if a.grpo_fix.enabled and a.clip.dual is not None:
         errors.append(f"algorithm.clip.dual={a.clip.dual}: GRPO-fix's symmetric clip has no dual clip; set it to null")
     rb = b.reward_balanced

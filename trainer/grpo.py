@@ -8,16 +8,22 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
 from trainer.advantages import group_advantages
 from trainer.batching import minibatch_indices
-from trainer.config import Config, KLPlacement
+from trainer.config import Config, KLPlacement, LoptiDenominator, LoptiOrder
+from trainer.diagnostics import lld_stats, prob_bin_stats, token_flip_stats
 from trainer.logprobs import completion_logprobs
+from trainer.nthr_scores import NTHRScores
 from trainer.objectives import Normalizer, kl_estimate, policy_loss
+from trainer.reward_balanced import RewardBalancedBuffer
 from trainer.rollout import RolloutBatch, SamplingParams
+from trainer.scored_batch import ScoredBatch
 from trainer.tasks import Example, Task
+from trainer.token_weights import advantage_reweight, lopti_masks
 
 
 class NonFiniteLoss(RuntimeError):
@@ -27,14 +33,13 @@ class NonFiniteLoss(RuntimeError):
         self.cause = cause
 
 
-@dataclass
-class ScoredBatch:
-    rollout: RolloutBatch
-    rewards: torch.Tensor  # [B] task reward (what accuracy is computed from)
-    advantages: torch.Tensor  # [B]
-    old_logp: torch.Tensor  # [B,T] π_old of sampled tokens (tempered), no grad
-    ref_logp: torch.Tensor | None  # [B,T] π_ref, only when the KL is on
-    loss_mask: torch.Tensor  # [B,T] completion mask, minus truncated rows if masked
+@dataclass(frozen=True)
+class Stage:
+    """One pass over the update batch: which tokens learn, and which define the normalizer."""
+
+    name: str
+    active: Optional[torch.Tensor]  # [B,T] bool, None = every response token
+    denom: torch.Tensor  # [B,T] mask whose counts normalize the loss
 
 
 class GRPOTrainer:
@@ -48,102 +53,168 @@ class GRPOTrainer:
         self.task = task
         r = cfg.rollout
         self.sampling = SamplingParams(r.n, r.max_new_tokens, r.temperature, r.top_p, r.top_k)
+        rb = cfg.batching.reward_balanced
+        self.buffer = (
+            RewardBalancedBuffer(rb, update_size=r.prompts_per_step * r.n, correct_threshold=self._threshold())
+            if rb.enabled else None
+        )
 
     # ------------------------------------------------------------ phases
-    def collect(self, examples: list[Example]) -> ScoredBatch:
-        cfg = self.cfg
+    def collect(self, examples: list[Example], step: int) -> tuple[Optional[ScoredBatch], dict[str, float]]:
+        """Sample, score, and turn rewards into the per-token advantages the loss will use."""
+        cfg, alg = self.cfg, self.cfg.algorithm
         batch = self.rollout.generate([e.prompt for e in examples], self.sampling)
         rewards = torch.tensor(
             [self.task.reward(text, examples[g]) for text, g in zip(batch.completions, batch.group_ids.tolist())]
         )
-        with torch.no_grad():
-            old_logp = self._logp(self.policy, batch).logp
-            ref_logp = self._logp(self.ref, batch).logp if self.ref is not None else None
+        stats = _rollout_stats(batch, rewards, self._threshold())
+        if alg.dynamic_sampling:
+            keep = torch.nonzero(_mixed_rows(rewards, batch.group_ids)).flatten()
+            stats["train/dynamic_sampling_kept_frac"] = keep.numel() / max(batch.size, 1)
+            if keep.numel() == 0:
+                return None, stats
+            batch, rewards = batch.select(keep), rewards[keep]
+        correct = rewards >= self._threshold()
         mask = batch.completion_mask.float()
-        if cfg.algorithm.mask_truncated:
+        if alg.mask_truncated:
             mask = mask * (~batch.truncated).float().unsqueeze(-1)
+        old = self._old_forward(batch, mask, correct)
+        ref_logp = self._forward(self.ref, batch) if self.ref is not None else None
+        if batch.rollout_logp is not None:
+            stats["train/logp_mismatch"] = float(((batch.rollout_logp - old.logp).abs() * mask).sum() / mask.sum().clamp(min=1))
         shaped = rewards
-        kl = cfg.algorithm.kl
+        kl = alg.kl
         if ref_logp is not None and kl.placement == KLPlacement.reward:
-            shaped = rewards - kl.coef * (kl_estimate(old_logp, ref_logp, kl.estimator) * mask).sum(-1)
-        adv_cfg = cfg.algorithm.advantage
-        advantages = group_advantages(
-            shaped, batch.group_ids, adv_cfg.std_normalize, adv_cfg.eps,
-            unbiased=adv_cfg.std_unbiased, scale=adv_cfg.scale.value,
-        )
-        return ScoredBatch(batch, rewards, advantages, old_logp, ref_logp, mask)
+            shaped = rewards - kl.coef * (kl_estimate(old.logp, ref_logp, kl.estimator) * mask).sum(-1)
+        a = alg.advantage
+        seq_adv = group_advantages(shaped, batch.group_ids, a.std_normalize, a.eps, unbiased=a.std_unbiased, scale=a.scale.value)
+        adv = seq_adv.unsqueeze(-1).expand_as(old.logp).clone()
+        if old.nthr is not None:
+            adv, nthr_stats = old.nthr.apply(adv)
+            stats.update({f"train/{k}": v for k, v in nthr_stats.items()})
+        if alg.adv_reweight.alpha > 0:
+            adv = advantage_reweight(adv, old.logp, alg.adv_reweight.alpha)
+        sampled_at = torch.full((batch.size,), step, dtype=torch.long)
+        return ScoredBatch(batch, rewards, correct, seq_adv, adv, old.logp, ref_logp, mask, sampled_at), stats
+
+    def select_update_batch(self, sb: Optional[ScoredBatch], step: int) -> tuple[Optional[ScoredBatch], dict[str, float]]:
+        """Reward-balanced buffering when on; otherwise the fresh batch is the update batch."""
+        if self.buffer is None:
+            return sb, {}
+        if sb is not None:
+            self.buffer.add(step, sb, sb.group_ids, sb.rewards, sb.seq_advantages)
+        out, stats = self.buffer.pop_update(step)
+        return out, {f"train/rb/{k}": float(v) for k, v in stats.items()}
 
     def update(self, sb: ScoredBatch, step: int, generator: torch.Generator) -> dict[str, float]:
-        """μ epochs over mini-batches; each mini-batch is one optimizer step, accumulated over
-        micro-batches with the mini-batch's normalizer (so accumulation never changes the math)."""
+        """Each stage: μ epochs over mini-batches; each mini-batch is one optimizer step,
+        accumulated over micro-batches with the mini-batch's normalizer (exact accumulation)."""
         cfg = self.cfg
         sums: dict[str, float] = {}
         tokens_seen = 0.0
         grad_norms, losses = [], []
-        self.policy.train()
-        for _ in range(cfg.algorithm.ppo_epochs):
-            for mb in minibatch_indices(
-                sb.rollout.group_ids, sb.advantages, cfg.batching.mode.value, cfg.batching.mini_batch_size, generator
-            ):
-                norm = Normalizer.of(sb.loss_mask[mb], self._max_len())
-                mb_loss = 0.0
-                for micro in mb.split(cfg.batching.micro_batch_size):
-                    loss, stats = self.micro_loss(sb, micro, norm)
-                    if not torch.isfinite(loss):
-                        raise NonFiniteLoss(step, f"policy loss = {float(loss.detach())} ({_first_nonfinite(stats)})")
-                    self.engine.backward(loss)
-                    mb_loss += float(loss.detach())
-                    n_tok = float(sb.loss_mask[micro].sum())
-                    tokens_seen += n_tok
-                    for k, v in stats.items():
-                        sums[k] = sums.get(k, 0.0) + float(v) * n_tok
-                grad_norm = self.engine.step()
-                if not torch.isfinite(torch.tensor(grad_norm)):
-                    raise NonFiniteLoss(step, f"gradient norm = {grad_norm}")
-                grad_norms.append(grad_norm)
-                losses.append(mb_loss)
+        stages = self.stages(sb)
+        for i, stage in enumerate(stages):
+            if i > 0 and cfg.algorithm.lopti.recompute_old_logp:
+                sb.old_logp = self._forward(self.policy, sb.rollout)
+            self.policy.train()
+            for _ in range(cfg.algorithm.ppo_epochs):
+                for mb in self._minibatches(sb, generator):
+                    norm = Normalizer.of(stage.denom[mb], self._max_len())
+                    mb_loss = 0.0
+                    for micro in mb.split(cfg.batching.micro_batch_size):
+                        loss, stats = self.micro_loss(sb, micro, norm, stage)
+                        if not torch.isfinite(loss):
+                            raise NonFiniteLoss(step, f"policy loss = {float(loss.detach())} ({_first_nonfinite(stats)})")
+                        self.engine.backward(loss)
+                        mb_loss += float(loss.detach())
+                        n_tok = float(sb.loss_mask[micro].sum())
+                        tokens_seen += n_tok
+                        for k, v in stats.items():
+                            sums[k] = sums.get(k, 0.0) + float(v) * n_tok
+                    grad_norm = self.engine.step()
+                    if not torch.isfinite(torch.tensor(grad_norm)):
+                        raise NonFiniteLoss(step, f"gradient norm = {grad_norm}")
+                    grad_norms.append(grad_norm)
+                    losses.append(mb_loss)
         out = {k: v / max(tokens_seen, 1.0) for k, v in sums.items()}
         out["loss"] = sum(losses) / len(losses)
         out["grad_norm"] = sum(grad_norms) / len(grad_norms)
         out["optimizer_steps"] = float(len(grad_norms))
+        n_tok = float(sb.loss_mask.sum().clamp(min=1))
+        for stage in stages:
+            if stage.active is not None:
+                out[f"stage_{stage.name}_token_frac"] = float((stage.active & sb.loss_mask.bool()).sum()) / n_tok
         return out
 
-    def micro_loss(self, sb: ScoredBatch, idx: torch.Tensor, norm: Normalizer):
+    def stages(self, sb: ScoredBatch) -> list[Stage]:
+        """One stage normally; Lopti's two (low-probability tokens first, by default)."""
+        lo = self.cfg.algorithm.lopti
+        if not lo.enabled:
+            return [Stage("all", None, sb.loss_mask)]
+        low, high = lopti_masks(sb.old_logp, sb.loss_mask, lo.eta)
+        sets = [("low", low), ("high", high)]
+        if lo.order == LoptiOrder.high_first:
+            sets.reverse()
+        by_stage = lo.denominator == LoptiDenominator.stage_tokens
+        return [Stage(name, m, m.float() if by_stage else sb.loss_mask) for name, m in sets]
+
+    def micro_loss(self, sb: ScoredBatch, idx: torch.Tensor, norm: Normalizer, stage: Optional[Stage] = None):
         b = sb.rollout
         stats = completion_logprobs(
             self.policy, b.input_ids[idx], b.attention_mask[idx], b.prompt_len,
             self.cfg.rollout.temperature, with_entropy=True,
         )
         ref = sb.ref_logp[idx] if sb.ref_logp is not None else None
+        adv = sb.advantages[idx]
+        active = None
+        if stage is not None and stage.active is not None:
+            active = stage.active[idx]
+            adv = torch.where(active, adv, torch.zeros_like(adv))
+            if not self.cfg.algorithm.lopti.mask_kl:
+                active = None  # the KL and entropy terms stay on every token
         return policy_loss(
-            stats.logp, sb.old_logp[idx], sb.advantages[idx], sb.loss_mask[idx], self.cfg.algorithm,
-            ref_logp=ref, entropy=stats.entropy, normalizer=norm,
+            stats.logp, sb.old_logp[idx], adv, sb.loss_mask[idx], self.cfg.algorithm,
+            ref_logp=ref, entropy=stats.entropy, normalizer=norm, group_ids=b.group_ids[idx], active=active,
         )
+
+    def diagnose(self, sb: ScoredBatch, old_logp: torch.Tensor) -> dict[str, float]:
+        """What the papers measure across one update (ALGORITHMS.md §7): one no-grad forward."""
+        new_logp = self._forward(self.policy, sb.rollout)
+        d = self.cfg.diagnostics
+        out = {}
+        out.update(lld_stats(old_logp, new_logp, sb.loss_mask, sb.correct, sb.group_ids))
+        out.update(token_flip_stats(old_logp, new_logp, sb.loss_mask, sb.advantages))
+        out.update(prob_bin_stats(old_logp, new_logp, sb.loss_mask, sb.advantages, list(d.prob_bins)))
+        return out
 
     def step(self, examples: list[Example], step: int) -> dict[str, float]:
         t0 = time.perf_counter()
         torch.manual_seed(_mix(self.cfg.seed, step, 1))  # sampling RNG: a function of (seed, step) only
-        sb = self.collect(examples)
+        fresh, metrics = self.collect(examples, step)
+        sb, rb_stats = self.select_update_batch(fresh, step)
+        metrics.update(rb_stats)
         t1 = time.perf_counter()
-        gen = torch.Generator().manual_seed(_mix(self.cfg.seed, step, 2))
-        upd = self.update(sb, step, gen)
+        metrics["train/updated"] = float(sb is not None)
+        if sb is not None:
+            gen = torch.Generator().manual_seed(_mix(self.cfg.seed, step, 2))
+            old_logp = sb.old_logp
+            metrics.update({f"train/{k}": v for k, v in self.update(sb, step, gen).items()})
+            metrics["train/update_batch_size"] = float(sb.size)
+            every = self.cfg.diagnostics.every
+            if every and step % every == 0:
+                metrics.update(self.diagnose(sb, old_logp))
+            self.rollout.sync_weights(self.policy)
         t2 = time.perf_counter()
-        self.rollout.sync_weights(self.policy)
-        lengths = sb.rollout.completion_lengths().float()
-        n_tokens = float(sb.rollout.completion_mask.sum())
-        metrics = {f"train/{k}": v for k, v in upd.items()}
+        n_tokens = metrics.pop("_n_tokens")
         metrics.update({
-            "train/reward": float(sb.rewards.mean()),
-            "train/accuracy": float((sb.rewards >= 1.0).float().mean()),
-            "train/response_length": float(lengths.mean()),
-            "train/truncated_frac": float(sb.rollout.truncated.float().mean()),
-            "train/mixed_group_frac": mixed_group_fraction(sb.rewards, sb.rollout.group_ids),
-            "train/adv_abs_mean": float(sb.advantages.abs().mean()),
             "time/rollout_s": t1 - t0,
             "time/update_s": t2 - t1,
             "time/step_s": t2 - t0,
             "perf/rollout_tokens_per_s": n_tokens / max(t1 - t0, 1e-9),
-            "perf/update_tokens_per_s": n_tokens * self.cfg.algorithm.ppo_epochs / max(t2 - t1, 1e-9),
+            "perf/update_tokens_per_s": (
+                float(sb.loss_mask.sum()) * self.cfg.algorithm.ppo_epochs / max(t2 - t1, 1e-9) if sb is not None else 0.0
+            ),
         })
         return metrics
 
@@ -167,14 +238,89 @@ class GRPOTrainer:
         }
 
     # ------------------------------------------------------------ helpers
-    def _logp(self, model, batch: RolloutBatch):
+    def _forward(self, model, batch: RolloutBatch) -> torch.Tensor:
+        """Log-probs [B,T] of the sampled tokens under ``model`` (no grad), in micro-batches."""
         model.eval()
-        return completion_logprobs(
-            model, batch.input_ids, batch.attention_mask, batch.prompt_len, self.cfg.rollout.temperature
+        with torch.no_grad():
+            return torch.cat([
+                completion_logprobs(
+                    model, batch.input_ids[i], batch.attention_mask[i], batch.prompt_len, self.cfg.rollout.temperature
+                ).logp
+                for i in torch.arange(batch.size).split(self.cfg.batching.micro_batch_size)
+            ])
+
+    def _old_forward(self, batch: RolloutBatch, mask: torch.Tensor, correct: torch.Tensor) -> "OldPolicy":
+        """π_old in chunks of whole groups; NTHR's scores come from the same forward (no extra pass)."""
+        nthr_cfg = self.cfg.algorithm.nthr
+        self.policy.eval()
+        logps, scores = [], []
+        with torch.no_grad():
+            for idx in _group_chunks(batch.group_ids, self.cfg.batching.micro_batch_size):
+                st = completion_logprobs(
+                    self.policy, batch.input_ids[idx], batch.attention_mask[idx], batch.prompt_len,
+                    self.cfg.rollout.temperature, with_hidden=nthr_cfg.enabled,
+                )
+                logps.append(st.logp)
+                if nthr_cfg.enabled:
+                    scores.append(NTHRScores.of(st, batch.completion_ids[idx], mask[idx], correct[idx],
+                                                batch.group_ids[idx], nthr_cfg))
+        nthr = NTHRScores.concat(scores) if scores else None
+        return OldPolicy(torch.cat(logps), nthr)
+
+    def _minibatches(self, sb: ScoredBatch, generator: torch.Generator) -> list[torch.Tensor]:
+        b = self.cfg.batching
+        return minibatch_indices(
+            sb.group_ids, sb.seq_advantages, b.mode.value, b.mini_batch_size, generator,
+            lengths=sb.rollout.attention_mask.sum(-1), partitions=b.seqlen_partitions,
         )
+
+    def _threshold(self) -> float:
+        t = self.cfg.algorithm.nthr.correct_threshold
+        return 1.0 if t is None else t
 
     def _max_len(self) -> int:
         return self.cfg.algorithm.loss_agg_max_len or self.cfg.rollout.max_new_tokens
+
+
+@dataclass
+class OldPolicy:
+    logp: torch.Tensor  # [B,T]
+    nthr: Optional[NTHRScores]
+
+
+def _group_chunks(group_ids: torch.Tensor, size: int) -> list[torch.Tensor]:
+    """Index chunks of about ``size`` rows that never split a group (rows of a group are contiguous)."""
+    _, counts = torch.unique_consecutive(group_ids, return_counts=True)
+    chunks, start, cur = [], 0, 0
+    for c in counts.tolist():
+        if cur and cur + c > size:
+            chunks.append(torch.arange(start, start + cur))
+            start, cur = start + cur, 0
+        cur += c
+    if cur:
+        chunks.append(torch.arange(start, start + cur))
+    return chunks
+
+
+def _mixed_rows(rewards: torch.Tensor, group_ids: torch.Tensor) -> torch.Tensor:
+    """[B] bool: the response's group has more than one distinct reward."""
+    _, inv = torch.unique(group_ids, return_inverse=True)
+    n = int(inv.max()) + 1 if inv.numel() else 0
+    lo = torch.full((n,), float("inf")).scatter_reduce(0, inv, rewards.float(), "amin")
+    hi = torch.full((n,), float("-inf")).scatter_reduce(0, inv, rewards.float(), "amax")
+    return (hi > lo)[inv]
+
+
+def _rollout_stats(batch: RolloutBatch, rewards: torch.Tensor, threshold: float) -> dict[str, float]:
+    lengths = batch.completion_lengths().float()
+    return {
+        "train/reward": float(rewards.mean()),
+        "train/accuracy": float((rewards >= threshold).float().mean()),
+        "train/response_length": float(lengths.mean()),
+        "train/truncated_frac": float(batch.truncated.float().mean()),
+        "train/mixed_group_frac": mixed_group_fraction(rewards, batch.group_ids),
+        "_n_tokens": float(batch.completion_mask.sum()),
+    }
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

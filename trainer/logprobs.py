@@ -9,7 +9,9 @@ import torch
 
 class TokenStats(NamedTuple):
     logp: torch.Tensor  # [B,T] log π(y_t | x, y_<t) of the tempered distribution
-    entropy: Optional[torch.Tensor]  # [B,T] entropy of that distribution, if asked
+    entropy: Optional[torch.Tensor] = None  # [B,T] entropy of that distribution, if asked
+    hidden: Optional[torch.Tensor] = None  # [B,T,d] final (post-norm) hidden state predicting y_t, if asked
+    logits: Optional[torch.Tensor] = None  # [B,T,V] tempered logits predicting y_t, if asked
 
 
 def position_ids_for(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -24,8 +26,14 @@ def completion_logprobs(
     prompt_len: int,
     temperature: float = 1.0,
     with_entropy: bool = False,
+    with_hidden: bool = False,
 ) -> TokenStats:
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids_for(attention_mask))
+    """``with_hidden`` also returns the last layer's hidden states (HF's last ``hidden_states``
+    entry, after the final norm: the LM head's input) and the tempered logits, for NTHR."""
+    out = model(
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids_for(attention_mask),
+        output_hidden_states=with_hidden,
+    )
     # logits at position t predict token t+1: completion tokens are predicted from prompt_len-1 on
     logits = out.logits[:, prompt_len - 1 : -1]
     if logits.dtype in (torch.float16, torch.bfloat16):
@@ -36,4 +44,7 @@ def completion_logprobs(
     targets = input_ids[:, prompt_len:].unsqueeze(-1)
     logp = log_probs.gather(-1, targets).squeeze(-1)
     entropy = -(log_probs.exp() * log_probs).sum(-1) if with_entropy else None
-    return TokenStats(logp, entropy)
+    if not with_hidden:
+        return TokenStats(logp, entropy)
+    hidden = out.hidden_states[-1][:, prompt_len - 1 : -1].float()
+    return TokenStats(logp, entropy, hidden, logits)

@@ -41,6 +41,57 @@ class RolloutBatch:
     def completion_lengths(self) -> torch.Tensor:
         return self.completion_mask.sum(-1)
 
+    @property
+    def completion_ids(self) -> torch.Tensor:
+        return self.input_ids[:, self.prompt_len :]
+
+    def select(self, idx: torch.Tensor) -> "RolloutBatch":
+        """The rows ``idx`` (same padding layout)."""
+        rows = idx.tolist()
+        return RolloutBatch(
+            input_ids=self.input_ids[idx],
+            attention_mask=self.attention_mask[idx],
+            completion_mask=self.completion_mask[idx],
+            prompt_len=self.prompt_len,
+            completions=[self.completions[i] for i in rows],
+            truncated=self.truncated[idx],
+            group_ids=self.group_ids[idx],
+            rollout_logp=None if self.rollout_logp is None else self.rollout_logp[idx],
+        )
+
+
+def pad_completion(x: torch.Tensor, width: int, value: float = 0) -> torch.Tensor:
+    """Right-pad a [B,T] completion-aligned tensor to ``width`` columns."""
+    return torch.nn.functional.pad(x, (0, width - x.shape[1]), value=value)
+
+
+def concat_rollouts(batches: list[RolloutBatch]) -> RolloutBatch:
+    """Stack batches sampled at different steps: prompts re-left-padded, completions re-right-padded.
+
+    Padding positions carry attention 0, so their token id (0) never matters.
+    """
+    if len(batches) == 1:
+        return batches[0]
+    p = max(b.prompt_len for b in batches)
+    t = max(b.input_ids.shape[1] - b.prompt_len for b in batches)
+
+    def relayout(b: RolloutBatch, x: torch.Tensor) -> torch.Tensor:
+        left = p - b.prompt_len
+        right = t - (x.shape[1] - b.prompt_len)
+        return torch.nn.functional.pad(x, (left, right), value=0)
+
+    logps = [b.rollout_logp for b in batches]
+    return RolloutBatch(
+        input_ids=torch.cat([relayout(b, b.input_ids) for b in batches]),
+        attention_mask=torch.cat([relayout(b, b.attention_mask) for b in batches]),
+        completion_mask=torch.cat([pad_completion(b.completion_mask, t) for b in batches]),
+        prompt_len=p,
+        completions=[c for b in batches for c in b.completions],
+        truncated=torch.cat([b.truncated for b in batches]),
+        group_ids=torch.cat([b.group_ids for b in batches]),
+        rollout_logp=None if any(x is None for x in logps) else torch.cat([pad_completion(x, t) for x in logps]),
+    )
+
 
 class RolloutBackend(Protocol):
     def generate(self, prompts: list[str], params: SamplingParams) -> RolloutBatch: ...

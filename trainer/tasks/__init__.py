@@ -9,6 +9,12 @@ __all__ = ["Example", "Task", "build_task"]
 
 def build_task(cfg) -> Task:
     """``cfg`` is a ``trainer.config.TaskConfig``; imports stay lazy so each task is optional."""
+    task = _build(cfg)
+    task.format_reward = cfg.format_reward
+    return task
+
+
+def _build(cfg) -> Task:
     name = getattr(cfg.name, "value", cfg.name)
     if name == "arithmetic":
         from trainer.tasks.arithmetic import ArithmeticTask

@@ -106,6 +106,12 @@ class ArithmeticTask(Task):
         self.train = examples[n_eval:]
 
     def is_correct(self, completion: str, example: Example) -> bool:
-        first_line = completion.strip().split("\n", 1)[0].strip()
-        got = canonical_int(first_line)
+        got = canonical_int(_first_line(completion))
         return got is not None and got == canonical_int(example.answer.strip())
+
+    def is_well_formatted(self, completion: str, example: Example) -> bool:
+        return canonical_int(_first_line(completion)) is not None
+
+
+def _first_line(completion: str) -> str:
+    return completion.strip().split("\n", 1)[0].strip()

@@ -30,13 +30,26 @@ class Task:
     name: str = "task"
     train: list[Example]
     eval: list[Example]
+    format_reward: float = 0.0
+    """Reward of a well-formatted wrong answer; 0 keeps rewards binary (``task.format_reward``)."""
 
     def is_correct(self, completion: str, example: Example) -> bool:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def is_well_formatted(self, completion: str, example: Example) -> bool:  # pragma: no cover - abstract
+        """Whether the completion states an answer the verifier can read (right or wrong)."""
+        raise NotImplementedError
+
     def reward(self, completion: str, example: Example) -> float:
-        """Binary reward 1.0/0.0; a verifier error counts as wrong, never as a crash."""
+        """1.0 if correct, ``format_reward`` if a readable wrong answer, else 0.0.
+
+        A verifier error counts as unreadable, never as a crash.
+        """
         try:
-            return 1.0 if self.is_correct(completion, example) else 0.0
+            if self.is_correct(completion, example):
+                return 1.0
+            if self.format_reward and self.is_well_formatted(completion, example):
+                return self.format_reward
         except Exception:  # noqa: BLE001 - a malformed completion must not kill a run
-            return 0.0
+            pass
+        return 0.0

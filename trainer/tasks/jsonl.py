@@ -181,3 +181,6 @@ class JsonlTask(Task):
     def is_correct(self, completion: str, example: Example) -> bool:
         """The completion's final answer (last box, "answer is", ####, last number) equals the gold."""
         return math_equal(extract_answer(completion), example.answer)
+
+    def is_well_formatted(self, completion: str, example: Example) -> bool:
+        return extract_answer(completion) is not None

@@ -323,3 +323,6 @@ class KnightsKnavesTask(Task):
     def is_correct(self, completion: str, example: Example) -> bool:
         names = example.meta["names"]
         return parse_assignment(completion, names) == dict(zip(names, example.meta["assignment"]))
+
+    def is_well_formatted(self, completion: str, example: Example) -> bool:
+        return parse_assignment(completion, example.meta["names"]) is not None
