@@ -54,6 +54,12 @@ class PromptStream:
         ]
 
 
+def _engine_kwargs(cfg: Config) -> dict:
+    if cfg.engine.backend.value == "deepspeed":
+        return {"micro_batch_per_gpu": cfg.batching.micro_batch_size}
+    return {}
+
+
 def _evaluate(trainer: GRPOTrainer, eval_set, seed: int) -> dict[str, float]:
     """Eval with its own RNG stream, restoring the global one so training draws are unaffected."""
     with torch.random.fork_rng():
@@ -93,8 +99,9 @@ def run_training(cfg: Config, run_dir: str | Path, meta: dict | None = None, log
         ref = None
         if cfg.algorithm.kl.coef > 0:
             ref = load_policy(init_dir).to(device).eval().requires_grad_(False)
-        engine = build_engine(cfg.engine.backend.value, policy, cfg.optim)
-        rollout = build_rollout(cfg.rollout.backend.value, policy, tok, device)
+        engine = build_engine(cfg.engine.backend.value, policy, cfg.optim, cfg.engine, **_engine_kwargs(cfg))
+        policy = engine.module  # forwards go through the engine's wrapper (ZeRO-3 gathers parameters there)
+        rollout = build_rollout(cfg.rollout.backend.value, policy, tok, engine.device)
         trainer = GRPOTrainer(cfg, policy, ref, tok, engine, rollout, task)
         eval_set = task.eval[: cfg.train.eval_prompts] if cfg.train.eval_prompts else task.eval
         stream = PromptStream(task.train, cfg.rollout.prompts_per_step, cfg.seed)

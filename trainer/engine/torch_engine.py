@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, Optional
+
 import torch
 
 from trainer.config import OptimConfig
 
 
 class TorchEngine:
+    rank = 0
+    world_size = 1
+
     def __init__(self, model: torch.nn.Module, cfg: OptimConfig):
         self.model = model
         self.cfg = cfg
@@ -17,6 +23,15 @@ class TorchEngine:
             betas=(cfg.beta1, cfg.beta2),
             weight_decay=cfg.weight_decay,
         )
+
+    @property
+    def module(self) -> torch.nn.Module:
+        """The model to run forwards on (the same object as ``model``)."""
+        return self.model
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
 
     def backward(self, loss: torch.Tensor) -> None:
         loss.backward()
@@ -36,3 +51,23 @@ class TorchEngine:
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+
+    def save_checkpoint(self, ckpt_dir: str | Path, client_state: Optional[dict] = None) -> None:
+        """Weights, optimizer and ``client_state`` in ``ckpt_dir/engine.pt`` (DeepSpeedEngine's API)."""
+        ckpt_dir = Path(ckpt_dir)
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        torch.save({**self.state_dict(), "client_state": client_state or {}}, ckpt_dir / "engine.pt")
+
+    def load_checkpoint(self, ckpt_dir: str | Path) -> dict:
+        """Restore what ``save_checkpoint`` wrote; returns its ``client_state``."""
+        state = torch.load(Path(ckpt_dir) / "engine.pt", map_location=self.device, weights_only=False)
+        self.load_state_dict(state)
+        return state.get("client_state", {})
+
+    def export_hf(self, model_dir: str | Path, tokenizer: Any = None) -> Path:
+        """Save the policy as a Hugging Face checkpoint that ``model.path`` can load."""
+        model_dir = Path(model_dir)
+        self.model.save_pretrained(model_dir)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(model_dir)
+        return model_dir
