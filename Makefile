@@ -12,6 +12,8 @@ $(BIN)/grpolab: pyproject.toml constraints/cpu.txt
 	$(PY) -m venv $(VENV)
 	$(PIP_INSTALL) torch==2.13.0
 	$(PIP_INSTALL) -e ".[test]"
+	# DeepSpeed's sdist imports torch to build: build it against the pinned CPU torch, no ops
+	DS_BUILD_OPS=0 $(PIP_INSTALL) --no-build-isolation -e ".[deepspeed]"
 	@touch $@
 
 install: $(BIN)/grpolab
