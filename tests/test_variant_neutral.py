@@ -158,3 +158,27 @@ def test_ar_alpha_zero_leaves_loss_and_gradient_bit_for_bit():
     b, _ = policy_loss(logp, old, advantage_reweight(adv, old, 0.0), mask, cfg)
     (gb,) = torch.autograd.grad(b, logp)
     assert torch.equal(a, b) and torch.equal(ga, gb)
+
+
+def test_lopti_skipping_rows_without_stage_tokens_changes_nothing(model_dir, monkeypatch):
+    """The update skips rows with no active token in a stage (a speed-up); the weights it reaches
+    equal those of an update that runs every row through both stages."""
+    from trainer.grpo import _mix
+
+    cfg = _cfg(lopti=LoptiConfig(enabled=True, eta=0.5))
+    cfg.batching.micro_batch_size = 4
+    # η = the largest per-row minimum of π_old: that row has no low token, most others do
+    policy = load_policy(model_dir, dtype=torch.float64)
+    tok = load_tokenizer(model_dir)
+    probe = GRPOTrainer(cfg, policy, None, tok, TorchEngine(policy, cfg.optim),
+                        build_rollout("hf", policy, tok, torch.device("cpu")), HashTask())
+    torch.manual_seed(_mix(cfg.seed, 1, 1))  # the step's own sampling seed: the same rollouts
+    sb, _ = probe.collect(HashTask().train, step=1)
+    probs = sb.old_logp.exp().masked_fill(~sb.loss_mask.bool(), float("inf"))
+    cfg.algorithm.lopti.eta = float(probs.min(-1).values.max())
+    fast, m = _step(model_dir, cfg)
+    low_rows = int((probs < cfg.algorithm.lopti.eta).any(-1).sum())
+    assert 0 < low_rows < sb.size, "the probe must leave some rows without low tokens"
+    monkeypatch.setattr(GRPOTrainer, "_live_rows", lambda self, mb, stage: mb)
+    full, _ = _step(model_dir, cfg)
+    torch.testing.assert_close(fast, full, rtol=0, atol=1e-9)

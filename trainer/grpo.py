@@ -14,7 +14,7 @@ import torch
 
 from trainer.advantages import group_advantages
 from trainer.batching import minibatch_indices
-from trainer.config import Config, KLPlacement, LoptiDenominator, LoptiOrder
+from trainer.config import Config, DFPOTransform, KLPlacement, LoptiDenominator, LoptiOrder
 from trainer.diagnostics import lld_stats, prob_bin_stats, token_flip_stats
 from trainer.logprobs import completion_logprobs
 from trainer.nthr_scores import NTHRScores
@@ -122,7 +122,7 @@ class GRPOTrainer:
                 for mb in self._minibatches(sb, generator):
                     norm = Normalizer.of(stage.denom[mb], self._max_len())
                     mb_loss = 0.0
-                    for micro in mb.split(cfg.batching.micro_batch_size):
+                    for micro in self._live_rows(mb, stage).split(cfg.batching.micro_batch_size):
                         loss, stats = self.micro_loss(sb, micro, norm, stage)
                         if not torch.isfinite(loss):
                             raise NonFiniteLoss(step, f"policy loss = {float(loss.detach())} ({_first_nonfinite(stats)})")
@@ -146,6 +146,17 @@ class GRPOTrainer:
             if stage.active is not None:
                 out[f"stage_{stage.name}_token_frac"] = float((stage.active & sb.loss_mask.bool()).sum()) / n_tok
         return out
+
+    def _live_rows(self, mb: torch.Tensor, stage: Stage) -> torch.Tensor:
+        """Rows of ``mb`` that can contribute to this stage's loss. A row without active tokens adds
+        exactly zero loss and gradient when every term is masked to the stage, so it is skipped (the
+        normalizer is the mini-batch's, already fixed). DFPO keeps every row: its transform needs
+        whole groups. Always at least one row, so each mini-batch still makes its optimizer step."""
+        alg = self.cfg.algorithm
+        if stage.active is None or not alg.lopti.mask_kl or alg.dfpo.transform != DFPOTransform.none:
+            return mb
+        live = mb[stage.active[mb].any(-1)]
+        return live if live.numel() else mb[:1]
 
     def stages(self, sb: ScoredBatch) -> list[Stage]:
         """One stage normally; Lopti's two (low-probability tokens first, by default)."""

@@ -1,0 +1,1 @@
+"""Benchmarks: measurements of the trainer's cost, run by hand (``python -m benchmarks.<name>``)."""
