@@ -28,3 +28,21 @@ def fast_overrides(tmp_path, steps: int = 3) -> list[str]:
 @pytest.fixture
 def fast(tmp_path):
     return fast_overrides(tmp_path)
+
+
+class HashTask:
+    """A fixed reward function with mixed groups even from an untrained model: reward 1 when the
+    completion's character codes sum to a multiple of 3. Lets trainer-level tests exercise
+    non-zero advantages without a warm start."""
+
+    name = "hash"
+    format_reward = 0.0
+
+    def __init__(self):
+        from trainer.tasks import Example
+
+        self.train = [Example(prompt=f"{a}+{b}=", answer="", solution="") for a in range(4) for b in range(2)]
+        self.eval = self.train[:2]
+
+    def reward(self, completion, example) -> float:
+        return float(sum(map(ord, completion)) % 3 == 0)

@@ -14,6 +14,7 @@ import dataclasses
 import pytest
 import torch
 
+from tests.conftest import HashTask
 from trainer.config import (
     AlgorithmConfig,
     BatchingConfig,
@@ -30,21 +31,7 @@ from trainer.grpo import GRPOTrainer
 from trainer.modeling import build_tiny, load_policy, load_tokenizer
 from trainer.objectives import policy_loss
 from trainer.rollout import build_rollout
-from trainer.tasks import Example, Task
 from trainer.token_weights import advantage_reweight
-
-
-class HashTask(Task):
-    """Reward 1 when the completion's character codes sum to a multiple of 3 (a fixed function)."""
-
-    name = "hash"
-
-    def __init__(self):
-        self.train = [Example(prompt=f"{a}+{b}=", answer="", solution="") for a in range(4) for b in range(2)]
-        self.eval = self.train[:2]
-
-    def is_correct(self, completion, example):
-        return sum(map(ord, completion)) % 3 == 0
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,14 @@ config; which paper a variant came from is invisible here.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
+from trainer import distributed
 from trainer.advantages import group_advantages
 from trainer.batching import minibatch_indices
 from trainer.config import Config, DFPOTransform, KLPlacement, LoptiDenominator, LoptiOrder
@@ -122,13 +124,13 @@ class GRPOTrainer:
                 for mb in self._minibatches(sb, generator):
                     norm = Normalizer.of(stage.denom[mb], self._max_len())
                     mb_loss = 0.0
-                    for micro in self._live_rows(mb, stage).split(cfg.batching.micro_batch_size):
+                    for micro, weight in self._micro_batches(self._live_rows(mb, stage)):
                         loss, stats = self.micro_loss(sb, micro, norm, stage)
                         if not torch.isfinite(loss):
                             raise NonFiniteLoss(step, f"policy loss = {float(loss.detach())} ({_first_nonfinite(stats)})")
-                        self.engine.backward(loss)
-                        mb_loss += float(loss.detach())
-                        n_tok = float(sb.loss_mask[micro].sum())
+                        self.engine.backward(loss * weight)
+                        mb_loss += float(loss.detach()) * weight
+                        n_tok = float(sb.loss_mask[micro].sum()) * weight
                         tokens_seen += n_tok
                         for k, v in stats.items():
                             sums[k] = sums.get(k, 0.0) + float(v) * n_tok
@@ -137,7 +139,11 @@ class GRPOTrainer:
                         raise NonFiniteLoss(step, f"gradient norm = {grad_norm}")
                     grad_norms.append(grad_norm)
                     losses.append(mb_loss)
-        out = {k: v / max(tokens_seen, 1.0) for k, v in sums.items()}
+        # every rank saw its shard: sum the token-weighted stats and losses over ranks
+        keys = sorted(sums)
+        totals = distributed.all_reduce_sum(torch.tensor([tokens_seen, *losses, *(sums[k] for k in keys)], dtype=torch.float64))
+        tokens_seen, losses = float(totals[0]), totals[1 : 1 + len(losses)].tolist()
+        out = {k: float(v) / max(tokens_seen, 1.0) for k, v in zip(keys, totals[1 + len(losses) :])}
         out["loss"] = sum(losses) / len(losses)
         out["grad_norm"] = sum(grad_norms) / len(grad_norms)
         out["optimizer_steps"] = float(len(grad_norms))
@@ -146,6 +152,27 @@ class GRPOTrainer:
             if stage.active is not None:
                 out[f"stage_{stage.name}_token_frac"] = float((stage.active & sb.loss_mask.bool()).sum()) / n_tok
         return out
+
+    def _micro_batches(self, rows: torch.Tensor) -> list[tuple[torch.Tensor, float]]:
+        """(indices, weight) of this rank's micro-batches of a mini-batch's rows.
+
+        One process: consecutive chunks of ``micro_batch_size``. N ranks (every rank holds the whole
+        rollout batch): rank r takes its contiguous shard, cut into the same number of micro-batches
+        on every rank, since ZeRO runs collectives per backward; a rank short of rows makes a
+        zero-weight pass on one row. The loss normalizer stays the whole mini-batch's, so the
+        gradients summed over ranks equal the single-process gradient.
+        """
+        size = self.cfg.batching.micro_batch_size
+        world = self.engine.world_size
+        if world == 1:
+            return [(m, 1.0) for m in rows.split(size)]
+        if self.cfg.algorithm.dfpo.transform != DFPOTransform.none:
+            raise ValueError("algorithm.dfpo.transform: DFPO needs whole groups per micro-batch, which "
+                             "sharding a mini-batch over ranks breaks; run DFPO in one process per cell")
+        n = max(1, math.ceil(math.ceil(rows.numel() / world) / size))
+        local = distributed.shard(rows, self.engine.rank, world)
+        real = [(m, 1.0) for m in local.tensor_split(min(n, local.numel()))] if local.numel() else []
+        return real + [(rows[:1], 0.0)] * (n - len(real))
 
     def _live_rows(self, mb: torch.Tensor, stage: Stage) -> torch.Tensor:
         """Rows of ``mb`` that can contribute to this stage's loss. A row without active tokens adds
