@@ -27,6 +27,7 @@ from trainer.config import (
     RolloutConfig,
 )
 from trainer.engine import TorchEngine
+from trainer import update_plan
 from trainer.grpo import GRPOTrainer
 from trainer.modeling import build_tiny, load_policy, load_tokenizer
 from trainer.objectives import policy_loss
@@ -122,10 +123,10 @@ def test_lopti_stages_add_up_to_the_grpo_gradient_at_the_old_policy(model_dir):
         loss.backward()
         return torch.cat([p.grad.flatten() for p in policy.parameters()])
 
-    low, high = trainer.stages(sb)
+    low, high = update_plan.stages(cfg, sb.old_logp, sb.loss_mask)
     assert low.name == "low" and high.name == "high"
     assert 0 < int(low.active.sum()) < int(sb.loss_mask.sum())  # both stages have tokens
-    from trainer.grpo import Stage
+    from trainer.update_plan import Stage
 
     whole = grad(Stage("all", None, sb.loss_mask))
     # Exact in log-prob space; through the model, two backward passes vs one differ at float32
@@ -166,6 +167,16 @@ def test_lopti_skipping_rows_without_stage_tokens_changes_nothing(model_dir, mon
     fast, m = _step(model_dir, cfg)
     low_rows = int((probs < cfg.algorithm.lopti.eta).any(-1).sum())
     assert 0 < low_rows < sb.size, "the probe must leave some rows without low tokens"
-    monkeypatch.setattr(GRPOTrainer, "_live_rows", lambda self, mb, stage: mb)
+    monkeypatch.setattr(update_plan, "live_rows", lambda cfg, mb, stage: mb)
     full, _ = _step(model_dir, cfg)
     torch.testing.assert_close(fast, full, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("n,c,k", [(4, 0, 1), (4, 1, 1), (4, 2, 2), (8, 3, 4), (8, 8, 8), (5, 1, 5), (10, 4, 3)])
+def test_pass_at_k_is_the_unbiased_estimator(n, c, k):
+    """Chen et al. 2021: 1 − C(n−c, k)/C(n, k), checked against math.comb."""
+    import math
+
+    from trainer.batch_stats import pass_at_k
+
+    assert abs(pass_at_k(n, c, k) - (1 - math.comb(n - c, k) / math.comb(n, k))) < 1e-12

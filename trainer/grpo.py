@@ -6,17 +6,17 @@ config; which paper a variant came from is invisible here.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
-from trainer import distributed
+from trainer import distributed, update_plan
 from trainer.advantages import group_advantages
+from trainer.batch_stats import group_chunks, mixed_rows, pass_at_k, rollout_stats
 from trainer.batching import minibatch_indices
-from trainer.config import Config, DFPOTransform, KLPlacement, LoptiDenominator, LoptiOrder
+from trainer.config import Config, KLPlacement
 from trainer.diagnostics import lld_stats, prob_bin_stats, token_flip_stats
 from trainer.logprobs import completion_logprobs
 from trainer.nthr_scores import NTHRScores
@@ -25,7 +25,8 @@ from trainer.reward_balanced import RewardBalancedBuffer
 from trainer.rollout import RolloutBatch, SamplingParams
 from trainer.scored_batch import ScoredBatch
 from trainer.tasks import Example, Task
-from trainer.token_weights import advantage_reweight, lopti_masks
+from trainer.token_weights import advantage_reweight
+from trainer.update_plan import Stage
 
 
 class NonFiniteLoss(RuntimeError):
@@ -33,15 +34,6 @@ class NonFiniteLoss(RuntimeError):
         super().__init__(f"non-finite loss at step {step}: {cause}")
         self.step = step
         self.cause = cause
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One pass over the update batch: which tokens learn, and which define the normalizer."""
-
-    name: str
-    active: Optional[torch.Tensor]  # [B,T] bool, None = every response token
-    denom: torch.Tensor  # [B,T] mask whose counts normalize the loss
 
 
 class GRPOTrainer:
@@ -69,9 +61,9 @@ class GRPOTrainer:
         rewards = torch.tensor(
             [self.task.reward(text, examples[g]) for text, g in zip(batch.completions, batch.group_ids.tolist())]
         )
-        stats = _rollout_stats(batch, rewards, self._threshold())
+        stats = rollout_stats(batch, rewards, self._threshold())
         if alg.dynamic_sampling:
-            keep = torch.nonzero(_mixed_rows(rewards, batch.group_ids)).flatten()
+            keep = torch.nonzero(mixed_rows(rewards, batch.group_ids)).flatten()
             stats["train/dynamic_sampling_kept_frac"] = keep.numel() / max(batch.size, 1)
             if keep.numel() == 0:
                 return None, stats
@@ -115,7 +107,7 @@ class GRPOTrainer:
         sums: dict[str, float] = {}
         tokens_seen = 0.0
         grad_norms, losses = [], []
-        stages = self.stages(sb)
+        stages = update_plan.stages(self.cfg, sb.old_logp, sb.loss_mask)
         for i, stage in enumerate(stages):
             if i > 0 and cfg.algorithm.lopti.recompute_old_logp:
                 sb.old_logp = self._forward(self.policy, sb.rollout)
@@ -124,7 +116,8 @@ class GRPOTrainer:
                 for mb in self._minibatches(sb, generator):
                     norm = Normalizer.of(stage.denom[mb], self._max_len())
                     mb_loss = 0.0
-                    for micro, weight in self._micro_batches(self._live_rows(mb, stage)):
+                    rows = update_plan.live_rows(cfg, mb, stage)
+                    for micro, weight in update_plan.micro_batches(cfg, rows, self.engine.rank, self.engine.world_size):
                         loss, stats = self.micro_loss(sb, micro, norm, stage)
                         if not torch.isfinite(loss):
                             raise NonFiniteLoss(step, f"policy loss = {float(loss.detach())} ({_first_nonfinite(stats)})")
@@ -152,50 +145,6 @@ class GRPOTrainer:
             if stage.active is not None:
                 out[f"stage_{stage.name}_token_frac"] = float((stage.active & sb.loss_mask.bool()).sum()) / n_tok
         return out
-
-    def _micro_batches(self, rows: torch.Tensor) -> list[tuple[torch.Tensor, float]]:
-        """(indices, weight) of this rank's micro-batches of a mini-batch's rows.
-
-        One process: consecutive chunks of ``micro_batch_size``. N ranks (every rank holds the whole
-        rollout batch): rank r takes its contiguous shard, cut into the same number of micro-batches
-        on every rank, since ZeRO runs collectives per backward; a rank short of rows makes a
-        zero-weight pass on one row. The loss normalizer stays the whole mini-batch's, so the
-        gradients summed over ranks equal the single-process gradient.
-        """
-        size = self.cfg.batching.micro_batch_size
-        world = self.engine.world_size
-        if world == 1:
-            return [(m, 1.0) for m in rows.split(size)]
-        if self.cfg.algorithm.dfpo.transform != DFPOTransform.none:
-            raise ValueError("algorithm.dfpo.transform: DFPO needs whole groups per micro-batch, which "
-                             "sharding a mini-batch over ranks breaks; run DFPO in one process per cell")
-        n = max(1, math.ceil(math.ceil(rows.numel() / world) / size))
-        local = distributed.shard(rows, self.engine.rank, world)
-        real = [(m, 1.0) for m in local.tensor_split(min(n, local.numel()))] if local.numel() else []
-        return real + [(rows[:1], 0.0)] * (n - len(real))
-
-    def _live_rows(self, mb: torch.Tensor, stage: Stage) -> torch.Tensor:
-        """Rows of ``mb`` that can contribute to this stage's loss. A row without active tokens adds
-        exactly zero loss and gradient when every term is masked to the stage, so it is skipped (the
-        normalizer is the mini-batch's, already fixed). DFPO keeps every row: its transform needs
-        whole groups. Always at least one row, so each mini-batch still makes its optimizer step."""
-        alg = self.cfg.algorithm
-        if stage.active is None or not alg.lopti.mask_kl or alg.dfpo.transform != DFPOTransform.none:
-            return mb
-        live = mb[stage.active[mb].any(-1)]
-        return live if live.numel() else mb[:1]
-
-    def stages(self, sb: ScoredBatch) -> list[Stage]:
-        """One stage normally; Lopti's two (low-probability tokens first, by default)."""
-        lo = self.cfg.algorithm.lopti
-        if not lo.enabled:
-            return [Stage("all", None, sb.loss_mask)]
-        low, high = lopti_masks(sb.old_logp, sb.loss_mask, lo.eta)
-        sets = [("low", low), ("high", high)]
-        if lo.order == LoptiOrder.high_first:
-            sets.reverse()
-        by_stage = lo.denominator == LoptiDenominator.stage_tokens
-        return [Stage(name, m, m.float() if by_stage else sb.loss_mask) for name, m in sets]
 
     def micro_loss(self, sb: ScoredBatch, idx: torch.Tensor, norm: Normalizer, stage: Optional[Stage] = None):
         b = sb.rollout
@@ -293,7 +242,7 @@ class GRPOTrainer:
         self.policy.eval()
         logps, scores = [], []
         with torch.no_grad():
-            for idx in _group_chunks(batch.group_ids, self.cfg.batching.micro_batch_size):
+            for idx in group_chunks(batch.group_ids, self.cfg.batching.micro_batch_size):
                 st = completion_logprobs(
                     self.policy, batch.input_ids[idx], batch.attention_mask[idx], batch.prompt_len,
                     self.cfg.rollout.temperature, with_hidden=nthr_cfg.enabled,
@@ -324,58 +273,6 @@ class GRPOTrainer:
 class OldPolicy:
     logp: torch.Tensor  # [B,T]
     nthr: Optional[NTHRScores]
-
-
-def _group_chunks(group_ids: torch.Tensor, size: int) -> list[torch.Tensor]:
-    """Index chunks of about ``size`` rows that never split a group (rows of a group are contiguous)."""
-    _, counts = torch.unique_consecutive(group_ids, return_counts=True)
-    chunks, start, cur = [], 0, 0
-    for c in counts.tolist():
-        if cur and cur + c > size:
-            chunks.append(torch.arange(start, start + cur))
-            start, cur = start + cur, 0
-        cur += c
-    if cur:
-        chunks.append(torch.arange(start, start + cur))
-    return chunks
-
-
-def _mixed_rows(rewards: torch.Tensor, group_ids: torch.Tensor) -> torch.Tensor:
-    """[B] bool: the response's group has more than one distinct reward."""
-    _, inv = torch.unique(group_ids, return_inverse=True)
-    n = int(inv.max()) + 1 if inv.numel() else 0
-    lo = torch.full((n,), float("inf")).scatter_reduce(0, inv, rewards.float(), "amin")
-    hi = torch.full((n,), float("-inf")).scatter_reduce(0, inv, rewards.float(), "amax")
-    return (hi > lo)[inv]
-
-
-def _rollout_stats(batch: RolloutBatch, rewards: torch.Tensor, threshold: float) -> dict[str, float]:
-    lengths = batch.completion_lengths().float()
-    return {
-        "train/reward": float(rewards.mean()),
-        "train/accuracy": float((rewards >= threshold).float().mean()),
-        "train/response_length": float(lengths.mean()),
-        "train/truncated_frac": float(batch.truncated.float().mean()),
-        "train/mixed_group_frac": mixed_group_fraction(rewards, batch.group_ids),
-        "_n_tokens": float(batch.completion_mask.sum()),
-    }
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k from n samples with c correct (Chen et al. 2021): 1 − C(n−c,k)/C(n,k)."""
-    if n - c < k:
-        return 1.0
-    prod = 1.0
-    for i in range(n - c + 1, n + 1):
-        prod *= 1.0 - k / i
-    return 1.0 - prod
-
-
-def mixed_group_fraction(rewards: torch.Tensor, group_ids: torch.Tensor) -> float:
-    """Fraction of prompts whose responses got different rewards (the only ones GRPO learns from)."""
-    groups = torch.unique(group_ids)
-    mixed = sum(int(rewards[group_ids == g].unique().numel() > 1) for g in groups)
-    return mixed / max(len(groups), 1)
 
 
 def _first_nonfinite(stats: dict) -> str:
