@@ -42,3 +42,25 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="model.path"):
         load_policy(tmp_path / "nope")
+
+
+def test_chat_template_wraps_prompts_when_the_checkpoint_has_one(tmp_path):
+    """Instruct checkpoints ship a chat template: rollouts must use it; the char tokenizer has none."""
+    import torch
+
+    from trainer.config import ModelConfig
+    from trainer.modeling import build_tiny, load_policy, load_tokenizer
+    from trainer.rollout import SamplingParams, build_rollout
+    from trainer.rollout.hf import format_prompt
+
+    d = build_tiny(ModelConfig(hidden_size=32, intermediate_size=64, num_layers=2), tmp_path / "m", seed=0)
+    tok = load_tokenizer(d)
+    assert format_prompt(tok, "1+2=") == "1+2="
+    tok.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}{% if add_generation_prompt %}>{% endif %}"
+    tok.save_pretrained(d)
+    tok = load_tokenizer(d)  # the template survives save/load, as with a real checkpoint
+    assert format_prompt(tok, "1+2=") == "<user>1+2=>"
+    rollout = build_rollout("hf", load_policy(d), tok, torch.device("cpu"))
+    batch = rollout.generate(["1+2="], SamplingParams(n=2, max_new_tokens=3))
+    prompt_text = tok.decode(batch.input_ids[0, : batch.prompt_len], skip_special_tokens=True)
+    assert prompt_text.endswith("<user>1+2=>")

@@ -20,6 +20,7 @@ class HFRollout:
     @torch.no_grad()
     def generate(self, prompts: list[str], params: SamplingParams) -> RolloutBatch:
         """Sample ``params.n`` completions per prompt; rows are grouped prompt by prompt."""
+        prompts = [format_prompt(self.tok, p) for p in prompts]
         expanded = [p for p in prompts for _ in range(params.n)]
         group_ids = torch.arange(len(prompts)).repeat_interleave(params.n)
         enc = self.tok(expanded, return_tensors="pt", padding=True, add_special_tokens=False)
@@ -60,6 +61,16 @@ class HFRollout:
             truncated=truncated,
             group_ids=group_ids,
         )
+
+
+def format_prompt(tokenizer, prompt: str) -> str:
+    """The prompt as the model was trained to see it: wrapped in the tokenizer's chat template as a
+    user turn (with the assistant's generation prompt) when the checkpoint ships one, else as is."""
+    if not getattr(tokenizer, "chat_template", None):
+        return prompt
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+    )
 
 
 def completion_mask_from_eos(completion: torch.Tensor, eos_id: int) -> tuple[torch.Tensor, torch.Tensor]:
