@@ -1,4 +1,19 @@
-"""Load a sweep's run records into a DataFrame.
+"""Load a sweep's run records into a DataFrame (the *records frame*).
+
+The records frame is the one schema every analysis (tables, plots, report) reads, so any
+source of runs can feed them: the on-disk run records here (:class:`DirSource`), or later
+runs fetched from the W&B API, by implementing the same three methods (:class:`RunSource`).
+
+Records frame (one row per run):
+    ``run_dir, run_id, cell_id, config_hash, seed, status, variant`` (``status`` one of
+    completed/failed/preempted/running/missing), one column per swept key (NaN where a run
+    lacks it), one column per numeric summary key.
+    ``attrs["swept_keys"]``: swept keys without ``seed``, in sweep order;
+    ``attrs["metric_keys"]``: the numeric summary keys;
+    ``attrs["value_order"]``: {swept key: its values in the plan's run order} (may be empty);
+    ``attrs["plan_first"]``: the first planned run's swept values (the default baseline cell).
+History frame (one per run, ``source.history(run)``): ``step`` plus one column per logged
+metric key, in logging order (a resumed run may repeat steps; readers keep the last).
 
 The trainer writes ``meta.json`` / ``summary.json`` / ``metrics.jsonl`` per run
 (see the run-record contract). Runs get killed, preempted or are still going, so
@@ -11,6 +26,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from typing import Protocol
 
 import pandas as pd
 
@@ -74,11 +90,73 @@ def load_records(sweep_dir) -> pd.DataFrame:
                         metric_keys.append(key)
                     row[key] = value
         rows.append(row)
-    columns = BASE_COLUMNS + swept_keys + metric_keys
+    # dict.fromkeys: a swept key may repeat a base column (``variant`` is both a meta field and,
+    # as a Hydra group choice, a swept key; they hold the same value).
+    columns = list(dict.fromkeys(BASE_COLUMNS + swept_keys + metric_keys))
     df = pd.DataFrame(rows, columns=columns)
-    df.attrs["swept_keys"] = swept_keys
+    plan = load_plan(root)
+    plan_keys = [k for k in plan.get("swept_keys", []) if k in swept_keys]
+    df.attrs["swept_keys"] = plan_keys + [k for k in swept_keys if k not in plan_keys]
     df.attrs["metric_keys"] = metric_keys
+    df.attrs.update(plan_attrs(plan))
     return df
+
+
+def load_plan(sweep_dir) -> dict:
+    """``sweep.json`` of a sweep (the plan), or {} when absent or unreadable."""
+    return _read_json(Path(sweep_dir) / "sweep.json") or {}
+
+
+def plan_attrs(plan: dict) -> dict:
+    """``value_order`` and ``plan_first`` (see the module docstring) from a sweep plan."""
+    order: dict[str, list] = {}
+    runs = [r.get("swept") or {} for r in plan.get("runs") or [] if isinstance(r, dict)]
+    for swept in runs:
+        for key, value in swept.items():
+            if key != "seed" and value not in order.setdefault(key, []):
+                order[key].append(value)
+    first = {k: v for k, v in (runs[0].items() if runs else ()) if k != "seed"}
+    return {"value_order": order, "plan_first": first}
+
+
+class RunSource(Protocol):
+    """Where runs come from. A W&B source implements the same three methods over the API
+    (``runs()`` from run.summary/run.config, ``history()`` from run.history())."""
+
+    name: str
+
+    def runs(self) -> pd.DataFrame:
+        """The records frame (module docstring)."""
+
+    def history(self, run_dir: str) -> pd.DataFrame:
+        """The history frame of one run, given its records-frame ``run_dir``."""
+
+    def config(self, run_dir: str) -> dict:
+        """The run's resolved config as a nested dict ({} when unknown)."""
+
+
+class DirSource:
+    """Run records on disk below ``sweep_dir`` (docs/run-record.md)."""
+
+    def __init__(self, sweep_dir):
+        self.root = Path(sweep_dir)
+        self.name = self.root.name
+
+    def runs(self) -> pd.DataFrame:
+        return load_records(self.root)
+
+    def history(self, run_dir: str) -> pd.DataFrame:
+        return load_metrics(run_dir)
+
+    def config(self, run_dir: str) -> dict:
+        import yaml
+
+        path = Path(run_dir) / "config.yaml"
+        try:
+            data = yaml.safe_load(path.read_text()) if path.exists() else None
+        except (OSError, yaml.YAMLError):
+            data = None
+        return data if isinstance(data, dict) else {}
 
 
 def load_metrics(run_dir) -> pd.DataFrame:

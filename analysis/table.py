@@ -1,27 +1,36 @@
-"""Ablation tables: mean ± std over seeds per sweep cell, as GitHub Markdown.
+"""Ablation tables: per sweep cell, mean ± 95% CI over seeds, Δ vs a baseline cell with Welch's
+test, best per column in bold; as Markdown, LaTeX (booktabs), CSV or HTML.
 
-Only completed runs enter the statistics (a failed run's partial accuracy would
-bias the mean); the excluded ones are counted under the table so a reader sees
-that a cell rests on fewer seeds than planned. Grouping is done by hand rather
-than with ``DataFrame.groupby`` because swept values may be NaN (key absent in
-some runs) or of mixed types, and the row order must be deterministic and
-numeric (``2`` before ``10``).
+Only completed runs enter the statistics (a failed run's partial accuracy would bias the mean);
+the excluded ones are counted under the table so a reader sees that a cell rests on fewer
+seeds than planned. Grouping is done by hand rather than with ``DataFrame.groupby`` because
+swept values may be NaN (key absent in some runs) or of mixed types, and the order must be
+deterministic: the plan's order (``sweep.json``, e.g. ``variant=grpo,ar,lopti``) where known,
+then numeric (``2`` before ``10``), then text, then the absent-key group.
+
+Layout: ``rows`` and ``cols`` are swept keys; swept keys in neither are pooled (their runs
+count as extra seeds of the cell). With ``cols``, each metric spans one column per value
+combination of the ``cols`` keys.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import re
 import sys
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from analysis.records import load_records
+from analysis import render
+from analysis.history import add_history_metrics, is_history_metric
+from analysis.records import DirSource
+from analysis.stats import LEVEL, mean_ci, significance_mark, welch_p
 
-NA = "—"  # shown for absent swept keys and undefined std
+NA = render.NA  # shown for absent swept keys and undefined statistics
 DEFAULT_METRICS = [
     "warmstart_eval_accuracy",
     "final_eval_accuracy",
@@ -29,29 +38,91 @@ DEFAULT_METRICS = [
     "final_reward",
     "final_response_length",
 ]
+FORMATS = ("md", "latex", "csv", "html")
+SUFFIX = {"md": ".md", "latex": ".tex", "csv": ".csv", "html": ".html"}
+# Which way is better, for the bold mark. Default: higher. Substring match on the metric name.
+LOWER_IS_BETTER = ("lazy_frac", "truncated_frac", "wall_time", "logp_mismatch", "against_sign",
+                   "train/kl", "train/loss", "jitter")
+NO_BEST = ("response_length", "steps_completed", "/tokens", "token_frac", "bin", "flip_", "entropy",
+           "time/", "perf/", "train/asym", "ratio_mean", "clip_frac", "grad_norm")
+
+
+def direction(metric: str) -> str | None:
+    """``"max"``, ``"min"`` or None (no better direction: nothing bold) for a metric name."""
+    if any(s in metric for s in LOWER_IS_BETTER):
+        return "min"
+    if any(s in metric for s in NO_BEST):
+        return None
+    return "max"
 
 
 def _key_value(v):
     """Hashable group value; NaN/None become the NA sentinel so they form a group."""
-    if v is None or (isinstance(v, (float, np.floating)) and math.isnan(v)):
+    if v is None or (isinstance(v, float) and math.isnan(v)):
         return NA
     if isinstance(v, (list, dict)):
         return json.dumps(v, sort_keys=True)
-    return v.item() if isinstance(v, np.generic) else v
+    return v.item() if hasattr(v, "item") and not isinstance(v, (str, bytes)) else v
 
 
-def _sort_key(v):
-    """Numbers first (numerically), then strings, then the NA group last."""
-    if isinstance(v, (int, float)):
+def same_value(a, b) -> bool:
+    """Swept values equal as shown (``0`` matches ``0.0``; ``"0.01"`` from the CLI matches 0.01)."""
+    if a == b or render.fmt_key(a) == render.fmt_key(b):
+        return True
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return False
+
+
+def _sort_key(v, order=()):
+    """Plan order first, then numbers (numerically), then strings, then the NA group last."""
+    for i, o in enumerate(order):
+        if same_value(v, o):
+            return (-1, float(i), "")
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
         return (0, float(v), "")
     return (2, 0.0, "") if v == NA else (1, 0.0, str(v))
 
 
-def summarize(df: pd.DataFrame, metrics, group_keys=None) -> pd.DataFrame:
-    """Per-cell mean, sample std (ddof=1) and n of each metric over completed runs.
+def _cell_sort(keys, value_order):
+    return lambda t: tuple(_sort_key(v, value_order.get(k, ())) for k, v in zip(keys, t))
 
-    Columns: the group keys, ``<metric>/mean``, ``<metric>/std``, ``<metric>/n``
-    and ``n_runs``. ``attrs["excluded"]`` maps non-completed statuses to counts.
+
+def _resolve_baseline(cells, keys, baseline, plan_first):
+    """The baseline cell tuple: the cells matching ``baseline`` (key → value), preferring the one
+    that also matches the plan's first run on the other keys, else the first in table order.
+    None for ``baseline is False``, no cells or no keys."""
+    if baseline is False or not cells or not keys:
+        return None
+    spec = dict(baseline or {})
+    for k in spec:
+        if k not in keys:
+            raise ValueError(f"baseline key {k!r} is not a table key; table keys: {', '.join(keys)}")
+
+    def fits(cell, key, value):
+        return same_value(cell[keys.index(key)], value)
+
+    matching = [c for c in cells if all(fits(c, k, v) for k, v in spec.items())]
+    if not matching:
+        for k, v in spec.items():
+            if not any(fits(c, k, v) for c in cells):
+                valid = ", ".join(dict.fromkeys(render.fmt_key(c[keys.index(k)]) for c in cells))
+                raise ValueError(f"baseline {k}={v} matches no cell; valid values of {k}: {valid}")
+        raise ValueError(f"baseline {spec} matches no cell (no completed runs with that combination)")
+    planned = [c for c in matching if all(k in spec or (k in plan_first and fits(c, k, plan_first[k])) for k in keys)]
+    return (planned or matching)[0]
+
+
+def summarize(df: pd.DataFrame, metrics, group_keys=None, baseline=None, level: float = LEVEL) -> pd.DataFrame:
+    """Per-cell statistics of each metric over completed runs.
+
+    Columns: the group keys, ``<metric>/mean``, ``/std`` (sample, ddof=1), ``/ci`` (half-width
+    of the ``level`` Student-t interval), ``/n``, ``/delta`` (mean − baseline mean) and ``/p``
+    (Welch's two-sided t-test vs the baseline cell), and ``n_runs``. ``baseline`` is a
+    {key: value} dict (missing keys default to the plan's first run), None for that default,
+    or False for no comparison. ``attrs``: ``excluded`` (non-completed status → count),
+    ``group_keys``, ``metrics``, ``baseline`` ({key: value} or None), ``level``.
     """
     keys = list(df.attrs.get("swept_keys", []) if group_keys is None else group_keys)
     metrics = list(metrics)
@@ -62,94 +133,273 @@ def summarize(df: pd.DataFrame, metrics, group_keys=None) -> pd.DataFrame:
     groups: dict[tuple, list] = {}
     for label, values in zip(done.index, done[keys].itertuples(index=False, name=None)):
         groups.setdefault(tuple(_key_value(v) for v in values), []).append(label)
+    cells = sorted(groups, key=_cell_sort(keys, df.attrs.get("value_order", {})))
+    base = _resolve_baseline(cells, keys, baseline, df.attrs.get("plan_first", {}))
+    numeric = {m: pd.to_numeric(done[m], errors="coerce") for m in metrics}
+    values = {c: {m: numeric[m].loc[groups[c]].dropna().to_numpy(dtype=float) for m in metrics} for c in cells}
     rows = []
-    for cell in sorted(groups, key=lambda t: tuple(_sort_key(v) for v in t)):
-        sub = done.loc[groups[cell]]
+    for cell in cells:
         row = dict(zip(keys, cell))
         for m in metrics:
-            vals = pd.to_numeric(sub[m], errors="coerce").dropna().to_numpy(dtype=float)
-            row[f"{m}/mean"] = float(vals.mean()) if len(vals) else math.nan
+            vals = values[cell][m]
+            mean, ci = mean_ci(vals, level)
+            row[f"{m}/mean"], row[f"{m}/ci"], row[f"{m}/n"] = mean, ci, int(len(vals))
             row[f"{m}/std"] = float(vals.std(ddof=1)) if len(vals) > 1 else math.nan
-            row[f"{m}/n"] = int(len(vals))
-        row["n_runs"] = len(sub)
+            if base is None or cell == base:
+                row[f"{m}/delta"], row[f"{m}/p"] = math.nan, math.nan
+            else:
+                ref = values[base][m]
+                row[f"{m}/delta"] = mean - ref.mean() if len(ref) and len(vals) else math.nan
+                row[f"{m}/p"] = welch_p(vals, ref)
+        row["n_runs"] = len(groups[cell])
         rows.append(row)
-    stat_cols = [f"{m}/{s}" for m in metrics for s in ("mean", "std", "n")]
+    stat_cols = [f"{m}/{s}" for m in metrics for s in ("mean", "std", "ci", "n", "delta", "p")]
     out = pd.DataFrame(rows, columns=keys + stat_cols + ["n_runs"])
     excluded = Counter(df.loc[df["status"] != "completed", "status"].fillna("missing"))
-    out.attrs.update(excluded=dict(sorted(excluded.items())), group_keys=keys, metrics=metrics)
+    out.attrs.update(excluded=dict(sorted(excluded.items())), group_keys=keys, metrics=metrics,
+                     baseline=dict(zip(keys, base)) if base is not None else None, level=level)
     return out
 
 
-def _fmt_key(v) -> str:
-    if isinstance(v, float):
-        v = int(v) if v.is_integer() else v
-    return str(v).replace("|", "\\|")
+# ---------------------------------------------------------------- layout
+@dataclass
+class Cell:
+    mean: float
+    ci: float
+    n: int
+    delta: float
+    p: float
+    baseline: bool = False
+    best: bool = False
+    n_note: str = ""  # shown when the cell's n differs from the table's common n
+
+    @property
+    def mark(self) -> str:
+        return significance_mark(self.p)
 
 
-def markdown_table(summary: pd.DataFrame, metrics, group_keys, digits: int = 3) -> str:
-    """GitHub Markdown: one row per cell, ``mean ± std`` per metric, then ``n``.
+@dataclass
+class Grid:
+    """A table laid out for rendering: ``body`` rows are (row-key values, cells, min n)."""
 
-    ``n`` is the smallest per-metric count, i.e. the seeds every number rests on.
-    """
-    metrics, keys = list(metrics), list(group_keys)
-    header = [k.replace("|", "\\|") for k in keys] + metrics + ["n"]
-    lines = [
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join(["---"] * len(keys) + ["---:"] * (len(metrics) + 1)) + "|",
-    ]
+    row_keys: list
+    col_keys: list
+    columns: list  # [(metric, col-key values tuple)]
+    body: list = field(default_factory=list)
+    show_n: bool = True
+    notes: list = field(default_factory=list)
+    footer: str = ""
+
+    def column_labels(self, joiner):
+        """Per data column: ``metric · k=v`` (joiner given) or ``k=v`` only (joiner None)."""
+        labels = []
+        for metric, vals in self.columns:
+            kv = ", ".join(f"{k}={render.fmt_key(v)}" for k, v in zip(self.col_keys, vals))
+            labels.append(kv if joiner is None else (f"{metric}{joiner}{kv}" if kv else metric))
+        return labels
+
+    def metric_spans(self):
+        spans: list[list] = []
+        for metric, _ in self.columns:
+            if spans and spans[-1][0] == metric:
+                spans[-1][1] += 1
+            else:
+                spans.append([metric, 1])
+        return [tuple(s) for s in spans]
+
+
+def _plural(n, one, many):
+    return one if n == 1 else many
+
+
+def build_grid(summary: pd.DataFrame, metrics, rows, cols=()) -> Grid:
+    """Lay ``summary`` (grouped by ``rows + cols``) out as rows × (metric, col values) cells."""
+    metrics, rows, cols = list(metrics), list(rows), list(cols)
+    row_vals = list(dict.fromkeys(tuple(r) for r in summary[rows].itertuples(index=False, name=None)))
+    col_vals = list(dict.fromkeys(tuple(r) for r in summary[cols].itertuples(index=False, name=None)))
+    if not rows and len(summary):
+        row_vals = [()]
+    if not col_vals:  # one data column per metric, even when no cell has completed runs
+        col_vals = [()]
+    grid = Grid(rows, cols, [(m, cv) for m in metrics for cv in col_vals], show_n=not cols)
+    base = summary.attrs.get("baseline")
+    base_t = tuple(base[k] for k in rows + cols) if base else None
+    lookup = {}
     for _, r in summary.iterrows():
-        cells = [_fmt_key(r[k]) for k in keys]
-        for m in metrics:
-            mean, std, n = r[f"{m}/mean"], r[f"{m}/std"], r[f"{m}/n"]
-            mean_s = NA if pd.isna(mean) else f"{mean:.{digits}f}"
-            std_s = NA if n <= 1 or pd.isna(std) else f"{std:.{digits}f}"
-            cells.append(f"{mean_s} ± {std_s}")
-        n_cell = min(int(r[f"{m}/n"]) for m in metrics) if metrics else int(r["n_runs"])
-        lines.append("| " + " | ".join(cells + [str(n_cell)]) + " |")
+        key = tuple(r[k] for k in rows + cols)
+        lookup[key] = {m: Cell(r[f"{m}/mean"], r[f"{m}/ci"], int(r[f"{m}/n"]), r[f"{m}/delta"], r[f"{m}/p"],
+                               baseline=key == base_t) for m in metrics}
+    ns = [c.n for d in lookup.values() for c in d.values()]
+    common = Counter(ns).most_common(1)[0][0] if ns else 0
+    for rv in row_vals:
+        cells = [lookup.get(rv + cv, {}).get(m) for m, cv in grid.columns]
+        present = [c for c in cells if c is not None]
+        if cols:
+            for c in present:
+                c.n_note = str(c.n) if c.n != common else ""
+        grid.body.append((rv, cells, min((c.n for c in present), default=0)))
+    for j, (metric, _) in enumerate(grid.columns):  # bold: best mean per column
+        how = direction(metric)
+        col = [row[1][j] for row in grid.body if row[1][j] is not None and math.isfinite(row[1][j].mean)]
+        if how and len({c.mean for c in col}) > 1:  # all equal: nothing is best
+            best = (max if how == "max" else min)(c.mean for c in col)
+            for c in col:
+                c.best = c.mean == best
+    level = round(100 * summary.attrs.get("level", LEVEL))
+    n_text = "n = completed seeds per cell" if not cols else f"n = {common} seeds per cell unless marked"
+    grid.notes.append(f"Mean ± {level}% CI half-width over seeds (Student t, n−1 dof); {n_text}.")
+    if base:
+        desc = ", ".join(f"{k}={render.fmt_key(v)}" for k, v in base.items())
+        grid.notes.append(f"(Δ): difference of means vs the baseline cell {desc}; "
+                          "* p < 0.05, ** p < 0.01, Welch's two-sided t-test.")
+    lower = [m for m in metrics if direction(m) == "min"]
+    unmarked = [m for m in metrics if direction(m) is None]
+    bold = "Bold: best mean per column (higher is better"
+    bold += f"; lower for {', '.join(lower)})" if lower else ")"
+    bold += f"; none marked for {', '.join(unmarked)}." if unmarked else "."
+    grid.notes.append(bold)
     excluded = summary.attrs.get("excluded", {})
     total = sum(excluded.values())
     if total:
         detail = ", ".join(f"{s}: {c}" for s, c in excluded.items())
-        plural = "run was" if total == 1 else "runs were"
-        lines += ["", f"{total} {plural} not completed ({detail}) and excluded."]
-    return "\n".join(lines) + "\n"
+        grid.footer = f"{total} {_plural(total, 'run was', 'runs were')} not completed ({detail}) and excluded."
+    return grid
 
 
-def render_table(sweep_dir, metrics=None, rows=None) -> str:
-    """Load a sweep and render its ablation table; bad keys raise ValueError early."""
-    path = Path(sweep_dir)
-    if not path.is_dir():
-        raise ValueError(f"sweep dir does not exist: {path}")
-    df = load_records(path)
+def markdown_table(summary: pd.DataFrame, metrics, group_keys, digits: int = 3, cols=()) -> str:
+    """GitHub Markdown of ``summary``; rows-only layouts end with ``n``, the smallest per-metric
+    count of the row (the seeds every number in it rests on)."""
+    return render.markdown(build_grid(summary, metrics, [k for k in group_keys if k not in cols], cols), digits)
+
+
+def csv_table(summary: pd.DataFrame) -> str:
+    """Tidy CSV: one line per cell × metric with the unformatted statistics."""
+    keys, metrics = summary.attrs["group_keys"], summary.attrs["metrics"]
+    base = summary.attrs.get("baseline")
+    lvl = round(100 * summary.attrs.get("level", LEVEL))
+    recs = []
+    for _, r in summary.iterrows():
+        for m in metrics:
+            mean, ci = r[f"{m}/mean"], r[f"{m}/ci"]
+            recs.append({**{k: r[k] for k in keys}, "metric": m, "n": r[f"{m}/n"], "mean": mean,
+                         "std": r[f"{m}/std"], f"ci{lvl}_low": mean - ci, f"ci{lvl}_high": mean + ci,
+                         "delta": r[f"{m}/delta"], "p_welch": r[f"{m}/p"],
+                         "baseline": bool(base) and all(same_value(r[k], base[k]) for k in keys)})
+    return pd.DataFrame(recs).to_csv(index=False)
+
+
+# ---------------------------------------------------------------- sweep → table
+@dataclass
+class Table:
+    summary: pd.DataFrame
+    grid: Grid
+
+    def render(self, fmt: str = "md", digits: int = 3) -> str:
+        if fmt == "csv":
+            return csv_table(self.summary)
+        return {"md": render.markdown, "latex": render.latex, "html": render.html_table}[fmt](self.grid, digits)
+
+
+def _records(source):
+    df = source.runs()
     if df.empty:
-        raise ValueError(f"no runs (no meta.json) found under {path}")
+        raise ValueError(f"no runs (no meta.json) found under {getattr(source, 'root', source.name)}")
+    return df
+
+
+def build_table(source, metrics=None, rows=None, cols=None, baseline=None, level: float = LEVEL,
+                df: pd.DataFrame | None = None) -> Table:
+    """Validate the keys against the records, derive history metrics, summarize and lay out."""
+    df = _records(source) if df is None else df
     swept, available = df.attrs["swept_keys"], df.attrs["metric_keys"]
     if metrics is None:
         metrics = [m for m in DEFAULT_METRICS if m in available]
+    derived = [m for m in metrics if m not in available and is_history_metric(m)]
     for m in metrics:
-        if m not in available:
-            raise ValueError(f"unknown metric {m!r}; available metrics: {', '.join(available) or '(none)'}")
-    keys = swept if rows is None else list(dict.fromkeys(rows))
-    for k in keys:
+        if m not in available and m not in derived:
+            raise ValueError(f"unknown metric {m!r}; available metrics: {', '.join(available) or '(none)'} "
+                             "or history metrics like final_pass@k, diag/lld_mean, mean:diag/lld_lazy_frac")
+    if derived:
+        df = add_history_metrics(df, derived, source)
+    cols = list(dict.fromkeys(cols or []))
+    keys = [k for k in swept if k not in cols] if rows is None else list(dict.fromkeys(rows))
+    for k in keys + cols:
         if k not in swept:
-            raise ValueError(f"unknown row key {k!r}; available swept keys: {', '.join(swept) or '(none)'}")
-    return markdown_table(summarize(df, metrics, keys), metrics, keys)
+            raise ValueError(f"unknown row/column key {k!r}; available swept keys: {', '.join(swept) or '(none)'}")
+    if set(keys) & set(cols):
+        raise ValueError(f"keys both in rows and cols: {', '.join(sorted(set(keys) & set(cols)))}")
+    summary = summarize(df, metrics, keys + cols, baseline=baseline, level=level)
+    return Table(summary, build_grid(summary, metrics, keys, cols))
 
 
+def render_table(sweep_dir, metrics=None, rows=None, cols=None, baseline=None, fmt: str = "md",
+                 digits: int = 3, source=None) -> str:
+    """Load a sweep and render its ablation table; bad keys raise ValueError early."""
+    if source is None:
+        path = Path(sweep_dir)
+        if not path.is_dir():
+            raise ValueError(f"sweep dir does not exist: {path}")
+        source = DirSource(path)
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
+    return build_table(source, metrics, rows, cols, baseline).render(fmt, digits)
+
+
+# ---------------------------------------------------------------- CLI
 def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def main(argv=None) -> int:
-    """CLI: ``grpolab table SWEEP_DIR [--metrics a,b] [--rows k1,k2] [--out FILE]``."""
-    parser = argparse.ArgumentParser(prog="grpolab table", description="Ablation table of a sweep.")
+def parse_baseline(text: str | None):
+    """``k=v,k2=v2`` → {k: v}; ``none`` → False (no Δ column); None → default baseline."""
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return False
+    out = {}
+    for part in re.split(r",(?=[^,=]+=)", text):  # a value may itself contain commas
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--baseline {text!r}: expected key=value[,key=value...] or 'none'")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def add_table_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sweep_dir")
-    parser.add_argument("--metrics", type=_csv, default=None, help="comma-separated summary keys")
-    parser.add_argument("--rows", type=_csv, default=None, help="comma-separated swept keys to group by")
-    parser.add_argument("--out", default=None, help="also write the Markdown to this file")
+    parser.add_argument("--metrics", type=_csv, default=None,
+                        help="comma-separated summary keys or history metrics (final_pass@k, "
+                             "diag/lld_mean = last value, mean:diag/lld_mean, max:train/reward)")
+    parser.add_argument("--rows", type=_csv, default=None, help="swept keys down the rows (default: all not in --cols)")
+    parser.add_argument("--cols", type=_csv, default=None, help="swept keys across the columns")
+    parser.add_argument("--baseline", default=None,
+                        help="baseline cell for Δ: key=value,... (default: the plan's first run), or 'none'")
+    parser.add_argument("--digits", type=int, default=3)
+
+
+def main(argv=None) -> int:
+    """CLI: ``grpolab table SWEEP_DIR [--metrics a,b] [--rows k1] [--cols k2] [--baseline k=v]
+    [--format md|latex|csv|html|all] [--out FILE]``."""
+    parser = argparse.ArgumentParser(prog="grpolab table", description="Ablation table of a sweep.")
+    add_table_args(parser)
+    parser.add_argument("--format", default="md", choices=[*FORMATS, "all"],
+                        help="output format; 'all' writes md, tex and csv next to --out (default <sweep>/table)")
+    parser.add_argument("--out", default=None,
+                        help="also write the table to this file (with --format all: a path without suffix)")
     args = parser.parse_args(argv)
     try:
-        text = render_table(args.sweep_dir, metrics=args.metrics, rows=args.rows)
+        path = Path(args.sweep_dir)
+        if not path.is_dir():
+            raise ValueError(f"sweep dir does not exist: {path}")
+        table = build_table(DirSource(path), args.metrics, args.rows, args.cols, parse_baseline(args.baseline))
+        if args.format == "all":
+            stem = Path(args.out) if args.out else path / "table"
+            for fmt in ("md", "latex", "csv"):
+                text = table.render(fmt, args.digits)
+                stem.with_name(stem.name + SUFFIX[fmt]).write_text(text)
+            print(table.render("md", args.digits), end="")
+            return 0
+        text = table.render(args.format, args.digits)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -120,10 +120,11 @@ def test_failed_runs_excluded_and_counted_in_footer(sweep):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         md = render_table(sweep_dir, metrics=["final_eval_accuracy"], rows=[KL, CLIP])
-    cell = raw[(0.0, 0.2)]["final_eval_accuracy"]
-    expected = f"{statistics.mean(cell):.3f} ± {statistics.stdev(cell):.3f}"
-    assert f"| 0 | 0.2 | {expected} | 3 |" in md
-    assert "2 runs were not completed (failed: 1, missing: 1) and excluded." in md
+    cell = raw[(0.0, 0.2)]["final_eval_accuracy"]  # the baseline cell: no Δ
+    half = 4.30265 * statistics.stdev(cell) / math.sqrt(3)  # t_{0.975, 2} from a t table
+    row = next(line for line in md.splitlines() if line.startswith("| 0 | 0.2 |"))
+    assert row.replace("**", "") == f"| 0 | 0.2 | {statistics.mean(cell):.3f} ± {half:.3f} | 3 |"
+    assert md.splitlines()[-1] == "2 runs were not completed (failed: 1, missing: 1) and excluded."
 
 
 def test_markdown_shape(sweep):
@@ -160,9 +161,9 @@ def test_nan_swept_key_and_n1_and_min_n(tmp_path):
     assert math.isnan(summ.iloc[1]["final_eval_accuracy/std"])
     md = render_table(tmp_path, metrics=METRICS, rows=["lr"]).splitlines()
     assert md[2].startswith("| 2 |") and md[2].endswith("| 1 |")  # min n over metrics
-    assert md[3].startswith("| 10 |") and "± — |" in md[3] and md[3].endswith("| 1 |")
+    assert md[3].startswith("| 10 |") and "± — (" in md[3] and md[3].endswith("| 1 |")  # n=1: no CI
     assert md[4].startswith("| — |") and md[4].endswith("| 2 |")
-    assert len(md) == 5  # nothing excluded: no footer
+    assert md[5] == "" and md[6].startswith("Mean ± 95% CI") and len(md) == 7  # nothing excluded: no footer
 
 
 def test_bad_keys_metrics_and_empty_dir(sweep, tmp_path):
@@ -224,4 +225,4 @@ def test_thousand_records_load_and_render(tmp_path):
     md = render_table(tmp_path)
     assert len(load_records(tmp_path)) == 1000
     lines = md.splitlines()
-    assert len(lines) == 2 + 8 and all(line.endswith("| 125 |") for line in lines[2:])
+    assert lines[10] == "" and all(line.endswith("| 125 |") for line in lines[2:10])

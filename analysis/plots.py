@@ -1,0 +1,248 @@
+"""Plots of a sweep: learning curves per cell with seed bands, and the diagnostics
+(likelihood change of correct responses, per-π_old-bin statistics), as PNG.
+
+    grpolab plot SWEEP_DIR [--out DIR] [--metrics eval/accuracy,train/reward] [--group k1,k2]
+                 [--band ci|std|minmax|none]
+
+Curves: per cell (the ``--group`` keys; default all swept keys), the mean over seeds at each
+logged step, with a band of the 95% Student-t CI of that mean (``--band``). Images have a
+fixed size (``FIGSIZE`` × ``DPI``), so a report's layout does not depend on legend length.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import math
+import re
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from analysis import render  # noqa: E402
+from analysis.history import history_keys, load_curves, resolve_key  # noqa: E402
+from analysis.records import DirSource  # noqa: E402
+from analysis.stats import LEVEL, t_quantile  # noqa: E402
+from analysis.table import _cell_sort, _key_value  # noqa: E402
+
+FIGSIZE, DPI = (9.0, 5.0), 100  # curves: 900 × 500 px
+BINS_FIGSIZE = (12.0, 7.0)  # per-bin grid: 1200 × 700 px
+CURVE_METRICS = ["eval/accuracy", "eval/pass@k", "train/reward", "train/response_length",
+                 "diag/lld_mean", "diag/lld_lazy_frac", "diag/flip_against_sign_frac"]
+TITLES = {
+    "eval/accuracy": "Eval accuracy (pass@1)",
+    "eval/pass@k": "Eval pass@k (unbiased estimator)",
+    "train/reward": "Train reward",
+    "train/response_length": "Response length (tokens)",
+    "diag/lld_mean": "Likelihood change of correct responses (LLD, mean)",
+    "diag/lld_lazy_frac": "Fraction of correct responses whose likelihood fell (lazy)",
+    "diag/flip_against_sign_frac": "Fraction of tokens moved against their advantage sign",
+}
+BIN_STATS = ["token_frac", "abs_adv", "grad_proxy", "dprob", "pos_right_frac", "neg_right_frac"]
+_BIN_KEY = re.compile(r"^diag/bin(\d+)_(.+)$")
+BANDS = ("ci", "std", "minmax", "none")
+
+
+def slug(key: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", key).strip("_")
+
+
+def cell_label(keys, values) -> str:
+    return ", ".join(f"{'.'.join(k.split('.')[-2:])}={render.fmt_key(v)}" for k, v in zip(keys, values)) or "all runs"
+
+
+def _band(vals: np.ndarray, how: str, level: float = LEVEL):
+    n = len(vals)
+    m = vals.mean()
+    if how == "minmax":
+        return vals.min(), vals.max()
+    if n < 2 or how == "none":
+        return m, m
+    s = vals.std(ddof=1)
+    half = s if how == "std" else t_quantile((1 + level) / 2, n - 1) * s / math.sqrt(n)
+    return m - half, m + half
+
+
+def _cells(curves: pd.DataFrame, group_keys, value_order):
+    """[(cell tuple, its rows)] in table order."""
+    if not group_keys:
+        return [((), curves)] if len(curves) else []
+    cols = [curves[k].map(_key_value) for k in group_keys]
+    labels = pd.Series(list(zip(*cols)), index=curves.index, dtype=object)
+    parts = {cell: curves.loc[idx] for cell, idx in labels.groupby(labels, sort=False).groups.items()}
+    return [(c, parts[c]) for c in sorted(parts, key=_cell_sort(group_keys, value_order))]
+
+
+def _new_fig(figsize):
+    fig = plt.figure(figsize=figsize, dpi=DPI)
+    return fig
+
+
+def curve_figure(curves: pd.DataFrame, metric: str, group_keys, value_order=None, band: str = "ci"):
+    """One axes: per cell, mean over seeds vs step with a ``band`` around it."""
+    fig = _new_fig(FIGSIZE)
+    ax = fig.add_axes([0.08, 0.11, 0.62, 0.8])
+    data = curves[curves["metric"] == metric]
+    cells = _cells(data, group_keys, value_order or {})
+    cmap = plt.get_cmap("tab10" if len(cells) <= 10 else "tab20")
+    for i, (cell, rows) in enumerate(cells):
+        agg = rows.groupby("step")["value"].agg(list)
+        steps = agg.index.to_numpy(dtype=float)
+        vals = [np.asarray(v, dtype=float) for v in agg]
+        mean = np.array([v.mean() for v in vals])
+        lo, hi = np.array([_band(v, band) for v in vals]).T if len(vals) else ([], [])
+        color = cmap(i % cmap.N)
+        n_seeds = rows["run_dir"].nunique()
+        ax.plot(steps, mean, color=color, lw=1.5, marker="o" if len(steps) <= 12 else None, ms=3,
+                label=f"{cell_label(group_keys, cell)} (n={n_seeds})")
+        if band != "none":
+            ax.fill_between(steps, lo, hi, color=color, alpha=0.2, lw=0)
+    ax.set_xlabel("step")
+    ax.set_ylabel(metric)
+    ax.set_title(TITLES.get(metric, metric), fontsize=11)
+    ax.grid(alpha=0.3)
+    band_text = {"ci": f"band: {round(100 * LEVEL)}% CI over seeds", "std": "band: ±1 std over seeds",
+                 "minmax": "band: min–max over seeds", "none": ""}[band]
+    if cells:
+        ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize="x-small", frameon=False,
+                  title=band_text, title_fontsize="x-small")
+    else:
+        ax.text(0.5, 0.5, f"no logged values of {metric}", ha="center", va="center", transform=ax.transAxes)
+    return fig
+
+
+def _bin_labels(edges, n_bins):
+    if edges is None or len(edges) + 1 != n_bins:
+        return [f"bin {k}" for k in range(n_bins)]
+    bounds = [0.0, *edges, 1.0]
+    return [f"[{a:g}, {b:g}{']' if k == n_bins - 1 else ')'}" for k, (a, b) in enumerate(zip(bounds, bounds[1:]))]
+
+
+def bins_figure(curves: pd.DataFrame, group_keys, value_order=None, edges=None):
+    """Grid of per-π_old-bin statistics: per cell, each bin's value averaged over steps (per run),
+    then over seeds (bar = mean, error bar = 95% CI over seeds)."""
+    parsed = curves["metric"].str.extract(_BIN_KEY)
+    data = curves.assign(bin=pd.to_numeric(parsed[0]), stat=parsed[1]).dropna(subset=["bin"])
+    stats_present = [s for s in BIN_STATS if (data["stat"] == s).any()]
+    n_bins = int(data["bin"].max()) + 1 if len(data) else 0
+    fig = _new_fig(BINS_FIGSIZE)
+    ncols = 3
+    nrows = max(1, math.ceil(len(stats_present) / ncols))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    cells = _cells(data, group_keys, value_order or {})
+    cmap = plt.get_cmap("tab10" if len(cells) <= 10 else "tab20")
+    width = 0.8 / max(1, len(cells))
+    x = np.arange(n_bins)
+    for ax, stat in zip(axes.flat, stats_present):
+        for i, (cell, rows) in enumerate(cells):
+            per_run = rows[rows["stat"] == stat].groupby(["bin", "run_dir"])["value"].mean()
+            means, errs = np.full(n_bins, np.nan), np.zeros(n_bins)
+            for b in range(n_bins):
+                if b in per_run.index.get_level_values(0):
+                    v = per_run.loc[b].to_numpy(dtype=float)
+                    lo, hi = _band(v, "ci")
+                    means[b], errs[b] = v.mean(), (hi - lo) / 2
+            ax.bar(x + (i - (len(cells) - 1) / 2) * width, means, width, yerr=errs, capsize=1.5,
+                   color=cmap(i % cmap.N), label=cell_label(group_keys, cell), error_kw={"lw": 0.6})
+        ax.set_title(stat, fontsize=9)
+        ax.set_xticks(x, _bin_labels(edges, n_bins), fontsize=7)
+        ax.tick_params(axis="y", labelsize=7)
+        ax.grid(axis="y", alpha=0.3)
+    for ax in list(axes.flat)[len(stats_present):]:
+        ax.axis("off")
+    if not stats_present:
+        axes[0, 0].text(0.5, 0.5, "no diag/bin* statistics logged", ha="center", va="center")
+    fig.suptitle("Per π_old-bin statistics (mean over steps per run; bars: mean ± 95% CI over seeds)", fontsize=10)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize="x-small", frameon=False)
+    fig.subplots_adjust(left=0.05, right=0.98, top=0.9, bottom=0.16, hspace=0.35, wspace=0.2)
+    return fig
+
+
+def sweep_figures(source, group_keys=None, metrics=None, band: str = "ci", df=None) -> dict:
+    """{file stem: (title, Figure)} for every curve metric logged and, if logged (and ``metrics``
+    is not given), the per-bin grid."""
+    if band not in BANDS:
+        raise ValueError(f"--band {band!r}: valid: {', '.join(BANDS)}")
+    df = source.runs() if df is None else df
+    if df.empty:
+        raise ValueError(f"no runs found in {source.name}")
+    swept = df.attrs["swept_keys"]
+    keys = swept if group_keys is None else list(group_keys)
+    for k in keys:
+        if k not in swept:
+            raise ValueError(f"unknown group key {k!r}; available swept keys: {', '.join(swept) or '(none)'}")
+    available = history_keys(df, source)
+    wanted = CURVE_METRICS if metrics is None else list(metrics)
+    if metrics is not None:
+        for m in wanted:
+            if resolve_key(m, available) is None:
+                raise ValueError(f"metric {m!r} is not logged; logged keys include: {', '.join(available[:30])}")
+    curve_keys = [m for m in wanted if resolve_key(m, available) is not None]
+    bin_keys = [k for k in available if _BIN_KEY.match(k) and _BIN_KEY.match(k).group(2) in BIN_STATS]
+    curves = load_curves(df, source, curve_keys + bin_keys, keys)
+    order = df.attrs.get("value_order", {})
+    figs = {slug(m): (TITLES.get(m, m), curve_figure(curves, m, keys, order, band)) for m in curve_keys}
+    if bin_keys and metrics is None:
+        done = df.loc[df["status"] == "completed", "run_dir"]
+        cfg = source.config(done.iloc[0]) if len(done) else {}
+        edges = (cfg.get("diagnostics") or {}).get("prob_bins")
+        figs["diag_prob_bins"] = ("Per π_old-bin statistics of the update (diag/bin*)",
+                                  bins_figure(curves[curves["metric"].isin(bin_keys)], keys, order, edges))
+    return figs
+
+
+def png_bytes(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_plots(source, out_dir, **kwargs) -> list[Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, (_, fig) in sweep_figures(source, **kwargs).items():
+        path = out / f"{name}.png"
+        path.write_bytes(png_bytes(fig))
+        paths.append(path)
+    return paths
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def main(argv=None) -> int:
+    """CLI: ``grpolab plot SWEEP_DIR [--out DIR] [--metrics k1,k2] [--group k1,k2] [--band ci]``."""
+    p = argparse.ArgumentParser(prog="grpolab plot", description="Learning-curve and diagnostics PNGs of a sweep.")
+    p.add_argument("sweep_dir")
+    p.add_argument("--out", default=None, help="output folder (default SWEEP_DIR/plots)")
+    p.add_argument("--metrics", type=_csv, default=None,
+                   help=f"history keys to plot (default: those of {', '.join(CURVE_METRICS)} logged, plus the bin grid)")
+    p.add_argument("--group", type=_csv, default=None, help="swept keys that make a cell (default: all)")
+    p.add_argument("--band", default="ci", choices=BANDS)
+    args = p.parse_args(argv)
+    path = Path(args.sweep_dir)
+    try:
+        if not path.is_dir():
+            raise ValueError(f"sweep dir does not exist: {path}")
+        paths = write_plots(DirSource(path), args.out or path / "plots", group_keys=args.group,
+                            metrics=args.metrics, band=args.band)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for pth in paths:
+        print(pth)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Render a table grid (``analysis.table.Grid``) as GitHub Markdown, LaTeX (booktabs) or HTML.
+
+Every format shows the same thing: per cell ``mean ± CI`` with the best mean of each column in
+bold and, for non-baseline cells, ``(Δ mark)``; the notes under the table say what the numbers
+are. Only the markup differs, so the numbers are formatted once, here.
+"""
+from __future__ import annotations
+
+import html
+import math
+import re
+
+NA = "—"
+
+
+def _num(x: float, digits: int) -> str:
+    return NA if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def fmt_key(v) -> str:
+    """A swept value as shown: integral floats without ``.0`` (``0.0`` → ``0``)."""
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    return str(v)
+
+
+def _parts(cell, digits):
+    """(mean, ci, delta-with-sign, significance mark, n-annotation) as plain strings."""
+    mean = _num(cell.mean, digits)
+    ci = _num(cell.ci, digits)
+    delta = "" if cell.baseline or cell.delta is None or not math.isfinite(cell.delta) else f"{cell.delta:+.{digits}f}"
+    return mean, ci, delta, cell.mark, cell.n_note
+
+
+# ---------------------------------------------------------------- Markdown
+def _md_escape(s: str) -> str:
+    return str(s).replace("|", "\\|")
+
+
+def _md_cell(cell, digits) -> str:
+    if cell is None:
+        return ""
+    mean, ci, delta, mark, n_note = _parts(cell, digits)
+    text = f"**{mean}**" if cell.best else mean
+    text += f" ± {ci}"
+    if delta:
+        text += f" ({delta}{mark.replace('*', chr(92) + '*')})"
+    return text + (f" (n={n_note})" if n_note else "")
+
+
+def markdown(grid, digits: int = 3) -> str:
+    header = [_md_escape(k) for k in grid.row_keys] + [_md_escape(h) for h in grid.column_labels(" · ")]
+    align = ["---"] * len(grid.row_keys) + ["---:"] * len(grid.columns)
+    if grid.show_n:
+        header.append("n")
+        align.append("---:")
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    for label, cells, n in grid.body:
+        row = [_md_escape(fmt_key(v)) for v in label] + [_md_cell(c, digits) for c in cells]
+        if grid.show_n:
+            row.append(str(n))
+        lines.append("| " + " | ".join(row) + " |")
+    if grid.notes:
+        lines += ["", " ".join(grid.notes)]
+    if grid.footer:
+        lines += ["", grid.footer]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- LaTeX (booktabs)
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+        "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+        "—": "---", "±": r"$\pm$", "·": r"$\cdot$", "Δ": r"$\Delta$", "≥": r"$\geq$", "<": r"$<$",
+        ">": r"$>$", "π": r"$\pi$", "−": "-"}
+_TEX_RE = re.compile("|".join(re.escape(k) for k in _TEX))
+
+
+def tex_escape(s) -> str:
+    """Text safe for pdflatex (specials escaped, the few Unicode symbols we emit as math)."""
+    return _TEX_RE.sub(lambda m: _TEX[m.group()], str(s))
+
+
+def _tex_cell(cell, digits) -> str:
+    if cell is None:
+        return ""
+    mean, ci, delta, mark, n_note = _parts(cell, digits)
+    mean = r"\mbox{---}" if mean == NA else (f"\\mathbf{{{mean}}}" if cell.best else mean)
+    ci = r"\mbox{---}" if ci == NA else ci
+    text = f"${mean} \\pm {ci}$"
+    if delta:
+        sup = f"^{{{mark}}}" if mark else ""
+        text += f" {{\\scriptsize $({delta}{sup})$}}"
+    return text + (f" {{\\scriptsize ($n{{=}}{n_note}$)}}" if n_note else "")
+
+
+def latex(grid, digits: int = 3) -> str:
+    """A booktabs ``tabular`` (needs only ``\\usepackage{booktabs}``), the notes as comments above
+    it so the file can be ``\\input`` into a table float with the paper's own caption."""
+    nk, nc = len(grid.row_keys), len(grid.columns)
+    spec = "l" * nk + "r" * (nc + (1 if grid.show_n else 0))
+    out = [f"% {tex_escape(n)}" for n in grid.notes + ([grid.footer] if grid.footer else [])]
+    out += [f"\\begin{{tabular}}{{{spec}}}", "\\toprule"]
+    if grid.col_keys:
+        spans, rules, start = [""] * nk, [], nk + 1
+        for metric, width in grid.metric_spans():
+            spans.append(f"\\multicolumn{{{width}}}{{c}}{{{tex_escape(metric)}}}")
+            rules.append(f"\\cmidrule(lr){{{start}-{start + width - 1}}}")
+            start += width
+        if grid.show_n:
+            spans.append("")
+        out += [" & ".join(spans) + " \\\\", " ".join(rules)]
+        sub = [tex_escape(lbl) for lbl in grid.column_labels(None)]
+    else:
+        sub = [tex_escape(m) for m, _ in grid.columns]
+    head = [tex_escape(k) for k in grid.row_keys] + sub + (["$n$"] if grid.show_n else [])
+    out += [" & ".join(head) + " \\\\", "\\midrule"]
+    for label, cells, n in grid.body:
+        row = [tex_escape(fmt_key(v)) for v in label] + [_tex_cell(c, digits) for c in cells]
+        if grid.show_n:
+            row.append(str(n))
+        out.append(" & ".join(row) + " \\\\")
+    out += ["\\bottomrule", "\\end{tabular}"]
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------- HTML
+def _html_cell(cell, digits) -> str:
+    if cell is None:
+        return "<td></td>"
+    mean, ci, delta, mark, n_note = _parts(cell, digits)
+    mean = f"<b>{mean}</b>" if cell.best else mean
+    text = f"{mean} ± {ci}"
+    if delta:
+        text += f' <span class="delta">({delta}{mark})</span>'
+    if n_note:
+        text += f" <small>(n={n_note})</small>"
+    cls = ' class="baseline"' if cell.baseline else ""
+    return f"<td{cls}>{text}</td>"
+
+
+def html_table(grid, digits: int = 3) -> str:
+    e = html.escape
+    nk = len(grid.row_keys)
+    out = ['<table class="ablation">', "<thead>"]
+    if grid.col_keys:
+        tr = "".join("<th></th>" for _ in range(nk))
+        tr += "".join(f'<th colspan="{w}">{e(m)}</th>' for m, w in grid.metric_spans())
+        out.append(f"<tr>{tr}{'<th></th>' if grid.show_n else ''}</tr>")
+        sub = grid.column_labels(None)
+    else:
+        sub = [m for m, _ in grid.columns]
+    tr = "".join(f"<th>{e(k)}</th>" for k in grid.row_keys) + "".join(f"<th>{e(s)}</th>" for s in sub)
+    out += [f"<tr>{tr}{'<th>n</th>' if grid.show_n else ''}</tr>", "</thead>", "<tbody>"]
+    for label, cells, n in grid.body:
+        tr = "".join(f"<th>{e(fmt_key(v))}</th>" for v in label) + "".join(_html_cell(c, digits) for c in cells)
+        out.append(f"<tr>{tr}{f'<td>{n}</td>' if grid.show_n else ''}</tr>")
+    out += ["</tbody>", "</table>"]
+    notes = grid.notes + ([grid.footer] if grid.footer else [])
+    out += [f'<p class="notes">{e(n)}</p>' for n in notes]
+    return "\n".join(out) + "\n"

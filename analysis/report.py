@@ -1,0 +1,126 @@
+"""One self-contained HTML report per sweep: its plan, the ablation tables and every plot
+(PNG embedded as data: URIs, CSS inline, no scripts), so the file can be mailed or archived.
+
+    grpolab report SWEEP_DIR [--out FILE] [--rows k] [--cols k] [--baseline k=v] [--metrics a,b]
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import html
+import sys
+from collections import Counter
+from pathlib import Path
+
+from analysis.history import history_keys, parse_metric, resolve_key
+from analysis.plots import png_bytes, sweep_figures
+from analysis.records import DirSource, load_plan
+from analysis.table import add_table_args, build_table, parse_baseline
+
+# The second table: history-derived metrics, those logged by the sweep's runs.
+DIAG_METRICS = ["final_pass@k", "best_pass@k", "mean:diag/lld_mean", "mean:diag/lld_lazy_frac",
+                "mean:diag/flip_against_sign_frac", "mean:train/asym", "mean:train/nthr/selected_frac"]
+
+CSS = """
+body { font-family: system-ui, -apple-system, "DejaVu Sans", sans-serif; margin: 2em auto; max-width: 1300px;
+       color: #222; padding: 0 1em; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; }
+table.ablation { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
+table.ablation th, table.ablation td { padding: 0.3em 0.7em; border-bottom: 1px solid #e4e4e4; text-align: right;
+       white-space: nowrap; }
+table.ablation thead th { border-bottom: 2px solid #444; text-align: center; }
+table.ablation tbody th { text-align: left; font-weight: normal; }
+table.ablation td.baseline { background: #f3f6fb; }
+.delta { color: #555; font-size: 0.9em; }
+p.notes { font-size: 0.8em; color: #555; margin: 0.2em 0; }
+dl.meta { display: grid; grid-template-columns: max-content auto; gap: 0.2em 1em; font-size: 0.9em; }
+dl.meta dt { font-weight: bold; } dl.meta dd { margin: 0; font-family: monospace; }
+div.plots { display: grid; grid-template-columns: repeat(auto-fill, minmax(560px, 1fr)); gap: 1em; }
+figure { margin: 0; }
+div.scroll { overflow-x: auto; }
+img { max-width: 100%; height: auto; border: 1px solid #eee; }
+"""
+
+
+def _img(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+
+
+def _scroll(table_html: str) -> str:
+    """Wide tables scroll sideways instead of overflowing the page (notes stay visible)."""
+    head, sep, notes = table_html.partition("</table>")
+    return f'<div class="scroll">{head}{sep}</div>{notes}'
+
+
+def render_report(source, metrics=None, rows=None, cols=None, baseline=None, digits: int = 3,
+                  plan: dict | None = None) -> str:
+    """The report's HTML text."""
+    e = html.escape
+    df = source.runs()
+    if df.empty:
+        raise ValueError(f"no runs (no meta.json) found under {getattr(source, 'root', source.name)}")
+    plan = plan or {}
+    main = build_table(source, metrics, rows, cols, baseline, df=df)
+    logged = history_keys(df, source)
+    diag = [m for m in DIAG_METRICS if resolve_key(parse_metric(m)[1], logged) is not None]
+    sections = [f"<h2>Ablation table</h2>\n{_scroll(main.render('html', digits))}"]
+    if diag:
+        t = build_table(source, diag, rows, cols, baseline, df=df)
+        sections.append("<h2>pass@k and diagnostics</h2>\n"
+                        '<p class="notes">final_/best_pass@k: last/max logged eval/pass@k (unbiased estimator, '
+                        "k = rollout.eval_n); mean:&lt;key&gt;: the mean over the run's logged steps.</p>\n"
+                        + _scroll(t.render("html", digits)))
+    figs = sweep_figures(source, group_keys=main.summary.attrs["group_keys"], df=df)
+    plots = []
+    for name, (title, fig) in figs.items():
+        plots.append(f"<figure>{_img(png_bytes(fig), title)}</figure>")  # the title is in the image
+    if plots:
+        sections.append('<h2>Plots</h2>\n<div class="plots">\n' + "\n".join(plots) + "\n</div>")
+    status = Counter(df["status"].fillna("missing"))
+    code = plan.get("code_version") or {}
+    meta = {
+        "sweep": plan.get("sweep_id", source.name),
+        "command": " ".join(plan.get("command", [])) or "—",
+        "swept keys": ", ".join(df.attrs["swept_keys"]) or "—",
+        "runs": ", ".join(f"{s}: {n}" for s, n in sorted(status.items())),
+        "code": f"{code.get('commit', '?')}{' (dirty)' if code.get('dirty') else ''}" if code else "—",
+        "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    dl = "".join(f"<dt>{e(k)}</dt><dd>{e(str(v))}</dd>" for k, v in meta.items())
+    title = f"grpolab sweep report: {meta['sweep']}"
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{e(title)}</title>\n'
+            f"<style>{CSS}</style>\n</head>\n<body>\n<h1>{e(title)}</h1>\n<dl class=\"meta\">{dl}</dl>\n"
+            + "\n".join(sections) + "\n</body>\n</html>\n")
+
+
+def write_report(sweep_dir, out=None, **kwargs) -> Path:
+    path = Path(sweep_dir)
+    if not path.is_dir():
+        raise ValueError(f"sweep dir does not exist: {path}")
+    text = render_report(DirSource(path), plan=load_plan(path), **kwargs)
+    out = Path(out) if out else path / "report.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    return out
+
+
+def main(argv=None) -> int:
+    """CLI: ``grpolab report SWEEP_DIR [--out FILE] [table options]``."""
+    p = argparse.ArgumentParser(prog="grpolab report", description="Self-contained HTML report of a sweep.")
+    add_table_args(p)
+    p.add_argument("--out", default=None, help="output file (default SWEEP_DIR/report.html)")
+    args = p.parse_args(argv)
+    try:
+        out = write_report(args.sweep_dir, args.out, metrics=args.metrics, rows=args.rows, cols=args.cols,
+                           baseline=parse_baseline(args.baseline), digits=args.digits)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
