@@ -159,3 +159,34 @@ def test_configuration_doc_is_generated_from_the_schema():
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
     assert doc == render(), "docs/configuration.md is stale: python -m trainer.config_docs > docs/configuration.md"
+
+
+@pytest.mark.parametrize("overrides,key", [
+    (["algorithm.lopti.eta=1.0"], "algorithm.lopti.eta=1.0"),
+    (["algorithm.lopti.eta=0"], "algorithm.lopti.eta=0"),
+    (["algorithm.adv_reweight.alpha=1.5"], "algorithm.adv_reweight.alpha=1.5"),
+    (["algorithm.nthr.eta=1.5"], "algorithm.nthr.eta=1.5"),
+    (["algorithm.nthr.eta=two_abs"], "algorithm.nthr.eta='two_abs'"),
+    (["algorithm.nthr.enabled=true", "task.format_reward=0.1"], "algorithm.nthr.correct_threshold=null"),
+    (["algorithm.lopti.enabled=true", "algorithm.ppo_epochs=2"], "algorithm.ppo_epochs=2"),
+    (["batching=query_preserved", "batching.mini_batch_size=12", "rollout.prompts_per_step=12"], "batching.mini_batch_size=12"),
+    (["algorithm=dfpo"], "batching.mode=shuffled"),
+    (["algorithm=dfpo", "batching=query_preserved", "batching.micro_batch_size=4"], "batching.micro_batch_size=4"),
+    (["algorithm=grpo_fix", "algorithm.clip.dual=10"], "algorithm.clip.dual=10.0"),
+    (["batching=query_preserved", "batching.reward_balanced.enabled=true", "batching.reward_balanced.unit=rollout"],
+     "batching.reward_balanced.unit=rollout"),
+    (["diagnostics.prob_bins=[0.5,0.5]"], "diagnostics.prob_bins"),
+])
+def test_variant_misconfigurations_are_rejected_naming_key_and_value(overrides, key):
+    with pytest.raises(ConfigError) as e:
+        compose(overrides)
+    assert key in str(e.value), str(e.value)
+
+
+def test_no_effect_warnings():
+    from trainer.config import config_warnings
+
+    on_policy = compose(["algorithm=grpo_fix", "batching.mini_batch_size=512"])
+    assert any("has no effect" in w for w in config_warnings(on_policy))
+    off_policy = compose(["algorithm=grpo_fix"])  # 2 mini-batches per rollout batch
+    assert not config_warnings(off_policy)
