@@ -100,9 +100,17 @@ class RolloutBackend(Protocol):
         """Make the engine sample from ``model``'s current weights (no-op when it shares them)."""
 
 
-def build_rollout(backend: str, model, tokenizer, device: torch.device) -> RolloutBackend:
+def build_rollout(backend: str, model, tokenizer, device: torch.device, *, model_dir=None, **vllm_kwargs) -> RolloutBackend:
+    """HF ``generate`` on the training model, or a colocated vLLM engine started from ``model_dir``
+    (the policy's checkpoint) that takes the trainer's weights after each update."""
     if backend == "hf":
         from trainer.rollout.hf import HFRollout
 
         return HFRollout(model, tokenizer, device)
-    raise ValueError(f"rollout.backend={backend!r}: available backends are ['hf']")
+    if backend == "vllm":
+        from trainer.rollout.vllm_engine import VLLMRollout
+
+        if model_dir is None:
+            raise ValueError("rollout.backend=vllm starts its engine from the policy's checkpoint: pass model_dir")
+        return VLLMRollout(model_dir, tokenizer, device, **vllm_kwargs)
+    raise ValueError(f"rollout.backend={backend!r}: available backends are ['hf', 'vllm']")
