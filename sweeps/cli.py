@@ -2,6 +2,9 @@
 
     grpolab train [overrides...]             one run, in this process
     grpolab sweep [-m] [overrides...]        every cell of a grid, then the ablation table
+    grpolab sweep --detach launcher=slurm .. submit the grid as one SLURM job array and return
+    grpolab status <sweep>                   each cell's state and the sweep's progress
+    grpolab collect <sweep>                  wait for every cell to end, then the ablation table
     grpolab table <sweep_dir> [...]          the ablation table of a sweep's run records
     grpolab config [overrides...]            print the composed, validated config
 
@@ -57,11 +60,10 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_sweep(args) -> int:
-    from analysis.table import render_table
-    from sweeps.launch_local import launch_local
     from sweeps.plan import make_plan, write_plan
 
     plan = make_plan(args.overrides)
+    launcher = plan.runs[0].cfg.launcher.name.value if plan.runs else "local"
     skipped = len(plan.runs) - len(plan.to_run)
     print(f"sweep {plan.sweep_id}: {len(plan.runs)} runs over {plan.grid.keys} "
           f"({len(plan.to_run)} to run, {skipped} already completed) -> {plan.sweep_dir}")
@@ -70,17 +72,91 @@ def _cmd_sweep(args) -> int:
         for r in plan.runs:
             print(f"  {r.name} [{r.status}] {' '.join(r.overrides)}")
         return 0
+    if launcher == "local" and args.detach:
+        raise ConfigError("--detach needs launcher=slurm (local cells are child processes of this command)")
+    if launcher == "slurm":
+        from sweeps.launch_slurm import check_launcher
+
+        check_launcher(plan.runs[0].cfg.launcher)  # before anything is written
     write_plan(plan, ["grpolab", "sweep", *args.overrides])
-    statuses = launch_local(plan)
-    failed = {n: s for n, s in statuses.items() if s != "completed"}
-    table = render_table(plan.sweep_dir)
-    (plan.sweep_dir / "table.md").write_text(table + "\n")
-    print(f"\nAblation table ({plan.sweep_dir / 'table.md'}):\n")
+    if launcher == "local":
+        from sweeps.launch_local import launch_local
+
+        statuses = launch_local(plan)
+        return _finish(plan.sweep_dir, {n: s for n, s in statuses.items() if s != "completed"})
+    from sweeps.launch_slurm import submit_slurm
+
+    report = submit_slurm(plan)
+    print(f"sweep {plan.sweep_id}: {report.describe()}")
+    if report.submitted:
+        arrays = sorted({j.split("_")[0] for j in report.submitted.values()})
+        print(f"job array {', '.join(arrays)}; logs in {plan.sweep_dir / 'logs'}")
+    if args.detach:
+        print(f"follow with: grpolab status {plan.sweep_dir}    table when done: grpolab collect {plan.sweep_dir}")
+        print(f"sweep id: {plan.sweep_id}")
+        return 0
+    return _collect(plan.sweep_dir, timeout_s=None, poll_s=5.0)
+
+
+def _finish(sweep_dir: Path, failed: dict) -> int:
+    """Write and print the ablation table; name the cells that did not complete."""
+    from analysis.table import render_table
+
+    table = render_table(sweep_dir)
+    (sweep_dir / "table.md").write_text(table + "\n")
+    print(f"\nAblation table ({sweep_dir / 'table.md'}):\n")
     print(table)
     if failed:
         print(f"\n{len(failed)} runs did not complete: {failed}", file=sys.stderr)
         return 1
     return 0
+
+
+def _sweep_dir(arg: str, root: str) -> Path:
+    """A sweep dir given as a path, or as a sweep id under <root>/sweeps/."""
+    for candidate in (Path(arg), Path(root) / "sweeps" / arg):
+        if (candidate / "sweep.json").is_file():
+            return candidate
+    raise ConfigError(f"no sweep {arg!r}: neither {arg}/sweep.json nor {Path(root) / 'sweeps' / arg}/sweep.json exists")
+
+
+def _cmd_status(args) -> int:
+    from sweeps.launch_slurm import format_status, sweep_status
+
+    sweep_dir = _sweep_dir(args.sweep, args.root)
+    print(format_status(sweep_dir.name, sweep_status(sweep_dir)))
+    return 0
+
+
+def _collect(sweep_dir: Path, timeout_s: float | None, poll_s: float) -> int:
+    """Wait until every cell has ended (progress on stderr every 30 s), then build the table."""
+    import time
+
+    from sweeps.launch_slurm import format_status, sweep_status
+
+    start = last = time.time()
+    while True:
+        cells = sweep_status(sweep_dir)
+        if all(c.ended for c in cells):
+            break
+        if timeout_s is not None and time.time() - start > timeout_s:
+            print(format_status(sweep_dir.name, cells), file=sys.stderr)
+            print(f"collect: timed out after {timeout_s:.0f} s; the sweep keeps running", file=sys.stderr)
+            return 3
+        if time.time() - last > 30:
+            last = time.time()
+            print(format_status(sweep_dir.name, cells).splitlines()[0], file=sys.stderr, flush=True)
+        time.sleep(poll_s)
+    print(format_status(sweep_dir.name, cells))
+    return _finish(sweep_dir, {c.name: c.state for c in cells if c.state != "completed"})
+
+
+def _cmd_collect(args) -> int:
+    return _collect(_sweep_dir(args.sweep, args.root), args.timeout, args.poll)
+
+
+COMMANDS = {"train": _cmd_train, "sweep": _cmd_sweep, "config": _cmd_config, "status": _cmd_status,
+            "collect": _cmd_collect}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,13 +173,23 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("sweep", help="run a grid of cells, then print the ablation table")
     p.add_argument("-m", "--multirun", action="store_true", help="accepted for Hydra familiarity; sweeps always expand")
     p.add_argument("--dry-run", action="store_true", help="compose and validate every cell, list them, run nothing")
+    p.add_argument("--detach", action="store_true",
+                   help="launcher=slurm: submit the job array and return at once (then grpolab status / collect)")
     p.add_argument("overrides", nargs="*")
     p = sub.add_parser("config", help="print the composed config")
     p.add_argument("overrides", nargs="*")
+    for name, text in (("status", "state of each cell of a sweep (pending/running/completed/failed/preempted)"),
+                       ("collect", "wait until every cell of a sweep has ended, then write and print its table")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("sweep", help="sweep dir, or sweep id under <root>/sweeps/")
+        p.add_argument("--root", default="outputs", help="paths.output_root of the sweep (default outputs)")
+        if name == "collect":
+            p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds (exit 3)")
+            p.add_argument("--poll", type=float, default=5.0, help="seconds between polls (default 5)")
     sub.add_parser("table", help="ablation table of a sweep dir (see grpolab table --help)")
     args = parser.parse_args(argv)
     try:
-        return {"train": _cmd_train, "sweep": _cmd_sweep, "config": _cmd_config}[args.command](args)
+        return COMMANDS[args.command](args)
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2

@@ -1,11 +1,61 @@
-"""The unit a launcher runs: one (config, seed) cell writing one run record. Picklable for submitit."""
+"""The unit a launcher runs: one (config, seed) cell writing one run record. Picklable for submitit.
+
+Stopping and requeueing (SLURM): submitit's own handler would checkpoint from inside the signal
+handler, i.e. in the middle of a training step. Instead the job turns the signals into a flag that
+``run_training`` polls after every step, so a checkpoint is always taken at a step boundary:
+
+- ``USR2`` (sent ``launcher.signal_delay_s`` before the time limit, and on preemption where the
+  cluster sets ``PreemptParameters=send_user_signal``): checkpoint, then ``scontrol requeue`` this job.
+- ``TERM`` (SLURM is ending the job: ``scontrol requeue``, preemption, ``scancel``): checkpoint and
+  exit; SLURM requeues it if that is what it is doing. A step that outlasts ``KillWait`` loses the
+  work since the last periodic checkpoint (``train.checkpoint_every``).
+
+A requeued job runs this same callable again and ``run_training`` resumes from the checkpoint.
+Requeues are bounded by ``launcher.max_requeues`` (SLURM counts restarts in ``SLURM_RESTART_COUNT``).
+"""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from trainer.config import Config
+
+
+class StopFlag:
+    """Set by USR2/TERM; polled by the training loop between steps."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __call__(self) -> bool:
+        return self.signum is not None
+
+    def install(self) -> None:
+        """Replace submitit's handlers (only possible in the main thread; elsewhere a no-op)."""
+        try:
+            for sig in (signal.SIGUSR2, signal.SIGTERM):
+                signal.signal(sig, self._handle)
+        except ValueError:
+            pass
+
+    def _handle(self, signum, frame) -> None:  # noqa: ARG002 - signal handler signature
+        if self.signum is None or signum == signal.SIGTERM:  # TERM wins: SLURM is already ending the job
+            self.signum = signum
+        print(f"[grpolab] caught {signal.Signals(signum).name}: checkpointing at the next step boundary", flush=True)
+
+
+def slurm_job_id() -> str | None:
+    """This job's id as scontrol knows it (``<array>_<task>`` inside an array), or None off SLURM."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"{array}_{task}"
+    return os.environ.get("SLURM_JOB_ID")
 
 
 @dataclass
@@ -15,6 +65,53 @@ class CellJob:
     meta: dict
 
     def __call__(self) -> dict:
+        t_call = time.time()
+        stop = StopFlag()
+        stop.install()  # first: a signal during the imports below must not be lost
         from trainer.run import run_training  # heavy imports happen in the job process
+        from trainer.run_record import RunRecord
 
-        return run_training(self.cfg, Path(self.run_dir), self.meta, log=lambda *a: print(*a, flush=True))
+        t_imported = time.time()
+
+        log = lambda *a: print(*a, flush=True)  # noqa: E731
+        restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
+        limit = self.cfg.launcher.max_requeues
+        if restarts > limit:
+            record = RunRecord(self.run_dir)
+            summary = {**(record.read_summary() or {}), "status": "failed",
+                       "error": {"cause": f"requeued {restarts} times, more than launcher.max_requeues={limit}"}}
+            record.write_summary(summary)
+            log(f"[grpolab] not resuming: {summary['error']['cause']}")
+            return summary
+        job_t0 = os.environ.get("GRPOLAB_JOB_T0")  # set by the sbatch script's first line
+        meta = {**self.meta, "slurm_job_id": slurm_job_id()}
+        summary = run_training(self.cfg, Path(self.run_dir), meta, log=log, should_stop=stop)
+        if "timing" in summary:
+            summary["timing"]["job_imports_s"] = t_imported - t_call
+            if job_t0:
+                summary["timing"]["job_start_to_call_s"] = t_call - float(job_t0)
+            RunRecord(self.run_dir).write_summary(summary)
+        if summary["status"] != "preempted" or stop.signum is None:
+            return summary
+        job_id = slurm_job_id()
+        if stop.signum == signal.SIGUSR2 and job_id:
+            if restarts >= limit:
+                summary.update(status="failed", error={
+                    "step": summary.get("steps_completed"),
+                    "cause": f"time limit or preemption after {restarts} requeues (launcher.max_requeues={limit}); "
+                             "checkpoint kept: re-run the sweep command to continue"})
+                RunRecord(self.run_dir).write_summary(summary)
+                return summary
+            subprocess.run(["scontrol", "requeue", job_id], check=True, timeout=60)
+            log(f"[grpolab] requeued {job_id} ({restarts + 1}/{limit}); it resumes from the checkpoint")
+        # No result pickle for an unfinished run: SystemExit passes through submitit's job wrapper.
+        sys.exit(-1)
+
+    def checkpoint(self):
+        """submitit's protocol, used only if USR2 arrives before ``__call__`` replaced submitit's
+        handler (while the job unpickles): requeue the same job; the run resumes from disk."""
+        import submitit
+
+        if int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) >= self.cfg.launcher.max_requeues:
+            return None
+        return submitit.helpers.DelayedSubmission(self)

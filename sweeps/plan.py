@@ -6,13 +6,19 @@ already says ``completed`` (same config hash and seed) are skipped on a re-run.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from sweeps.compose import compose_dict, hydra_context, to_config
+from sweeps.compose import _explain as explain_error
+from sweeps.compose import compose_dict, conf_dir, hydra_context, to_config
 from sweeps.expand import Grid, build_grid, split_overrides
 from trainer.config import Config, ConfigError, config_hash
 from trainer.provenance import code_version
@@ -56,6 +62,37 @@ def _plain(value):
     return getattr(value, "value", value)
 
 
+def _is_value_override(key: str) -> bool:
+    """A plain ``key=value`` on the config (not a config group, no +/~ prefix, no @package)."""
+    return not key.startswith(("+", "~")) and "@" not in key and key != "hydra" and not key.startswith("hydra.") \
+        and not (conf_dir() / key.replace(".", "/")).is_dir()
+
+
+def _compose_cell(cell: dict, grid: Grid, composed: dict) -> tuple:
+    """(raw DictConfig, validated Config) of one cell.
+
+    Hydra composes in two phases: the defaults list (config groups) is merged first, then the
+    plain ``key=value`` overrides are applied to the result in command-line order
+    (``ConfigLoaderImpl._apply_overrides_to_config``). A sweep's cells mostly differ in plain values
+    (seeds, coefficients), so the first phase is done once per distinct set of group choices and
+    the second phase, Hydra's own function, on a copy for each cell: a 100-cell sweep plans in well
+    under a second instead of ~0.1 s of composing per cell. Each cell is still validated on its own.
+    """
+    values = {k: v for k, v in cell.items() if _is_value_override(k)}
+    groups = [f"{k}={v}" for k, v in cell.items() if k not in values]
+    key = (*grid.base, *groups)
+    if key not in composed:
+        composed[key] = compose_dict(list(key))
+    raw = copy.deepcopy(composed[key])
+    if values:
+        parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in values.items()])
+        try:
+            ConfigLoaderImpl._apply_overrides_to_config(parsed, raw)
+        except (HydraException, OmegaConfBaseException) as e:
+            raise ConfigError(explain_error([*key, *(f"{k}={v}" for k, v in values.items())], e)) from None
+    return raw, to_config(raw)
+
+
 def make_plan(cli_overrides: list[str]) -> SweepPlan:
     """Compose and validate every cell; raise ``ConfigError`` naming the first bad cell's overrides."""
     with hydra_context():
@@ -66,11 +103,11 @@ def make_plan(cli_overrides: list[str]) -> SweepPlan:
         sweep_dir = Path(base.paths.output_root) / "sweeps" / sweep_id
         plan = SweepPlan(sweep_id, sweep_dir, grid)
         errors = []
+        composed: dict[tuple, object] = {}  # base + config-group choices -> Hydra's composition of them
         for i, cell in enumerate(grid.cells()):
             overrides = grid.overrides(cell)
             try:
-                raw = compose_dict(overrides)
-                cfg = to_config(raw)
+                raw, cfg = _compose_cell(cell, grid, composed)
             except ConfigError as e:
                 errors.append(f"cell {i} ({', '.join(f'{k}={v}' for k, v in cell.items())}): {e}")
                 continue
@@ -97,6 +134,8 @@ def write_plan(plan: SweepPlan, command: list[str]) -> None:
         "swept_keys": plan.grid.keys,
         "base_overrides": list(plan.grid.base),
         "code_version": code_version(),
-        "runs": [{"name": r.name, "overrides": r.overrides, "swept": r.swept} for r in plan.runs],
+        "launcher": plan.runs[0].cfg.launcher.name.value if plan.runs else None,
+        "runs": [{"name": r.name, "overrides": r.overrides, "swept": r.swept, "steps": r.cfg.train.steps}
+                 for r in plan.runs],
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     })

@@ -141,7 +141,8 @@ class Precision(str, Enum):
 
 
 class LauncherName(str, Enum):
-    local = "local"
+    local = "local"  # processes on this machine (submitit LocalExecutor)
+    slurm = "slurm"  # one SLURM job array per sweep (submitit SlurmExecutor)
 
 
 class TrackerName(str, Enum):
@@ -354,6 +355,12 @@ class TrainConfig:
     eval_every: int = knob(25, "Eval every N steps (and at the end).", ge=1)
     eval_prompts: Optional[int] = knob(None, "Eval on the first N held-out prompts; null = all.", ge=1)
     stop_on_nonfinite: bool = knob(True, "A non-finite loss ends the run as failed (step and cause recorded).")
+    checkpoint_every: int = knob(
+        0,
+        "Write a resumable checkpoint (weights, optimizer, buffer, RNG, step) every N steps so a crash or SIGKILL "
+        "loses at most N steps; 0 = only when the job is signalled to stop (preemption, time limit).",
+        ge=0,
+    )
 
 
 @dataclass
@@ -367,9 +374,33 @@ class SFTConfig:
 
 @dataclass
 class LauncherConfig:
-    name: LauncherName = knob(LauncherName.local, "Where cells run.")
-    max_parallel: int = knob(2, "Cells running at once.", ge=1)
-    threads_per_job: int = knob(1, "torch threads per cell (cores / max_parallel on a laptop).", ge=1)
+    name: LauncherName = knob(LauncherName.local, "Where cells run: local processes, or a SLURM job array (docs/slurm.md).")
+    max_parallel: int = knob(2, "Cells running at once (local processes; SLURM: the job array's %N throttle).", ge=1)
+    threads_per_job: int = knob(1, "torch threads per cell (cores / max_parallel on a laptop; cpus_per_task on SLURM).", ge=1)
+    # ---- SLURM (launcher=slurm); null leaves the option to the cluster's defaults
+    partition: Optional[str] = knob(None, "SLURM partition (sbatch --partition).")
+    account: Optional[str] = knob(None, "SLURM account to charge (sbatch --account).")
+    qos: Optional[str] = knob(None, "SLURM quality of service (sbatch --qos).")
+    time_min: int = knob(60, "Time limit of each job attempt in minutes; a job near it checkpoints and requeues.", ge=1)
+    nodes: int = knob(1, "Nodes per job (sbatch --nodes).", ge=1)
+    tasks_per_node: int = knob(1, "Tasks (ranks) per node (sbatch --ntasks-per-node).", ge=1)
+    cpus_per_task: int = knob(1, "CPUs per task (sbatch --cpus-per-task).", ge=1)
+    gpus_per_task: int = knob(0, "GPUs per task (sbatch --gpus-per-task); 0 requests none.", ge=0)
+    mem_gb: Optional[float] = knob(None, "Memory per node in GB (sbatch --mem); null = the partition's default.", gt=0)
+    constraint: Optional[str] = knob(None, "Node features required (sbatch --constraint), e.g. 'a100&ib'.")
+    sbatch_extra: Dict[str, str] = knob(
+        {}, "More sbatch options as {option: value} (e.g. {reservation: myres, mail-type: END}); names are checked, "
+        "values are shell-quoted, newlines are refused.")
+    env: Dict[str, str] = knob({}, "Environment variables exported (quoted) in each job, e.g. {HF_HOME: /scratch/hf}.")
+    signal_delay_s: int = knob(
+        120, "SLURM sends USR2 this many seconds before the time limit: the job checkpoints at the next step "
+        "boundary and requeues itself (so a step must fit in it).", ge=10)
+    max_requeues: int = knob(3, "Requeues per job after preemption or time limit; beyond it the cell is failed.", ge=0)
+    refuse_dirty: bool = knob(
+        False, "Refuse to submit from a git tree with uncommitted changes (default: warn and record it in meta.json).")
+    snapshot_code: bool = knob(
+        True, "Jobs import a copy of trainer/, sweeps/, analysis/ taken at submit time (sweep_dir/code/<stamp>), "
+        "so editing the tree never changes queued jobs.")
 
 
 @dataclass

@@ -8,22 +8,25 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
+import os
 import random
 import time
 import traceback
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import yaml
 
+from trainer import checkpoint
 from trainer.config import Config, config_hash, to_dict, validate
 from trainer.engine import build_engine
 from trainer.grpo import GRPOTrainer, NonFiniteLoss
 from trainer.modeling import load_policy, load_tokenizer
 from trainer.provenance import code_version
 from trainer.rollout import build_rollout
-from trainer.run_record import RunRecord
+from trainer.run_record import RunRecord, atomic_write_text
 from trainer.sft import warm_start_dir
 from trainer.tasks import build_task
 
@@ -67,38 +70,102 @@ def _evaluate(trainer: GRPOTrainer, eval_set, seed: int) -> dict[str, float]:
         return trainer.evaluate(eval_set)
 
 
-def run_training(cfg: Config, run_dir: str | Path, meta: dict | None = None, log: Callable = print) -> dict:
+def _truncate_metrics(record: RunRecord, last_step: int) -> None:
+    """Drop metric rows after the checkpoint's step: the resumed run writes them again."""
+    rows = [r for r in record.metrics() if r.get("step", 0) <= last_step]
+    atomic_write_text(record.metrics_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
+def _process_age_s() -> Optional[float]:
+    """Seconds since this process started (Linux /proc), for the job-overhead figures."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime"))
+        return time.time() - (btime + ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def run_training(
+    cfg: Config,
+    run_dir: str | Path,
+    meta: dict | None = None,
+    log: Callable = print,
+    should_stop: Optional[Callable[[], bool]] = None,
+    resume: bool = True,
+) -> dict:
+    """Train one run and keep its record in ``run_dir``; return the final summary.
+
+    With ``resume`` (the default) a run dir holding a checkpoint of the same config and seed
+    continues from it (same run record, same run id), and one whose summary already says
+    ``completed`` is returned as is. Otherwise the run starts from scratch and any previous
+    record in ``run_dir`` is replaced. ``should_stop`` is polled after every step: when it returns
+    True the run checkpoints and returns with status ``preempted`` (a launcher requeues it).
+    """
+    t_start = time.time()
     validate(cfg)
     record = RunRecord(run_dir)
-    record.write_config(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    meta = {
-        "run_id": Path(run_dir).name,
-        "sweep_id": None,
-        "cell_id": config_hash(cfg),
-        "config_hash": config_hash(cfg),
-        "seed": cfg.seed,
-        "swept": {},
-        "variant": cfg.algorithm.name,
-        "code_version": code_version(),
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        **(meta or {}),
-    }
-    record.write_meta(meta)
+    chash = config_hash(cfg)
+    old_meta = _read_json_or_none(record.dir / "meta.json")
+    same_run = bool(old_meta) and old_meta.get("config_hash") == chash and old_meta.get("seed") == cfg.seed
+    prior = checkpoint.peek(run_dir) if resume and same_run else None
+    if resume and same_run and prior is None:
+        done = record.read_summary()
+        if done and done.get("status") == "completed":
+            log(f"[{old_meta.get('run_id')}] already completed: nothing to do")
+            return done
+    if prior is None:  # a fresh start: nothing of an earlier attempt may leak into this record
+        checkpoint.remove(run_dir)
+        record.metrics_path.unlink(missing_ok=True)
+        record.write_config(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        meta = {
+            "run_id": Path(run_dir).name,
+            "sweep_id": None,
+            "cell_id": chash,
+            "config_hash": chash,
+            "seed": cfg.seed,
+            "swept": {},
+            "variant": cfg.algorithm.name,
+            "code_version": code_version(),
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            **(meta or {}),
+        }
+        record.write_meta(meta)
+        summary: dict = {"status": "running", "steps_completed": 0, "error": None, "attempt": 1}
+        first_step = 1
+    else:  # the same run continues: meta.json (run id, creation, code version) stays as first written
+        meta = old_meta
+        _truncate_metrics(record, prior.step)
+        summary = {**prior.summary, "status": "running", "error": None,
+                   "attempt": int(prior.summary.get("attempt", 1)) + 1, "resumed_from_step": prior.step}
+        first_step = prior.step + 1
     name = meta["run_id"]
-    summary: dict = {"status": "running", "steps_completed": 0, "error": None}
     record.write_summary(summary)
-    t_start = time.time()
-    step = 0
+    wall_before = float(summary.get("wall_time_s") or 0.0)
+    age = _process_age_s()
+    timing: dict = {"process_start_to_run_s": age - (time.time() - t_start) if age is not None else None}
+    step = first_step - 1
+    engine = trainer = None
+
+    def save_checkpoint(at: int) -> None:
+        summary["wall_time_s"] = wall_before + time.time() - t_start
+        checkpoint.save(run_dir, engine, checkpoint.TrainingState(
+            step=at, config_hash=chash, seed=cfg.seed, summary=dict(summary),
+            buffer=trainer.buffer.state_dict() if trainer.buffer is not None else None,
+        ), rank=engine.rank)
+
     try:
         torch.set_num_threads(cfg.engine.threads or cfg.launcher.threads_per_job)
         device = resolve_device(cfg.engine.device)
         task = build_task(cfg.task)
+        t_load = time.time()
         init_dir = warm_start_dir(cfg, task, log=log)
         policy = load_policy(init_dir).to(device)
         tok = load_tokenizer(init_dir)
         ref = None
         if cfg.algorithm.kl.coef > 0:
             ref = load_policy(init_dir).to(device).eval().requires_grad_(False)
+        timing["model_load_s"] = time.time() - t_load
         engine = build_engine(cfg.engine.backend.value, policy, cfg.optim, cfg.engine, **_engine_kwargs(cfg))
         policy = engine.module  # forwards go through the engine's wrapper (ZeRO-3 gathers parameters there)
         rollout = build_rollout(cfg.rollout.backend.value, policy, tok, engine.device)
@@ -106,12 +173,26 @@ def run_training(cfg: Config, run_dir: str | Path, meta: dict | None = None, log
         eval_set = task.eval[: cfg.train.eval_prompts] if cfg.train.eval_prompts else task.eval
         stream = PromptStream(task.train, cfg.rollout.prompts_per_step, cfg.seed)
 
-        warm = _evaluate(trainer, eval_set, cfg.seed)
-        warm_acc = warm["eval/accuracy"]
-        record.append_metrics({"step": 0, **warm})
-        summary.update(warmstart_eval_accuracy=warm_acc, best_eval_accuracy=warm_acc, final_eval_accuracy=warm_acc)
-        log(f"[{name}] warm start eval accuracy {warm_acc:.3f}")
-        for step in range(1, cfg.train.steps + 1):
+        t_eval = time.time()
+        if prior is None:
+            warm = _evaluate(trainer, eval_set, cfg.seed)
+            warm_acc = warm["eval/accuracy"]
+            record.append_metrics({"step": 0, **warm})
+            summary.update(warmstart_eval_accuracy=warm_acc, best_eval_accuracy=warm_acc, final_eval_accuracy=warm_acc)
+            log(f"[{name}] warm start eval accuracy {warm_acc:.3f}")
+        else:
+            t_ckpt = time.time()
+            checkpoint.load(run_dir, engine)
+            if trainer.buffer is not None:
+                trainer.buffer.load_state_dict(prior.buffer)
+            rollout.sync_weights(policy)
+            timing["checkpoint_load_s"] = time.time() - t_ckpt
+            log(f"[{name}] resumed from the checkpoint at step {prior.step} (attempt {summary['attempt']})")
+        timing["warm_eval_s"] = time.time() - t_eval if prior is None else 0.0
+        timing["run_to_first_step_s"] = time.time() - t_start
+        summary["timing"] = timing
+        every = cfg.train.checkpoint_every
+        for step in range(first_step, cfg.train.steps + 1):
             m = trainer.step(stream.at(step), step)
             if step % cfg.train.eval_every == 0 or step == cfg.train.steps:
                 m.update(_evaluate(trainer, eval_set, cfg.seed))
@@ -129,7 +210,17 @@ def run_training(cfg: Config, run_dir: str | Path, meta: dict | None = None, log
                 final_response_length=m["train/response_length"],
             )
             record.write_summary(summary)  # progress survives a crash; status says how far it got
+            if step == cfg.train.steps:
+                break
+            if should_stop is not None and should_stop():
+                save_checkpoint(step)
+                summary.update(status="preempted", error={"step": step, "cause": "stopped by signal; checkpointed"})
+                log(f"[{name}] stopping at step {step}: checkpoint written, the run resumes from it")
+                return summary
+            if every and step % every == 0:
+                save_checkpoint(step)
         summary["status"] = "completed"
+        checkpoint.remove(run_dir)  # the run record is the product; a finished run needs no resume state
     except NonFiniteLoss as e:
         summary.update(status="failed", error={"step": e.step, "cause": e.cause})
         log(f"[{name}] FAILED: {e}")
@@ -141,6 +232,13 @@ def run_training(cfg: Config, run_dir: str | Path, meta: dict | None = None, log
         summary.update(status="preempted", error={"step": step, "cause": "interrupted"})
         raise
     finally:
-        summary["wall_time_s"] = time.time() - t_start
+        summary["wall_time_s"] = wall_before + time.time() - t_start
         record.write_summary(summary)
     return summary
+
+
+def _read_json_or_none(path: Path) -> Optional[dict]:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None

@@ -1,0 +1,125 @@
+"""The SLURM launcher's pure parts (no cluster): what may reach sbatch, and how a cell's state is read."""
+
+import shlex
+import subprocess
+
+import pytest
+
+from sweeps.compose import compose
+from sweeps.launch_slurm import cell_state, check_launcher, job_name
+from trainer.config import ConfigError, LauncherConfig
+
+
+def test_slurm_profile_composes_with_its_cluster_options(tmp_path):
+    cfg = compose([f"paths.output_root={tmp_path}", "launcher=slurm", "launcher.partition=gpu",
+                   "launcher.account=proj", "+launcher.sbatch_extra.reservation=res1"])
+    assert cfg.launcher.name.value == "slurm" and cfg.launcher.partition == "gpu"
+    assert cfg.launcher.sbatch_extra == {"reservation": "res1"}
+
+
+def test_launcher_keys_do_not_change_the_config_hash(tmp_path):
+    from trainer.config import config_hash
+
+    base = [f"paths.output_root={tmp_path}"]
+    assert config_hash(compose(base)) == config_hash(compose(base + ["launcher=slurm", "launcher.time_min=5"]))
+
+
+@pytest.mark.parametrize("field,value,key", [
+    ("sbatch_extra", {"reservation": "x\n#SBATCH --wrap=rm"}, "launcher.sbatch_extra.reservation"),
+    ("sbatch_extra", {"x; rm -rf ~": "1"}, "launcher.sbatch_extra.x; rm -rf ~"),
+    ("sbatch_extra", {"array": "0-3"}, "launcher.sbatch_extra.array"),
+    ("env", {"BAD NAME": "1"}, "launcher.env.BAD NAME"),
+    ("env", {"OK": "a\nb"}, "launcher.env.OK"),
+    ("partition", "gpu\nrm -rf /", "launcher.partition"),
+])
+def test_values_that_could_escape_sbatch_are_refused_naming_the_key(field, value, key):
+    with pytest.raises(ConfigError) as e:
+        check_launcher(LauncherConfig(**{field: value}))
+    assert key in str(e.value)
+
+
+def test_quoted_values_pass_through_verbatim():
+    """Spaces, quotes and $(...) in a value stay one literal sbatch argument."""
+    check_launcher(LauncherConfig(sbatch_extra={"comment": "a b $(touch /tmp/pwned) 'q'"}, env={"X": "$(id)"}))
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    text = _make_sbatch_string(command="true", folder="/tmp/f", additional_parameters={"comment": "a b $(id) 'q'"},
+                               setup=[f"export X={shlex.quote('$(id)')}"])
+    line = next(ln for ln in text.splitlines() if ln.startswith("#SBATCH --comment="))
+    assert shlex.split(line.split("=", 1)[1]) == ["a b $(id) 'q'"]
+    out = subprocess.run(["bash", "-c", f"export X={shlex.quote('$(id)')}; printf %s \"$X\""], capture_output=True, text=True)
+    assert out.stdout == "$(id)"
+
+
+def test_job_name_is_sanitized():
+    assert job_name("my sweep;rm -rf /") == "grpolab-my_sweep_rm_-rf__"
+
+
+@pytest.mark.parametrize("status,slurm,expected", [
+    ("completed", None, "completed"),
+    ("completed", "RUNNING", "completed"),
+    (None, "PENDING", "pending"),
+    ("running", "RUNNING", "running"),
+    ("preempted", "PENDING", "preempted"),
+    ("preempted", "REQUEUED", "preempted"),
+    ("failed", "FAILED", "failed"),
+    ("failed", "COMPLETED", "failed"),
+    ("running", "CANCELLED", "failed"),  # killed mid-run without a checkpoint exit
+    (None, "OUT_OF_MEMORY", "failed"),
+    ("preempted", "CANCELLED", "preempted"),
+    (None, None, "missing"),
+])
+def test_cell_state_joins_the_run_record_and_slurm(status, slurm, expected):
+    summary = {"status": status} if status else None
+    assert cell_state(summary, slurm)[0] == expected
+
+
+def test_planned_cells_equal_hydras_own_compose_of_each_cell(tmp_path):
+    """Planning composes once per set of config-group choices and applies value overrides per cell;
+    every cell must equal a full Hydra compose of its overrides."""
+    from sweeps.plan import make_plan
+
+    plan = make_plan([f"paths.output_root={tmp_path}", "sweep.id=p", "variant=grpo,rb", "algorithm.kl.coef=0,0.1",
+                      "seed=0,7"])
+    assert [r.cfg.seed for r in plan.runs] == [0, 7] * 4
+    assert [r.swept["variant"] for r in plan.runs] == ["grpo"] * 4 + ["rb"] * 4
+    for run in plan.runs:
+        assert run.cfg == compose(run.overrides), run.name
+    assert plan.runs[0].cfg.algorithm is not plan.runs[1].cfg.algorithm  # no shared mutable sections
+
+
+def test_a_bad_value_names_its_cell_and_key(tmp_path):
+    from sweeps.plan import make_plan
+
+    with pytest.raises(ConfigError, match=r"(?s)cell 1 \(algorithm.kl.coef=abc\).*algorithm.kl.coef"):
+        make_plan([f"paths.output_root={tmp_path}", "sweep.id=p", "algorithm.kl.coef=0,abc", "seed=0"])
+
+
+def test_an_invalid_seed_names_its_cell(tmp_path):
+    from sweeps.plan import make_plan
+
+    with pytest.raises(ConfigError, match=r"(?s)cell 1 \(seed=-1\).*seed=-1: must be >= 0"):
+        make_plan([f"paths.output_root={tmp_path}", "sweep.id=p", "seed=0,-1"])
+
+
+def test_a_dirty_tree_warns_or_is_refused(monkeypatch, capsys):
+    import sweeps.launch_slurm as ls
+
+    monkeypatch.setattr(ls, "code_version", lambda: {"commit": "abc", "dirty": True})
+    assert ls.check_code_version(LauncherConfig())["dirty"] is True
+    assert "uncommitted changes" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="launcher.refuse_dirty=true"):
+        ls.check_code_version(LauncherConfig(refuse_dirty=True))
+
+
+def test_a_job_requeued_more_than_max_requeues_fails_without_training(tmp_path, monkeypatch):
+    import json
+
+    from sweeps.job import CellJob
+
+    cfg = compose([f"paths.output_root={tmp_path}", "launcher=slurm", "launcher.max_requeues=2"])
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "3")
+    summary = CellJob(cfg, str(tmp_path / "run"), {})()
+    assert summary["status"] == "failed" and "launcher.max_requeues=2" in summary["error"]["cause"]
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "failed"
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
