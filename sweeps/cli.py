@@ -6,6 +6,8 @@
     grpolab status <sweep>                   each cell's state and the sweep's progress
     grpolab collect <sweep>                  wait for every cell to end, then the ablation table
     grpolab table <sweep_dir> [...]          the ablation table of a sweep's run records
+    grpolab plot <sweep_dir> [...]           learning curves and diagnostics plots (PNG)
+    grpolab report <sweep_dir> [...]         one self-contained HTML report (tables and plots)
     grpolab config [overrides...]            print the composed, validated config
 
 Overrides use Hydra's grammar (``algorithm.kl.coef=0,0.05``, ``algorithm=gspo``); see docs/.
@@ -155,16 +157,17 @@ def _cmd_collect(args) -> int:
     return _collect(_sweep_dir(args.sweep, args.root), args.timeout, args.poll)
 
 
+ANALYSIS = {"table": "analysis.table", "plot": "analysis.plots", "report": "analysis.report"}
 COMMANDS = {"train": _cmd_train, "sweep": _cmd_sweep, "config": _cmd_config, "status": _cmd_status,
             "collect": _cmd_collect}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "table":
-        from analysis.table import main as table_main
+    if argv and argv[0] in ANALYSIS:  # their own argument parsers
+        import importlib
 
-        return table_main(argv[1:])
+        return importlib.import_module(ANALYSIS[argv[0]]).main(argv[1:])
     parser = argparse.ArgumentParser(prog="grpolab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="one run in this process")
@@ -186,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         if name == "collect":
             p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds (exit 3)")
             p.add_argument("--poll", type=float, default=5.0, help="seconds between polls (default 5)")
-    sub.add_parser("table", help="ablation table of a sweep dir (see grpolab table --help)")
+    sub.add_parser("table", help="ablation table of a sweep dir: Markdown/LaTeX/CSV (see grpolab table --help)")
+    sub.add_parser("plot", help="learning curves and diagnostics plots of a sweep dir, as PNG (grpolab plot --help)")
+    sub.add_parser("report", help="one self-contained HTML report of a sweep: tables and plots (grpolab report --help)")
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)

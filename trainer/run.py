@@ -57,6 +57,15 @@ class PromptStream:
         ]
 
 
+def _rollout_kwargs(cfg: Config, init_dir) -> dict:
+    """vLLM starts from the policy's checkpoint (then follows the trainer's weights)."""
+    r = cfg.rollout
+    if r.backend.value != "vllm":
+        return {}
+    return {"model_dir": init_dir, "seed": cfg.seed, "gpu_memory_utilization": r.vllm_gpu_memory_utilization,
+            "cpu_kv_cache_gib": r.vllm_cpu_kv_cache_gib}
+
+
 def _engine_kwargs(cfg: Config) -> dict:
     if cfg.engine.backend.value == "deepspeed":
         return {"micro_batch_per_gpu": cfg.batching.micro_batch_size}
@@ -168,7 +177,7 @@ def run_training(
         timing["model_load_s"] = time.time() - t_load
         engine = build_engine(cfg.engine.backend.value, policy, cfg.optim, cfg.engine, **_engine_kwargs(cfg))
         policy = engine.module  # forwards go through the engine's wrapper (ZeRO-3 gathers parameters there)
-        rollout = build_rollout(cfg.rollout.backend.value, policy, tok, engine.device)
+        rollout = build_rollout(cfg.rollout.backend.value, policy, tok, engine.device, **_rollout_kwargs(cfg, init_dir))
         trainer = GRPOTrainer(cfg, policy, ref, tok, engine, rollout, task)
         eval_set = task.eval[: cfg.train.eval_prompts] if cfg.train.eval_prompts else task.eval
         stream = PromptStream(task.train, cfg.rollout.prompts_per_step, cfg.seed)

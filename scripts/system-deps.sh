@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Debian packages the slow tests use: pdflatex (the LaTeX table compiles), headless Chromium (the
+# HTML report renders) and a single-node SLURM cluster with accounting (slurm/install.sh).
+# Idempotent; installs only what is missing. Without root or apt it says so and returns 0: the tests
+# that need a missing tool skip with that reason.
+set -uo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
+  echo "system-deps: not root or no apt-get; pdflatex/chromium/slurm tests will skip if the tools are absent"
+  exit 0
+fi
+pkgs=(texlive-latex-base texlive-latex-recommended chromium fonts-dejavu-core)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    || echo "system-deps: could not install ${missing[*]}; those tests will skip"
+fi
+bash "$here/../slurm/install.sh" || echo "system-deps: SLURM packages not installed; the SLURM tests will skip"
+exit 0
