@@ -5,6 +5,7 @@
     grpolab sweep --detach launcher=slurm .. submit the grid as one SLURM job array and return
     grpolab status <sweep>                   each cell's state and the sweep's progress
     grpolab collect <sweep>                  wait for every cell to end, then the ablation table
+    grpolab tune [overrides...]              Optuna search over tune.space (docs/tracking.md)
     grpolab table <sweep_dir> [...]          the ablation table of a sweep's run records
     grpolab plot <sweep_dir> [...]           learning curves and diagnostics plots (PNG)
     grpolab report <sweep_dir> [...]         one self-contained HTML report (tables and plots)
@@ -157,8 +158,16 @@ def _cmd_collect(args) -> int:
     return _collect(_sweep_dir(args.sweep, args.root), args.timeout, args.poll)
 
 
+def _cmd_tune(args) -> int:
+    from sweeps.compose import compose
+    from sweeps.tune import tune_from_config
+
+    study = tune_from_config(compose(args.overrides), args.overrides)
+    return 0 if any(t.state.name == "COMPLETE" for t in study.get_trials()) else 1
+
+
 ANALYSIS = {"table": "analysis.table", "plot": "analysis.plots", "report": "analysis.report"}
-COMMANDS = {"train": _cmd_train, "sweep": _cmd_sweep, "config": _cmd_config, "status": _cmd_status,
+COMMANDS = {"tune": _cmd_tune, "train": _cmd_train, "sweep": _cmd_sweep, "config": _cmd_config, "status": _cmd_status,
             "collect": _cmd_collect}
 
 
@@ -189,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         if name == "collect":
             p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds (exit 3)")
             p.add_argument("--poll", type=float, default=5.0, help="seconds between polls (default 5)")
+    p = sub.add_parser("tune", help="Optuna search over tune.space (seeds averaged, pruning at eval steps)")
+    p.add_argument("overrides", nargs="*")
     sub.add_parser("table", help="ablation table of a sweep dir: Markdown/LaTeX/CSV (see grpolab table --help)")
     sub.add_parser("plot", help="learning curves and diagnostics plots of a sweep dir, as PNG (grpolab plot --help)")
     sub.add_parser("report", help="one self-contained HTML report of a sweep: tables and plots (grpolab report --help)")

@@ -147,6 +147,7 @@ class LauncherName(str, Enum):
 
 class TrackerName(str, Enum):
     none = "none"
+    wandb = "wandb"
 
 
 # ---------------------------------------------------------------- sections
@@ -408,6 +409,23 @@ class LauncherConfig:
 @dataclass
 class TrackerConfig:
     name: TrackerName = knob(TrackerName.none, "Experiment tracker fed from the run record (none = record only).")
+    project: Optional[str] = knob(None, "W&B project (online needs it and an API key from the env or ~/.netrc).")
+    entity: Optional[str] = knob(None, "W&B entity (team or user).")
+    mode: str = knob("auto", "W&B mode: auto (online with project + key, else offline), offline, online, disabled.")
+    tags: List[str] = knob([], "Extra W&B tags (each swept key=value is tagged already).")
+
+
+@dataclass
+class TuneConfig:
+    space: Dict[str, str] = knob({}, "Searched keys → float:LO:HI[:log] | int:LO:HI[:log] | cat:A,B (docs/tracking.md); never seed.")
+    n_trials: int = knob(20, "Optuna trials (each runs every seed of sweep.seeds; the objective is the seed mean).", ge=1)
+    objectives: List[str] = knob(["final_eval_accuracy"], "Summary keys to optimize (two or more: multi-objective, NSGA-II).")
+    directions: List[str] = knob(["maximize"], "maximize/minimize per objective.")
+    sampler: Optional[str] = knob(None, "tpe, nsga2, random; null = TPE (one objective) or NSGA-II (several).")
+    pruner: str = knob("median:2:0", "median[:startup[:warmup]], percentile:..., none: stops trials at eval steps.")
+    storage: Optional[str] = knob(None, "null = SQLite under the sweep dir; journal:PATH (SLURM, shared FS); any RDB URL.")
+    study_name: Optional[str] = knob(None, "null = the sweep id.")
+    workers: int = knob(1, "Concurrent trial workers.", ge=1)
 
 
 @dataclass
@@ -439,11 +457,12 @@ class Config:
     launcher: LauncherConfig = section(LauncherConfig, "Launcher.")
     tracker: TrackerConfig = section(TrackerConfig, "Tracker.")
     sweep: SweepConfig = section(SweepConfig, "Sweep definition.")
+    tune: TuneConfig = section(TuneConfig, "Optuna search (grpolab tune).")
     paths: PathsConfig = section(PathsConfig, "Output and cache locations.")
 
 
 # Keys that never change results: excluded from the config hash that identifies a cell.
-NON_RESULT_KEYS = ("seed", "launcher", "tracker", "sweep", "paths")
+NON_RESULT_KEYS = ("seed", "launcher", "tracker", "sweep", "tune", "paths")
 
 
 # ---------------------------------------------------------------- validation

@@ -28,6 +28,7 @@ from trainer.provenance import code_version
 from trainer.rollout import build_rollout
 from trainer.run_record import RunRecord, atomic_write_text
 from trainer.sft import warm_start_dir
+from trainer.tracking import NullTracker, make_tracker, replay
 from trainer.tasks import build_task
 
 
@@ -102,6 +103,7 @@ def run_training(
     log: Callable = print,
     should_stop: Optional[Callable[[], bool]] = None,
     resume: bool = True,
+    reporter: Optional[Callable[[int, float], bool]] = None,
 ) -> dict:
     """Train one run and keep its record in ``run_dir``; return the final summary.
 
@@ -155,6 +157,7 @@ def run_training(
     timing: dict = {"process_start_to_run_s": age - (time.time() - t_start) if age is not None else None}
     step = first_step - 1
     engine = trainer = None
+    tracker = NullTracker()
 
     def save_checkpoint(at: int) -> None:
         summary["wall_time_s"] = wall_before + time.time() - t_start
@@ -164,6 +167,8 @@ def run_training(
         ), rank=engine.rank)
 
     try:
+        tracker = make_tracker(to_dict(cfg), run_dir, meta)
+        replay(run_dir, tracker)  # a resumed run: what the record holds and the tracker never got
         torch.set_num_threads(cfg.engine.threads or cfg.launcher.threads_per_job)
         device = resolve_device(cfg.engine.device)
         task = build_task(cfg.task)
@@ -187,6 +192,7 @@ def run_training(
             warm = _evaluate(trainer, eval_set, cfg.seed)
             warm_acc = warm["eval/accuracy"]
             record.append_metrics({"step": 0, **warm})
+            tracker.log(warm, 0)
             summary.update(warmstart_eval_accuracy=warm_acc, best_eval_accuracy=warm_acc, final_eval_accuracy=warm_acc)
             log(f"[{name}] warm start eval accuracy {warm_acc:.3f}")
         else:
@@ -213,12 +219,19 @@ def run_training(
                     f"eval {acc:.3f} ({m['time/step_s']:.2f}s/step)"
                 )
             record.append_metrics({"step": step, **m})
+            tracker.log(m, step)
             summary.update(
                 steps_completed=step,
                 final_reward=m["train/reward"],
                 final_response_length=m["train/response_length"],
             )
             record.write_summary(summary)  # progress survives a crash; status says how far it got
+            if reporter is not None and "eval/accuracy" in m and reporter(step, m["eval/accuracy"]) \
+                    and step < cfg.train.steps:
+                summary.update(status="pruned", error={"step": step, "cause": "pruned by the tuner"})
+                checkpoint.remove(run_dir)
+                log(f"[{name}] pruned at step {step}")
+                return summary
             if step == cfg.train.steps:
                 break
             if should_stop is not None and should_stop():
@@ -243,6 +256,7 @@ def run_training(
     finally:
         summary["wall_time_s"] = wall_before + time.time() - t_start
         record.write_summary(summary)
+        tracker.finish(summary["status"], summary)
     return summary
 
 

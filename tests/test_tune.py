@@ -1,0 +1,184 @@
+"""Optuna tuning machinery (sweeps/tune.py): space grammar, ask-and-tell over concurrent workers on
+journal storage, in-job pruning, objective = mean over seeds.
+
+The study test drives the real machinery (Optuna 5, journal file, two worker processes, the
+``TrialReporter`` a trainer calls) with a cheap objective that behaves like training: a known
+function of the params, reported step by step, with per-seed noise. One slow test runs the real
+tiny trainer."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import optuna
+import pytest
+
+from sweeps.tune import (TrainerLaunch, TrialReporter, create_study, make_pruner, open_storage, parse_space,
+                         run_study, to_overrides)
+
+STEPS = 4
+GOOD, BAD = 0.01, 1e-4  # kl coef of a good and a bad trial for the fake objective
+
+
+def _param(overrides: list[str], key: str) -> float:
+    return float(next(o.split("=", 1)[1] for o in overrides if o.startswith(key + "=")))
+
+
+def fake_quality(kl_coef: float, eta: float) -> float:
+    """Peak 1.0 at kl_coef = 0.01, eta = 0.5."""
+    return 1.0 - 0.1 * (math.log10(kl_coef) + 2) ** 2 - (eta - 0.5) ** 2
+
+
+def fake_training(overrides: list[str], seed: int, ctx) -> float:
+    """Like a run: eval accuracy climbs to its final value over STEPS, reported at each step."""
+    study = optuna.load_study(study_name=ctx.study_name, storage=open_storage(ctx.storage))
+    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, ctx.trial_number)
+    study._storage.set_trial_user_attr(trial_id, f"pid_s{seed}", os.getpid())
+    q = fake_quality(_param(overrides, "algorithm.kl.coef"), _param(overrides, "algorithm.lopti.eta"))
+    final = q + 0.01 * seed  # seed noise, so the mean over seeds is distinguishable from any one seed
+    report = TrialReporter(ctx)
+    for step in range(1, STEPS + 1):
+        time.sleep(0.02)
+        if report(step, final * step / STEPS):
+            raise optuna.TrialPruned()
+    return final
+
+
+SPACE = {"algorithm.kl.coef": "float:1e-4:1e-1:log", "algorithm.lopti.eta": "float:0.3:0.7"}
+
+
+def test_space_grammar_parses_each_kind():
+    ps = {p.key: p for p in parse_space({**SPACE, "batching.mode": "cat:shuffled,query_preserved", "rollout.n": "int:4:16"})}
+    assert (ps["algorithm.kl.coef"].kind, ps["algorithm.kl.coef"].log, ps["algorithm.kl.coef"].low) == ("float", True, 1e-4)
+    assert (ps["algorithm.lopti.eta"].low, ps["algorithm.lopti.eta"].high, ps["algorithm.lopti.eta"].log) == (0.3, 0.7, False)
+    assert ps["batching.mode"].choices == ("shuffled", "query_preserved")
+    assert (ps["rollout.n"].kind, ps["rollout.n"].low, ps["rollout.n"].high) == ("int", 4, 16)
+
+
+@pytest.mark.parametrize("space", [{"seed": "int:0:9"}, {"a.b": "float:1:0"}, {"a.b": "float:0:1:log"},
+                                   {"a.b": "gauss:0:1"}, {"a.b": "int:x:3"}, {"a.b": "cat:"}])
+def test_bad_space_is_refused_naming_the_key(space):
+    with pytest.raises(ValueError, match=list(space)[0].replace(".", r"\.")):
+        parse_space(space)
+
+
+def test_params_become_hydra_overrides():
+    assert to_overrides({"algorithm.kl.coef": 0.013, "batching": "query_preserved", "x.flag": True, "rollout.n": 8}) == [
+        "algorithm.kl.coef=0.013", "batching=query_preserved", "x.flag=true", "rollout.n=8"]
+
+
+def test_pruner_spec():
+    p = make_pruner("median:3:1")
+    assert isinstance(p, optuna.pruners.MedianPruner)
+    assert isinstance(make_pruner("none"), optuna.pruners.NopPruner)
+    with pytest.raises(ValueError, match="tune pruner"):
+        make_pruner("sometimes")
+
+
+def test_study_with_two_worker_processes_on_journal_storage_prunes_and_averages_seeds(tmp_path):
+    storage = f"journal:{tmp_path}/study.journal"
+    seeds = [0, 1, 2]
+    # Created before any worker, as under SLURM. Enqueued: the best trial first (nothing can beat
+    # it, so it completes), a good one, then two bad ones; a bad one starts only after one of the
+    # first two ended, by which time the best has completed (n_startup_trials=1): it must be pruned.
+    study = create_study(storage, "s", ["maximize"], pruner="median:1:0", sampler_seed=0)
+    for kl in (GOOD, GOOD * 1.2, BAD, BAD * 1.1):
+        study.enqueue_trial({"algorithm.kl.coef": kl, "algorithm.lopti.eta": 0.5})
+    t0 = time.time()
+    study = run_study([], SPACE, n_trials=8, seeds=seeds, storage=storage, study_name="s", workers=2,
+                      launch_fn=fake_training, pruner="median:1:0", processes=True, steps_per_seed=STEPS)
+    elapsed = time.time() - t0
+    trials = study.get_trials()
+    states = [t.state for t in trials]
+    assert len(trials) == 8
+    assert optuna.trial.TrialState.FAIL not in states and optuna.trial.TrialState.RUNNING not in states
+    assert trials[0].state == optuna.trial.TrialState.COMPLETE
+    assert optuna.trial.TrialState.PRUNED in states
+    bad = [t for t in trials if t.params["algorithm.kl.coef"] <= BAD * 1.1]
+    assert bad and all(t.state == optuna.trial.TrialState.PRUNED for t in bad)
+    pids = set()
+    for t in trials:
+        assert set(t.params) == set(SPACE)  # seeds are never searched
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            per_seed = t.user_attrs["seed_values"]
+            assert sorted(per_seed) == ["0", "1", "2"]
+            q = fake_quality(t.params["algorithm.kl.coef"], t.params["algorithm.lopti.eta"])
+            assert t.value == pytest.approx(sum(v[0] for v in per_seed.values()) / 3)
+            assert t.value == pytest.approx(q + 0.01)  # mean of q + 0.01·{0, 1, 2}
+        pids |= {v for k, v in t.user_attrs.items() if k.startswith("pid_")}
+    assert len(pids - {os.getpid()}) == 2, "trials ran in two worker processes"
+    assert elapsed < 60
+
+
+def test_multi_objective_study_uses_nsga2_and_completes(tmp_path):
+    def two_objectives(overrides, seed, ctx):
+        kl = _param(overrides, "algorithm.kl.coef")
+        return [fake_quality(kl, 0.5) + 0.01 * seed, kl]  # accuracy (max) vs KL proxy (min)
+
+    study = run_study([], {"algorithm.kl.coef": "float:1e-4:1e-1:log"}, n_trials=4, seeds=[0, 1],
+                      storage=f"sqlite:///{tmp_path}/o.db", study_name="mo", directions=["maximize", "minimize"],
+                      workers=2, launch_fn=two_objectives)
+    assert isinstance(study.sampler, optuna.samplers.NSGAIISampler)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 4
+    for t in trials:
+        assert t.values[1] == pytest.approx(t.params["algorithm.kl.coef"])
+        assert t.values[0] == pytest.approx(fake_quality(t.params["algorithm.kl.coef"], 0.5) + 0.005)
+    assert study.best_trials
+
+
+def test_failed_cell_fails_its_trial_not_the_study(tmp_path):
+    def broken(overrides, seed, ctx):
+        raise RuntimeError("diverged")
+
+    study = run_study([], SPACE, n_trials=2, seeds=[0], storage=f"journal:{tmp_path}/f.journal",
+                      study_name="f", workers=1, launch_fn=broken)
+    assert [t.state for t in study.get_trials()] == [optuna.trial.TrialState.FAIL] * 2
+    assert "diverged" in study.get_trials()[0].user_attrs["error"]
+
+
+@pytest.mark.slow
+def test_two_trials_of_the_real_tiny_trainer(tmp_path):
+    from tests.conftest import fast_overrides
+
+    launch = TrainerLaunch(str(tmp_path / "tune"), objectives=("final_eval_accuracy", "train/kl"))
+    study = run_study(fast_overrides(tmp_path, steps=2), {"algorithm.kl.coef": "float:1e-3:1e-1:log"},
+                      n_trials=2, seeds=[0, 1], storage=f"sqlite:///{tmp_path}/t.db", study_name="real",
+                      directions=["maximize", "minimize"], workers=1, launch_fn=launch, steps_per_seed=2)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    for t in trials:
+        per_seed = t.user_attrs["seed_values"]
+        assert t.values[0] == pytest.approx((per_seed["0"][0] + per_seed["1"][0]) / 2)
+        assert (tmp_path / "tune" / "runs" / f"t{t.number:04d}_s1" / "summary.json").exists()
+
+
+@pytest.mark.slow
+def test_tune_from_config_runs_cells_as_local_submitit_jobs(tmp_path):
+    """What `grpolab tune` does, with the tune section a plain object until it is in the schema."""
+    from types import SimpleNamespace
+
+    from sweeps.compose import compose
+    from sweeps.tune import tune_from_config
+    from tests.conftest import fast_overrides
+
+    overrides = [*fast_overrides(tmp_path, steps=2), "sweep.seeds=[0,1]"]
+    cfg = compose(overrides)
+    cfg.tune = SimpleNamespace(space={"algorithm.kl.coef": "float:1e-3:1e-1:log"}, n_trials=2,
+                               objectives=["final_eval_accuracy"], directions=["maximize"], sampler=None,
+                               pruner="median:2:0", storage=None, study_name="cli", workers=2)
+    lines = []
+    study = tune_from_config(cfg, overrides, log=lines.append)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    root = tmp_path / "out" / "tune" / "cli"
+    assert (root / "optuna.db").exists()
+    runs = sorted(d.name for d in (root / "runs").iterdir())
+    assert runs == [f"t{t:04d}_s{s}" for t in (0, 1) for s in (0, 1)]
+    assert all((root / "runs" / r / "summary.json").exists() for r in runs)
+    for t in trials:
+        per_seed = t.user_attrs["seed_values"]
+        assert t.value == pytest.approx((per_seed["0"][0] + per_seed["1"][0]) / 2)
+    assert lines[0].startswith("study cli: 2 trials (2 complete)")
