@@ -172,3 +172,26 @@ def test_small_real_sweep_feeds_wandb_offline(tmp_path):
         record_rows = read_jsonl(run_dir / "metrics.jsonl")
         assert [h["_step"] for h in wb["history"]] == [r["step"] for r in record_rows] == [0, 1, 2]
         assert wb["history"][-1]["eval/accuracy"] == pytest.approx(record_rows[-1]["eval/accuracy"])
+
+
+@pytest.mark.slow
+def test_a_live_run_with_tracker_wandb_logs_every_record_step(tmp_path):
+    """`tracker=wandb` wired into the trainer: the offline run holds the nested config and exactly
+    the metrics of the run record, step for step."""
+    from sweeps.compose import compose
+    from tests.conftest import fast_overrides
+    from trainer.run import run_training
+
+    cfg = compose(fast_overrides(tmp_path, steps=3) + ["tracker=wandb", "tracker.mode=offline"])
+    summary = run_training(cfg, tmp_path / "run", {"sweep_id": "live", "swept": {"seed": 0}}, log=lambda *a: None)
+    assert summary["status"] == "completed"
+    (wb,) = offline_run_files(tmp_path / "run")
+    run = read_offline_run(wb)
+    assert run["group"] == "live" and run["config"]["algorithm"]["clip"]["low"] == 0.2
+    record = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    by_step = {h["_step"]: h for h in run["history"]}
+    assert sorted(by_step) == [r["step"] for r in record]
+    for r in record:
+        for k, v in r.items():
+            if k != "step" and isinstance(v, float):
+                assert by_step[r["step"]][k] == pytest.approx(v), k
