@@ -237,7 +237,9 @@ def build_grid(summary: pd.DataFrame, metrics, rows, cols=()) -> Grid:
         if cols:
             for c in present:
                 c.n_note = str(c.n) if c.n != common else ""
-        grid.body.append((rv, cells, min((c.n for c in present), default=0)))
+        # n: seeds behind the row's numbers; a metric this cell never logs (e.g. Lopti's stage
+        # fractions in a GRPO row) is shown as "—" and does not make the row's n 0
+        grid.body.append((rv, cells, min((c.n for c in present if c.n > 0), default=0)))
     for j, (metric, _) in enumerate(grid.columns):  # bold: best mean per column
         how = direction(metric)
         col = [row[1][j] for row in grid.body if row[1][j] is not None and math.isfinite(row[1][j].mean)]

@@ -226,3 +226,25 @@ def test_thousand_records_load_and_render(tmp_path):
     assert len(load_records(tmp_path)) == 1000
     lines = md.splitlines()
     assert lines[10] == "" and all(line.endswith("| 125 |") for line in lines[2:10])
+
+
+def test_a_metric_one_variant_never_logs_leaves_its_row_n_alone(tmp_path):
+    """Lopti logs stage fractions, GRPO does not: GRPO's row shows "—" there and keeps n = 2."""
+    import json as _json
+
+    from analysis.table import main
+
+    sweep_dir = tmp_path / "sweep"
+    rng = random.Random(1)
+    for variant in ("grpo", "lopti"):
+        for seed in (0, 1):
+            rows = [{"step": 1, "train/reward": 0.5}]
+            if variant == "lopti":
+                rows[0]["train/stage_low_token_frac"] = 0.2
+            write_run(sweep_dir, f"{variant}_s{seed}", {"variant": variant}, seed, summary=completed_summary(rng),
+                      metrics="".join(_json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "t.md"
+    assert main([str(sweep_dir), "--metrics", "final_eval_accuracy,mean:train/stage_low_token_frac", "--out", str(out)]) == 0
+    table = out.read_text()
+    grpo_row = next(line for line in table.splitlines() if line.startswith("| grpo"))
+    assert "—" in grpo_row and grpo_row.rstrip().endswith("| 2 |")
