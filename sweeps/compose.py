@@ -68,6 +68,11 @@ def to_config(cfg: DictConfig) -> Config:
     return validate(obj)
 
 
+def config_from_dict(values: dict) -> Config:
+    """A ``Config`` from ``to_dict`` output (enums as strings), typed and validated by the schema."""
+    return to_config(OmegaConf.merge(OmegaConf.structured(Config), values))
+
+
 def compose(overrides: list[str]) -> Config:
     with hydra_context():
         return to_config(compose_dict(overrides))

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainer.config import Config
+from trainer.config import Config, to_dict
 
 
 class StopFlag:
@@ -63,6 +63,16 @@ class CellJob:
     cfg: Config
     run_dir: str
     meta: dict
+
+    # Pickled as a plain dict and rebuilt against the schema when the job starts, so a queued job
+    # survives code changes that add config fields (they take their defaults).
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "cfg": to_dict(self.cfg)}
+
+    def __setstate__(self, state: dict) -> None:
+        from sweeps.compose import config_from_dict
+
+        self.__dict__.update({**state, "cfg": config_from_dict(state["cfg"])})
 
     def __call__(self) -> dict:
         t_call = time.time()

@@ -123,3 +123,22 @@ def test_a_job_requeued_more_than_max_requeues_fails_without_training(tmp_path, 
     assert summary["status"] == "failed" and "launcher.max_requeues=2" in summary["error"]["cause"]
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "failed"
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_a_queued_job_survives_a_new_config_field():
+    """Jobs pickle their config as a dict and rebuild it at start: a field added to the schema after
+    submission takes its default instead of breaking the job (it did, with pickled dataclasses)."""
+    import pickle
+
+    from sweeps.compose import compose
+    from sweeps.job import CellJob
+    from trainer.config import to_dict
+
+    cfg = compose(["variant=nthr", "algorithm.nthr.beta=-inf"])
+    job = CellJob(cfg, "/tmp/run", {"run_id": "r"})
+    assert to_dict(pickle.loads(pickle.dumps(job)).cfg) == to_dict(cfg)
+    state = job.__getstate__()
+    del state["cfg"]["train"]["checkpoint_every"]  # as if pickled before that field existed
+    old = CellJob.__new__(CellJob)
+    old.__setstate__(state)
+    assert old.cfg.train.checkpoint_every == 0 and old.cfg.algorithm.nthr.beta == float("-inf")
