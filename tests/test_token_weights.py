@@ -392,3 +392,31 @@ def test_nthr_eta_one_is_neutral():
     out, selected = nthr_advantages(adv, torch.ones(N, T), -math.inf, mask, correct, 1.0)
     assert selected[~correct].all()
     assert torch.equal(out, adv.unsqueeze(-1).expand(N, T))
+
+
+def test_trainer_scoring_in_chunks_equals_nthr_batch():
+    """The trainer scores NTHR chunk by chunk during the π_old forward (trainer/nthr_scores.py);
+    scores, selections and advantages equal nthr_batch over the whole batch."""
+    from types import SimpleNamespace
+
+    from trainer.config import NTHRConfig
+    from trainer.nthr_scores import NTHRScores
+
+    g = torch.Generator().manual_seed(7)
+    B, T, d, V, G = 16, 5, 4, 9, 4
+    hidden = torch.randn(B, T, d, generator=g, dtype=torch.float64)
+    logits = torch.randn(B, T, V, generator=g, dtype=torch.float64)
+    tokens = torch.randint(0, V, (B, T), generator=g)
+    mask = (torch.rand(B, T, generator=g) > 0.2).double()
+    group_ids = torch.arange(B // G).repeat_interleave(G)
+    correct = torch.tensor([1, 0, 0, 1, 1, 1, 1, 1, 0, 1, 0, 0, 0, 0, 0, 0], dtype=torch.bool)  # 2 mixed groups
+    adv = torch.randn(B, dtype=torch.float64)
+    cfg = NTHRConfig(enabled=True, beta=0.5, eta="auto")
+    want, want_stats = nthr_batch(hidden, logits, tokens, mask, correct, group_ids, adv, cfg)
+    stats = SimpleNamespace(logp=torch.zeros(B, T, dtype=torch.float64), hidden=hidden, logits=logits)
+    parts = [NTHRScores.of(SimpleNamespace(logp=stats.logp[s], hidden=hidden[s], logits=logits[s]), tokens[s], mask[s],
+                           correct[s], group_ids[s], cfg) for s in (slice(0, 8), slice(8, 16))]
+    got, got_stats = NTHRScores.concat(parts).apply(adv.unsqueeze(-1).expand(B, T).clone())
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    assert got_stats["nthr/mixed_groups"] == 2.0
+    assert got_stats["nthr/selected_frac"] == pytest.approx(want_stats["nthr/selected_frac"])

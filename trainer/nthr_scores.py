@@ -27,17 +27,24 @@ class NTHRScores:
 
     @classmethod
     def of(cls, stats, tokens, mask, correct, group_ids, cfg: NTHRConfig) -> "NTHRScores":
+        """Scores of a chunk whose groups are contiguous rows (as sampled): groups are slices (views,
+        no copies), and groups without both correct and incorrect responses are skipped outright."""
         scores = torch.zeros_like(stats.logp)
         taus, rows = [], []
-        for g in torch.unique_consecutive(group_ids):
-            idx = torch.nonzero(group_ids == g).flatten()
-            s, tau = nthr_scores(
-                stats.hidden[idx], stats.logits[idx], tokens[idx], mask[idx], correct[idx],
-                beta=cfg.beta, vocab=cfg.vocab.value,
-            )
-            scores[idx] = s.to(scores.dtype)
+        _, counts = torch.unique_consecutive(group_ids, return_counts=True)
+        start = 0
+        for c in counts.tolist():
+            sl = slice(start, start + c)
+            rows.append(torch.arange(start, start + c))
+            start += c
+            ok = correct[sl]
+            if bool(ok.all()) or not bool(ok.any()):
+                taus.append(math.nan)  # not a mixed group: NTHR is undefined there
+                continue
+            s, tau = nthr_scores(stats.hidden[sl], stats.logits[sl], tokens[sl], mask[sl], ok,
+                                 beta=cfg.beta, vocab=cfg.vocab.value)
+            scores[sl] = s.to(scores.dtype)
             taus.append(float(tau))
-            rows.append(idx)
         return cls(scores, taus, rows, mask, correct, cfg.eta)
 
     @classmethod
