@@ -9,15 +9,7 @@ if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
   echo "system-deps: not root or no apt-get; pdflatex/chromium/slurm tests will skip if the tools are absent"
   exit 0
 fi
-pkgs=(texlive-latex-base texlive-latex-recommended chromium fonts-dejavu-core)
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
-    || echo "system-deps: could not install ${missing[*]}; those tests will skip"
-fi
+bash "$here/apt-install-missing.sh" texlive-latex-base texlive-latex-recommended chromium fonts-dejavu-core \
+  || echo "system-deps: could not install pdflatex/chromium; those tests will skip"
 bash "$here/../slurm/install.sh" || echo "system-deps: SLURM packages not installed; the SLURM tests will skip"
 exit 0

@@ -14,7 +14,6 @@ amplifies on near-zero gradients such as the softmax-invariant k_proj bias).
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import json
 import os

@@ -157,7 +157,7 @@ def test_preempted_job_resumes_from_its_checkpoint_and_matches_an_uninterrupted_
     """USR2 (time limit / preemption warning): the job checkpoints and requeues itself.
     ``scontrol requeue`` (SLURM ends the job: TERM): the job checkpoints, SLURM requeues it."""
     overrides = [*fast_overrides(tmp_path, steps=40), "train.eval_every=10", "rollout.max_new_tokens=24"]
-    out = _ok(grpolab(slurm, "sweep", *overrides, "launcher=slurm_local", f"sweep.id={how}", "--detach"))
+    _ok(grpolab(slurm, "sweep", *overrides, "launcher=slurm_local", f"sweep.id={how}", "--detach"))
     sweep = tmp_path / "out" / "sweeps" / how
     (name, (job_id,)), = json.loads((sweep / "jobs.json").read_text()).items()
     run_dir = sweep / "runs" / name

@@ -56,7 +56,7 @@ class GRPOTrainer:
     # ------------------------------------------------------------ phases
     def collect(self, examples: list[Example], step: int) -> tuple[Optional[ScoredBatch], dict[str, float]]:
         """Sample, score, and turn rewards into the per-token advantages the loss will use."""
-        cfg, alg = self.cfg, self.cfg.algorithm
+        alg = self.cfg.algorithm
         batch = self.rollout.generate([e.prompt for e in examples], self.sampling)
         rewards = torch.tensor(
             [self.task.reward(text, examples[g]) for text, g in zip(batch.completions, batch.group_ids.tolist())]

@@ -17,7 +17,7 @@ import torch
 
 from trainer.config import AlgorithmConfig, DFPOTransform, GradForm, KLPlacement, LossAgg
 from trainer.intra_group import asym, dfpo_group_weights, group_sums, sign_aware_clip
-from trainer.intra_group import dfpo_weights as dfpo_weights  # public API: trainer.objectives.dfpo_weights
+from trainer.intra_group import dfpo_weights  # noqa: F401 - public API: trainer.objectives.dfpo_weights
 
 
 class TokenLoss(NamedTuple):
