@@ -41,7 +41,9 @@ def _cluster_up(env) -> bool:
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory):
     """The environment (SLURM_CONF) of a running cluster; started here if needed, stopped if started here."""
-    slurm_dir = Path(os.environ.get("GRPOLAB_SLURM_DIR", ROOT / ".cache" / "slurm"))
+    # slurm/env.sh decides where the cluster lives (and moves it out of a repo its daemons can't reach)
+    slurm_dir = Path(subprocess.run(["bash", "-c", f"source {ROOT / 'slurm' / 'env.sh'}; echo $GRPOLAB_SLURM_DIR"],
+                                    capture_output=True, text=True, check=True).stdout.strip())
     env = {**os.environ, "GRPOLAB_SLURM_DIR": str(slurm_dir), "SLURM_CONF": str(slurm_dir / "etc" / "slurm.conf")}
     started = False
     if not _cluster_up(env):
