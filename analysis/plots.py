@@ -1,8 +1,8 @@
 """Plots of a sweep: learning curves per cell with seed bands, and the diagnostics
 (likelihood change of correct responses, per-π_old-bin statistics), as PNG.
 
-    grpolab plot SWEEP_DIR [--out DIR] [--metrics eval/accuracy,train/reward] [--group k1,k2]
-                 [--band ci|std|minmax|none]
+    grpolab plot SWEEP_DIR|wandb://ENTITY/PROJECT/SWEEP_ID [--out DIR] [--metrics eval/accuracy,train/reward]
+                 [--group k1,k2] [--band ci|std|minmax|none]
 
 Curves: per cell (the ``--group`` keys; default all swept keys), the mean over seeds at each
 logged step, with a band of the 95% Student-t CI of that mean (``--band``). Images have a
@@ -26,9 +26,9 @@ import pandas as pd  # noqa: E402
 
 from analysis import render  # noqa: E402
 from analysis.history import history_keys, load_curves, resolve_key  # noqa: E402
-from analysis.records import DirSource  # noqa: E402
+from analysis.records import default_out_dir, open_source  # noqa: E402
 from analysis.stats import LEVEL, t_quantile  # noqa: E402
-from analysis.table import _cell_sort, _key_value  # noqa: E402
+from analysis.table import _cell_sort, _key_value, no_runs_error  # noqa: E402
 
 FIGSIZE, DPI = (9.0, 5.0), 100  # curves: 900 × 500 px
 BINS_FIGSIZE = (12.0, 7.0)  # per-bin grid: 1200 × 700 px
@@ -172,7 +172,7 @@ def sweep_figures(source, group_keys=None, metrics=None, band: str = "ci", df=No
         raise ValueError(f"--band {band!r}: valid: {', '.join(BANDS)}")
     df = source.runs() if df is None else df
     if df.empty:
-        raise ValueError(f"no runs found in {source.name}")
+        raise no_runs_error(source)
     swept = df.attrs["swept_keys"]
     keys = swept if group_keys is None else list(group_keys)
     for k in keys:
@@ -221,20 +221,19 @@ def _csv(text: str) -> list[str]:
 
 
 def main(argv=None) -> int:
-    """CLI: ``grpolab plot SWEEP_DIR [--out DIR] [--metrics k1,k2] [--group k1,k2] [--band ci]``."""
+    """CLI: ``grpolab plot SWEEP_DIR|wandb://ENTITY/PROJECT/SWEEP_ID [--out DIR] [--metrics k1,k2]
+    [--group k1,k2] [--band ci]``."""
     p = argparse.ArgumentParser(prog="grpolab plot", description="Learning-curve and diagnostics PNGs of a sweep.")
-    p.add_argument("sweep_dir")
-    p.add_argument("--out", default=None, help="output folder (default SWEEP_DIR/plots)")
+    p.add_argument("sweep_dir", help="a sweep dir, or wandb://ENTITY/PROJECT/SWEEP_ID")
+    p.add_argument("--out", default=None, help="output folder (default SWEEP_DIR/plots; ./<sweep id>/plots for W&B)")
     p.add_argument("--metrics", type=_csv, default=None,
                    help=f"history keys to plot (default: those of {', '.join(CURVE_METRICS)} logged, plus the bin grid)")
     p.add_argument("--group", type=_csv, default=None, help="swept keys that make a cell (default: all)")
     p.add_argument("--band", default="ci", choices=BANDS)
     args = p.parse_args(argv)
-    path = Path(args.sweep_dir)
     try:
-        if not path.is_dir():
-            raise ValueError(f"sweep dir does not exist: {path}")
-        paths = write_plots(DirSource(path), args.out or path / "plots", group_keys=args.group,
+        source = open_source(args.sweep_dir)
+        paths = write_plots(source, args.out or default_out_dir(source) / "plots", group_keys=args.group,
                             metrics=args.metrics, band=args.band)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

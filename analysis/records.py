@@ -1,8 +1,9 @@
 """Load a sweep's run records into a DataFrame (the *records frame*).
 
 The records frame is the one schema every analysis (tables, plots, report) reads, so any
-source of runs can feed them: the on-disk run records here (:class:`DirSource`), or later
-runs fetched from the W&B API, by implementing the same three methods (:class:`RunSource`).
+source of runs can feed them: the on-disk run records here (:class:`DirSource`), or the runs
+fetched from the W&B API (``analysis.wandb_source.WandbSource``), both implementing the same
+three methods (:class:`RunSource`). ``open_source(arg)`` picks one from a command-line argument.
 
 Records frame (one row per run):
     ``run_dir, run_id, cell_id, config_hash, seed, status, variant`` (``status`` one of
@@ -120,10 +121,12 @@ def plan_attrs(plan: dict) -> dict:
 
 
 class RunSource(Protocol):
-    """Where runs come from. A W&B source implements the same three methods over the API
-    (``runs()`` from run.summary/run.config, ``history()`` from run.history())."""
+    """Where runs come from: run records on disk (:class:`DirSource`) or the W&B API
+    (``analysis.wandb_source.WandbSource``). ``plan`` is the sweep's plan (``sweep.json``), {} when
+    unknown; the report shows it."""
 
     name: str
+    plan: dict
 
     def runs(self) -> pd.DataFrame:
         """The records frame (module docstring)."""
@@ -142,6 +145,13 @@ class DirSource:
         self.root = Path(sweep_dir)
         self.name = self.root.name
 
+    def __repr__(self) -> str:
+        return f"DirSource({str(self.root)!r})"
+
+    @property
+    def plan(self) -> dict:
+        return load_plan(self.root)
+
     def runs(self) -> pd.DataFrame:
         return load_records(self.root)
 
@@ -157,6 +167,26 @@ class DirSource:
         except (OSError, yaml.YAMLError):
             data = None
         return data if isinstance(data, dict) else {}
+
+
+def open_source(arg: str, api=None) -> RunSource:
+    """The source a command-line argument names: ``wandb://ENTITY/PROJECT/SWEEP_ID`` (the W&B runs
+    of that project whose group is the sweep id; ``api`` defaults to ``wandb.Api()``), else a sweep
+    dir on disk. ValueError when the dir does not exist or the URL is malformed."""
+    from analysis.wandb_source import SCHEME, WandbSource
+
+    if str(arg).startswith(SCHEME):
+        return WandbSource.from_url(str(arg), api=api)
+    path = Path(arg)
+    if not path.is_dir():
+        raise ValueError(f"sweep dir does not exist: {path}")
+    return DirSource(path)
+
+
+def default_out_dir(source) -> Path:
+    """Where a command writes by default: the sweep dir, or ``./<sweep id>/`` for a W&B source."""
+    root = getattr(source, "root", None)
+    return Path(root) if root is not None else Path(source.name)
 
 
 def load_metrics(run_dir) -> pd.DataFrame:

@@ -1,7 +1,8 @@
 """One self-contained HTML report per sweep: its plan, the ablation tables and every plot
 (PNG embedded as data: URIs, CSS inline, no scripts), so the file can be mailed or archived.
 
-    grpolab report SWEEP_DIR [--out FILE] [--rows k] [--cols k] [--baseline k=v] [--metrics a,b]
+    grpolab report SWEEP_DIR|wandb://ENTITY/PROJECT/SWEEP_ID [--out FILE] [--rows k] [--cols k]
+                   [--baseline k=v] [--metrics a,b]
 """
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from pathlib import Path
 
 from analysis.history import history_keys, parse_metric, resolve_key
 from analysis.plots import png_bytes, sweep_figures
-from analysis.records import DirSource, load_plan
-from analysis.table import add_table_args, build_table, parse_baseline
+from analysis.records import default_out_dir, open_source
+from analysis.table import add_table_args, build_table, no_runs_error, parse_baseline
 
 # The second table: history-derived metrics, those logged by the sweep's runs.
 DIAG_METRICS = ["final_pass@k", "best_pass@k", "mean:diag/lld_mean", "mean:diag/lld_lazy_frac",
@@ -56,12 +57,13 @@ def _scroll(table_html: str) -> str:
 
 def render_report(source, metrics=None, rows=None, cols=None, baseline=None, digits: int = 3,
                   plan: dict | None = None) -> str:
-    """The report's HTML text."""
+    """The report's HTML text. ``plan``: the sweep's plan (default: ``source.plan`` where the
+    source has one)."""
     e = html.escape
     df = source.runs()
     if df.empty:
-        raise ValueError(f"no runs (no meta.json) found under {getattr(source, 'root', source.name)}")
-    plan = plan or {}
+        raise no_runs_error(source)
+    plan = plan if plan is not None else (getattr(source, "plan", None) or {})
     main = build_table(source, metrics, rows, cols, baseline, df=df)
     logged = history_keys(df, source)
     diag = [m for m in DIAG_METRICS if resolve_key(parse_metric(m)[1], logged) is not None]
@@ -96,21 +98,22 @@ def render_report(source, metrics=None, rows=None, cols=None, baseline=None, dig
 
 
 def write_report(sweep_dir, out=None, **kwargs) -> Path:
-    path = Path(sweep_dir)
-    if not path.is_dir():
-        raise ValueError(f"sweep dir does not exist: {path}")
-    text = render_report(DirSource(path), plan=load_plan(path), **kwargs)
-    out = Path(out) if out else path / "report.html"
+    """Write the report of a sweep dir or ``wandb://ENTITY/PROJECT/SWEEP_ID`` (default: the sweep
+    dir's ``report.html``; ``./<sweep id>/report.html`` for W&B)."""
+    source = open_source(str(sweep_dir))
+    text = render_report(source, **kwargs)
+    out = Path(out) if out else default_out_dir(source) / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     return out
 
 
 def main(argv=None) -> int:
-    """CLI: ``grpolab report SWEEP_DIR [--out FILE] [table options]``."""
+    """CLI: ``grpolab report SWEEP_DIR|wandb://ENTITY/PROJECT/SWEEP_ID [--out FILE] [table options]``."""
     p = argparse.ArgumentParser(prog="grpolab report", description="Self-contained HTML report of a sweep.")
     add_table_args(p)
-    p.add_argument("--out", default=None, help="output file (default SWEEP_DIR/report.html)")
+    p.add_argument("--out", default=None, help="output file (default SWEEP_DIR/report.html; "
+                                                "./<sweep id>/report.html for W&B)")
     args = p.parse_args(argv)
     try:
         out = write_report(args.sweep_dir, args.out, metrics=args.metrics, rows=args.rows, cols=args.cols,

@@ -27,7 +27,7 @@ import pandas as pd
 
 from analysis import render
 from analysis.history import add_history_metrics, is_history_metric
-from analysis.records import DirSource
+from analysis.records import default_out_dir, open_source
 from analysis.stats import LEVEL, mean_ci, significance_mark, welch_p
 
 NA = render.NA  # shown for absent swept keys and undefined statistics
@@ -302,10 +302,16 @@ class Table:
         return {"md": render.markdown, "latex": render.latex, "html": render.html_table}[fmt](self.grid, digits)
 
 
+def no_runs_error(source) -> ValueError:
+    root = getattr(source, "root", None)
+    where = f"(no meta.json) found under {root}" if root is not None else f"found in {getattr(source, 'url', source.name)}"
+    return ValueError(f"no runs {where}")
+
+
 def _records(source):
     df = source.runs()
     if df.empty:
-        raise ValueError(f"no runs (no meta.json) found under {getattr(source, 'root', source.name)}")
+        raise no_runs_error(source)
     return df
 
 
@@ -336,12 +342,10 @@ def build_table(source, metrics=None, rows=None, cols=None, baseline=None, level
 
 def render_table(sweep_dir, metrics=None, rows=None, cols=None, baseline=None, fmt: str = "md",
                  digits: int = 3, source=None) -> str:
-    """Load a sweep and render its ablation table; bad keys raise ValueError early."""
+    """Load a sweep (a dir or ``wandb://ENTITY/PROJECT/SWEEP_ID``) and render its ablation table;
+    bad keys raise ValueError early."""
     if source is None:
-        path = Path(sweep_dir)
-        if not path.is_dir():
-            raise ValueError(f"sweep dir does not exist: {path}")
-        source = DirSource(path)
+        source = open_source(str(sweep_dir))
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
     return build_table(source, metrics, rows, cols, baseline).render(fmt, digits)
@@ -368,7 +372,8 @@ def parse_baseline(text: str | None):
 
 
 def add_table_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sweep_dir")
+    parser.add_argument("sweep_dir", help="a sweep dir, or wandb://ENTITY/PROJECT/SWEEP_ID (the W&B runs of that "
+                                           "project whose group is the sweep id)")
     parser.add_argument("--metrics", type=_csv, default=None,
                         help="comma-separated summary keys or history metrics (final_pass@k, "
                              "diag/lld_mean = last value, mean:diag/lld_mean, max:train/reward)")
@@ -380,22 +385,22 @@ def add_table_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv=None) -> int:
-    """CLI: ``grpolab table SWEEP_DIR [--metrics a,b] [--rows k1] [--cols k2] [--baseline k=v]
-    [--format md|latex|csv|html|all] [--out FILE]``."""
+    """CLI: ``grpolab table SWEEP_DIR|wandb://ENTITY/PROJECT/SWEEP_ID [--metrics a,b] [--rows k1]
+    [--cols k2] [--baseline k=v] [--format md|latex|csv|html|all] [--out FILE]``."""
     parser = argparse.ArgumentParser(prog="grpolab table", description="Ablation table of a sweep.")
     add_table_args(parser)
     parser.add_argument("--format", default="md", choices=[*FORMATS, "all"],
-                        help="output format; 'all' writes md, tex and csv next to --out (default <sweep>/table)")
+                        help="output format; 'all' writes md, tex and csv next to --out (default <sweep>/table; "
+                             "./<sweep id>/table for W&B)")
     parser.add_argument("--out", default=None,
                         help="also write the table to this file (with --format all: a path without suffix)")
     args = parser.parse_args(argv)
     try:
-        path = Path(args.sweep_dir)
-        if not path.is_dir():
-            raise ValueError(f"sweep dir does not exist: {path}")
-        table = build_table(DirSource(path), args.metrics, args.rows, args.cols, parse_baseline(args.baseline))
+        source = open_source(args.sweep_dir)
+        table = build_table(source, args.metrics, args.rows, args.cols, parse_baseline(args.baseline))
         if args.format == "all":
-            stem = Path(args.out) if args.out else path / "table"
+            stem = Path(args.out) if args.out else default_out_dir(source) / "table"
+            stem.parent.mkdir(parents=True, exist_ok=True)
             for fmt in ("md", "latex", "csv"):
                 text = table.render(fmt, args.digits)
                 stem.with_name(stem.name + SUFFIX[fmt]).write_text(text)

@@ -333,12 +333,14 @@ class TuneCellJob:
         import inspect
 
         from sweeps.compose import compose
+        from sweeps.job import slurm_job_id
         from trainer.run import run_training
 
         cfg = compose(self.overrides)
         reporter = TrialReporter(self.ctx)
         kwargs = {"reporter": reporter} if "reporter" in inspect.signature(run_training).parameters else {}
-        summary = run_training(cfg, Path(self.run_dir), self.meta, **kwargs)
+        meta = {**self.meta, "slurm_job_id": slurm_job_id()}  # None off SLURM, as for sweep cells
+        summary = run_training(cfg, Path(self.run_dir), meta, **kwargs)
         return {"summary": summary, "pruned_at": reporter.pruned_at if summary.get("status") == "pruned" else None}
 
 

@@ -182,3 +182,67 @@ def test_tune_from_config_runs_cells_as_local_submitit_jobs(tmp_path):
         per_seed = t.user_attrs["seed_values"]
         assert t.value == pytest.approx((per_seed["0"][0] + per_seed["1"][0]) / 2)
     assert lines[0].startswith("study cli: 2 trials (2 complete)")
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    """The local SLURM test cluster: tests/test_slurm.py's fixture (starts it if needed and stops it
+    after, skips where it cannot run), imported only when a test here asks for it (it loads torch)."""
+    from tests import test_slurm
+
+    yield from test_slurm.slurm.__wrapped__(tmp_path_factory)
+
+
+@pytest.mark.slow
+def test_grpolab_tune_runs_each_trial_seed_as_a_slurm_job(tmp_path, slurm):
+    """`grpolab tune launcher=slurm_local` on a journal storage: every (trial, seed) is one SLURM job
+    of the local test cluster (slurm/start.sh), which reports to the study itself; each trial's value
+    is the mean of its seeds' values."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import fast_overrides
+    from tests.test_slurm import ROOT
+
+    journal = tmp_path / "study.journal"
+    overrides = [*fast_overrides(tmp_path, steps=2), "launcher=slurm_local", "sweep.seeds=[0,1]",
+                 '++tune.space={algorithm.kl.coef: "float:1e-3:1e-1:log"}', "tune.n_trials=2", "tune.workers=2",
+                 f"tune.storage=journal:{journal}", "tune.study_name=slurmtune"]
+    t0 = time.time()
+    out = subprocess.run([sys.executable, "-m", "sweeps.cli", "tune", *overrides], cwd=ROOT, env=slurm,
+                         capture_output=True, text=True, timeout=300)
+    print(f"grpolab tune took {time.time() - t0:.1f} s")
+    assert out.returncode == 0, f"{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    assert "study slurmtune: 2 trials (2 complete)" in out.stdout
+
+    study = optuna.load_study(study_name="slurmtune", storage=open_storage(f"journal:{journal}"))
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    root = tmp_path / "out" / "tune" / "slurmtune"
+    job_ids = []
+    for t in trials:
+        per_seed = t.user_attrs["seed_values"]
+        assert sorted(per_seed) == ["0", "1"]
+        assert t.value == pytest.approx((per_seed["0"][0] + per_seed["1"][0]) / 2)
+        for seed in (0, 1):
+            run_dir = root / "runs" / f"t{t.number:04d}_s{seed}"
+            summary = json.loads((run_dir / "summary.json").read_text())
+            assert summary["status"] == "completed"
+            assert per_seed[str(seed)][0] == pytest.approx(summary["final_eval_accuracy"])
+            meta = json.loads((run_dir / "meta.json").read_text())
+            assert meta["slurm_job_id"] and meta["tune"]["trial"] == t.number
+            job_ids.append(meta["slurm_job_id"])
+    assert len(set(job_ids)) == 4  # one job per (trial, seed)
+    # SLURM's accounting: four jobs of the study; a job's process may still be exiting when its
+    # result is read, so wait for it to end
+    deadline = time.time() + 60
+    while True:
+        acct = subprocess.run(["sacct", "-n", "-P", "-X", "-j", ",".join(job_ids), "-o", "JobID,JobName,State"],
+                              env=slurm, capture_output=True, text=True, timeout=30)
+        states = {line.split("|")[0]: line.split("|")[1:] for line in acct.stdout.split()}
+        if all(states.get(j, [None, None])[1] not in (None, "PENDING", "RUNNING", "COMPLETING") for j in job_ids) \
+                or time.time() > deadline:
+            break
+        time.sleep(1)
+    assert all(states[j] == ["grpolab-slurmtune", "COMPLETED"] for j in job_ids), acct.stdout
