@@ -1,6 +1,8 @@
 """The ``grpolab`` command: train one run, sweep a grid, print tables.
 
     grpolab train [overrides...]             one run, in this process
+    torchrun --nproc_per_node N -m sweeps.cli train engine=deepspeed_zero2 ...
+                                             one run over N ranks (rank 0 writes the record)
     grpolab sweep [-m] [overrides...]        every cell of a grid, then the ablation table
     grpolab sweep --detach launcher=slurm .. submit the grid as one SLURM job array and return
     grpolab status <sweep>                   each cell's state and the sweep's progress
@@ -9,6 +11,7 @@
     grpolab table <sweep_dir> [...]          the ablation table of a sweep's run records
     grpolab plot <sweep_dir> [...]           learning curves and diagnostics plots (PNG)
     grpolab report <sweep_dir> [...]         one self-contained HTML report (tables and plots)
+                                             (table/plot/report also read wandb://ENTITY/PROJECT/SWEEP_ID)
     grpolab config [overrides...]            print the composed, validated config
 
 Overrides use Hydra's grammar (``algorithm.kl.coef=0,0.05``, ``algorithm=gspo``); see docs/.
@@ -52,13 +55,19 @@ def _print_warnings(cfgs) -> None:
 
 def _cmd_train(args) -> int:
     from sweeps.compose import compose
-    from trainer.run import run_training
+    from trainer import distributed
+    from trainer.run import run_training, start_ranks
 
     cfg = compose(args.overrides)
-    _print_warnings([cfg])
+    # Under torchrun (WORLD_SIZE > 1) every rank runs this; rank 0 names the run and writes its record.
+    main = start_ranks(cfg) == 0
+    if main:
+        _print_warnings([cfg])
     run_dir = Path(args.run_dir or Path(cfg.paths.output_root) / "runs" / dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    run_dir = distributed.broadcast_object(run_dir)
     summary = run_training(cfg, run_dir, {"overrides": args.overrides})
-    print(f"run record: {run_dir}  status: {summary['status']}")
+    if main:
+        print(f"run record: {run_dir}  status: {summary['status']}")
     return 0 if summary["status"] == "completed" else 1
 
 
@@ -200,9 +209,12 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--poll", type=float, default=5.0, help="seconds between polls (default 5)")
     p = sub.add_parser("tune", help="Optuna search over tune.space (seeds averaged, pruning at eval steps)")
     p.add_argument("overrides", nargs="*")
-    sub.add_parser("table", help="ablation table of a sweep dir: Markdown/LaTeX/CSV (see grpolab table --help)")
-    sub.add_parser("plot", help="learning curves and diagnostics plots of a sweep dir, as PNG (grpolab plot --help)")
-    sub.add_parser("report", help="one self-contained HTML report of a sweep: tables and plots (grpolab report --help)")
+    sub.add_parser("table", help="ablation table of a sweep dir or wandb://ENTITY/PROJECT/SWEEP_ID: Markdown/LaTeX/CSV "
+                                 "(see grpolab table --help)")
+    sub.add_parser("plot", help="learning curves and diagnostics plots of a sweep (dir or wandb://...), as PNG "
+                                "(grpolab plot --help)")
+    sub.add_parser("report", help="one self-contained HTML report of a sweep (dir or wandb://...): tables and plots "
+                                  "(grpolab report --help)")
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)

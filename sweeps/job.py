@@ -58,6 +58,18 @@ def slurm_job_id() -> str | None:
     return os.environ.get("SLURM_JOB_ID")
 
 
+def export_rank_env() -> int:
+    """Inside a SLURM job of several tasks (``launcher.tasks_per_node`` × ``nodes`` > 1), export
+    RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT from SLURM's task layout (submitit's
+    helper), so each task is one rank of the cell's data-parallel run; returns this task's rank."""
+    if int(os.environ.get("SLURM_NTASKS", "1") or 1) <= 1:
+        return 0
+    import submitit
+
+    # CUDA_VISIBLE_DEVICES is left as SLURM bound it; the rank picks its GPU (trainer.distributed).
+    return submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False).rank
+
+
 @dataclass
 class CellJob:
     cfg: Config
@@ -84,9 +96,12 @@ class CellJob:
         t_imported = time.time()
 
         log = lambda *a: print(*a, flush=True)  # noqa: E731
+        rank = export_rank_env()
         restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
         limit = self.cfg.launcher.max_requeues
         if restarts > limit:
+            if rank != 0:
+                return {"status": "failed"}
             record = RunRecord(self.run_dir)
             summary = {**(record.read_summary() or {}), "status": "failed",
                        "error": {"cause": f"requeued {restarts} times, more than launcher.max_requeues={limit}"}}
@@ -96,7 +111,7 @@ class CellJob:
         job_t0 = os.environ.get("GRPOLAB_JOB_T0")  # set by the sbatch script's first line
         meta = {**self.meta, "slurm_job_id": slurm_job_id()}
         summary = run_training(self.cfg, Path(self.run_dir), meta, log=log, should_stop=stop)
-        if "timing" in summary:
+        if "timing" in summary and rank == 0:
             summary["timing"]["job_imports_s"] = t_imported - t_call
             if job_t0:
                 summary["timing"]["job_start_to_call_s"] = t_call - float(job_t0)
@@ -104,7 +119,7 @@ class CellJob:
         if summary["status"] != "preempted" or stop.signum is None:
             return summary
         job_id = slurm_job_id()
-        if stop.signum == signal.SIGUSR2 and job_id:
+        if stop.signum == signal.SIGUSR2 and job_id and rank == 0:  # one requeue per job, from rank 0
             if restarts >= limit:
                 summary.update(status="failed", error={
                     "step": summary.get("steps_completed"),

@@ -192,7 +192,13 @@ def make_executor(launcher: LauncherConfig, sweep_id: str, folder: Path, code_di
     import submitit
 
     check_launcher(launcher)
-    setup = ["export GRPOLAB_JOB_T0=$(date +%s.%N)"]  # job start, for the overhead figure
+    from trainer.provenance import TORCH_EXTENSIONS_DIR
+
+    setup = [
+        "export GRPOLAB_JOB_T0=$(date +%s.%N)",  # job start, for the overhead figure
+        # DeepSpeed's JIT-compiled ops: the submitting checkout's cache, not the code snapshot's (one build)
+        f"export TORCH_EXTENSIONS_DIR=${{TORCH_EXTENSIONS_DIR:-{shlex.quote(str(TORCH_EXTENSIONS_DIR))}}}",
+    ]
     if code_dir is not None:
         setup.append(f"export PYTHONPATH={shlex.quote(str(code_dir))}${{PYTHONPATH:+:$PYTHONPATH}}")
     setup += [f"export {k}={shlex.quote(str(v))}" for k, v in launcher.env.items()]

@@ -198,3 +198,32 @@ def test_a_job_reaching_its_time_limit_checkpoints_requeues_itself_and_completes
     assert [r["step"] for r in read_jsonl(run_dir / "metrics.jsonl")] == list(range(501))
     logs = "".join(p.read_text() for p in sweep.glob("logs/*/*.out"))
     assert "caught SIGUSR2" in logs and "it resumes from the checkpoint" in logs
+
+
+def test_a_cell_of_two_tasks_is_one_data_parallel_run_that_survives_preemption(slurm, tmp_path):
+    """``launcher.tasks_per_node=2``: srun starts 2 tasks, each one DeepSpeed ZeRO-2 rank (gloo).
+    USR2 mid-run: both ranks agree to stop at the same step, checkpoint together, rank 0 requeues
+    the job once; the resumed 2-rank run equals an uninterrupted 2-rank run (torchrun)."""
+    pytest.importorskip("deepspeed")
+    overrides = [*fast_overrides(tmp_path, steps=30), "model.hidden_size=64", "model.intermediate_size=128",
+                 "model.num_layers=2", "sft.steps=150", "train.eval_every=10", "rollout.max_new_tokens=24",
+                 "engine=deepspeed_zero2"]
+    _ok(grpolab(slurm, "sweep", *overrides, "launcher=slurm_local", "launcher.tasks_per_node=2",
+                "sweep.id=dp", "--detach"))
+    sweep = tmp_path / "out" / "sweeps" / "dp"
+    (name, (job_id,)), = json.loads((sweep / "jobs.json").read_text()).items()
+    run_dir = sweep / "runs" / name
+    _wait(lambda: _steps_done(run_dir) >= 2, 300, "the job's second step")
+    subprocess.run(["scancel", "--signal=USR2", job_id], env=slurm, check=True)
+    _ok(grpolab(slurm, "collect", str(sweep), "--poll", "1", "--timeout", "600"))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["attempt"] == 2, summary
+    assert json.loads((run_dir / "meta.json").read_text())["world_size"] == 2
+    rows = read_jsonl(run_dir / "metrics.jsonl")
+    assert [r["step"] for r in rows] == list(range(31))
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    whole = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                            "-m", "sweeps.cli", "train", *overrides, "--run-dir", str(tmp_path / "whole")],
+                           cwd=ROOT, env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    _ok(whole)
+    assert _deterministic(rows) == _deterministic(read_jsonl(tmp_path / "whole" / "metrics.jsonl"))

@@ -24,6 +24,7 @@ from typing import Any, Optional
 
 import torch
 
+from trainer import distributed
 from trainer.run_record import atomic_write_text
 
 CHECKPOINT_DIR = "checkpoint"
@@ -80,6 +81,7 @@ def save(run_dir: str | Path, engine, state: TrainingState, rank: int = 0) -> Pa
     step_dir = root / name
     if rank == 0 and step_dir.exists():
         shutil.rmtree(step_dir)  # a partial write from an attempt that died mid-save
+    distributed.barrier()  # no rank writes its shard into the directory rank 0 is still clearing
     step_dir.mkdir(parents=True, exist_ok=True)
     engine.save_checkpoint(step_dir, client_state={"step": state.step})
     if rank != 0:

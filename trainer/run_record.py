@@ -64,9 +64,14 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 class RunRecord:
-    def __init__(self, run_dir: str | Path):
+    """The files of one run. ``writable=False`` (ranks other than 0 of a multi-process run) reads
+    them but turns every write into a no-op: one writer per record."""
+
+    def __init__(self, run_dir: str | Path, writable: bool = True):
         self.dir = Path(run_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.writable = writable
+        if writable:
+            self.dir.mkdir(parents=True, exist_ok=True)
 
     @property
     def metrics_path(self) -> Path:
@@ -77,12 +82,18 @@ class RunRecord:
         return self.dir / "summary.json"
 
     def write_config(self, yaml_text: str) -> None:
+        if not self.writable:
+            return
         atomic_write_text(self.dir / "config.yaml", yaml_text)
 
     def write_meta(self, meta: dict) -> None:
+        if not self.writable:
+            return
         atomic_write_json(self.dir / "meta.json", meta)
 
     def append_metrics(self, row: dict) -> None:
+        if not self.writable:
+            return
         line = json.dumps(_jsonable(row), sort_keys=True)
         with open(self.metrics_path, "a") as f:
             f.write(line + "\n")
@@ -90,6 +101,8 @@ class RunRecord:
             os.fsync(f.fileno())
 
     def write_summary(self, summary: dict) -> None:
+        if not self.writable:
+            return
         atomic_write_json(self.summary_path, summary)
 
     def read_summary(self) -> dict | None:

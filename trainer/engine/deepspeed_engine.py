@@ -23,9 +23,8 @@ import torch
 from trainer import distributed
 from trainer.config import EngineConfig, OptimConfig
 from trainer.engine.ds_config import deepspeed_config
+from trainer.provenance import TORCH_EXTENSIONS_DIR
 
-# The project cache (PathsConfig.cache_dir's default), anchored at the repo so every cwd shares it.
-DEFAULT_EXTENSIONS_DIR = Path(__file__).resolve().parents[2] / ".cache" / "grpolab" / "torch_extensions"
 CHECKPOINT_TAG = "engine"  # one fixed tag: a checkpoint dir holds exactly one engine state
 CLIENT_KEY = "grpolab_client_state"
 
@@ -46,7 +45,7 @@ def import_deepspeed(on_gpu: bool):
     """Import DeepSpeed with the accelerator and op cache chosen first (both are read once, lazily)."""
     if not on_gpu:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(DEFAULT_EXTENSIONS_DIR))
+    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(TORCH_EXTENSIONS_DIR))
     try:
         import deepspeed
         from deepspeed.accelerator import get_accelerator, set_accelerator
