@@ -21,9 +21,10 @@ config              ``run.config`` without ``run_meta``
 ==================  ============================================================================
 
 The runs are those of the project whose ``group`` is the sweep id (``Api.runs(project,
-filters={"group": sweep_id})``). W&B does not hold the sweep's plan (``sweep.json``): without
-``plan=``, rows follow numeric/text order instead of the plan's and the default baseline is the
-first row (``--baseline`` chooses another). Each run's history is fetched once and cached.
+filters={"group": sweep_id})``). W&B does not hold the sweep's plan (``sweep.json``); each run's
+``run_meta.plan_index`` (its position in the plan) rebuilds the plan's value order and default
+baseline (the first planned cell). Runs logged without it sort by value, and the first row is the
+default baseline (``--baseline`` chooses another). Each run's history is fetched once and cached.
 """
 from __future__ import annotations
 
@@ -136,8 +137,14 @@ class WandbSource:
         """The plan given, else what W&B holds of it: the sweep id and the first run's code version."""
         if self._plan is not None:
             return self._plan
-        meta = next((m for m in (_plain(r.config).get(META_KEY) or {} for r in self._fetch().values()) if m), {})
-        return {"sweep_id": self.sweep_id, **({"code_version": meta["code_version"]} if meta.get("code_version") else {})}
+        metas = [m for m in (_plain(r.config).get(META_KEY) or {} for r in self._fetch().values()) if m]
+        meta = metas[0] if metas else {}
+        plan = {"sweep_id": self.sweep_id, **({"code_version": meta["code_version"]} if meta.get("code_version") else {})}
+        # The plan's run order, from each run's plan_index (runs logged before it existed: none)
+        indexed = sorted((m["plan_index"], m.get("swept") or {}) for m in metas if isinstance(m.get("plan_index"), int))
+        if indexed:
+            plan["runs"] = [{"swept": swept} for _, swept in indexed]
+        return plan
 
     def runs(self) -> pd.DataFrame:
         rows, swept_keys, metric_keys = [], [], []
@@ -167,7 +174,7 @@ class WandbSource:
         rows.sort(key=lambda r: str(r["run_id"]))  # DirSource's order: run dirs by name
         columns = list(dict.fromkeys(BASE_COLUMNS + swept_keys + metric_keys))
         df = pd.DataFrame(rows, columns=columns)
-        plan = self._plan or {}
+        plan = self.plan
         plan_keys = [k for k in plan.get("swept_keys", []) if k in swept_keys]
         df.attrs["swept_keys"] = plan_keys + [k for k in swept_keys if k not in plan_keys]
         df.attrs["metric_keys"] = metric_keys

@@ -55,6 +55,7 @@ class SweepPlan:
             "swept": run.swept,
             "overrides": run.overrides,
             "variant": run.cfg.algorithm.name,
+            "plan_index": self.runs.index(run),  # order in the plan (analysis of W&B-only runs needs it)
         }
 
 

@@ -161,7 +161,7 @@ def sweep(tmp_path_factory):
     os.environ.setdefault("WANDB_SILENT", "true")
     tmp = tmp_path_factory.mktemp("wbsrc")
     plan = make_plan([*fast_overrides(tmp, steps=2), "tracker=wandb", "tracker.mode=offline",
-                      "algorithm.kl.coef=0.0,0.05", "seed=0,1", f"sweep.id={SWEEP_ID}"])
+                      "algorithm.kl.coef=0.05,0.0", "seed=0,1", f"sweep.id={SWEEP_ID}"])
     write_plan(plan, ["pytest"])
     for run in plan.runs:
         summary = run_training(run.cfg, plan.sweep_dir / "runs" / run.name, plan.meta_for(run), log=lambda *a: None)
@@ -195,7 +195,9 @@ def test_records_frame_is_the_same_from_wandb_as_from_disk(sources):
     with_plan = WandbSource(PROJECT, SWEEP_ID, api=OfflineWandbApi(disk.root), plan=disk.plan).runs()
     assert {k: v for k, v in with_plan.attrs.items() if k != "metric_keys"} == \
         {k: v for k, v in a.attrs.items() if k != "metric_keys"}
-    assert a.attrs["value_order"] == {"algorithm.kl.coef": [0.0, 0.05]}
+    assert a.attrs["value_order"] == {"algorithm.kl.coef": [0.05, 0.0]}  # the plan's order, not sorted
+    # without plan=: each run's run_meta.plan_index rebuilds the plan's order and its first (baseline) cell
+    assert b.attrs["value_order"] == a.attrs["value_order"] and b.attrs["plan_first"] == a.attrs["plan_first"]
 
 
 @pytest.mark.slow

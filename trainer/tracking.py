@@ -140,7 +140,7 @@ class WandbTracker:
         state = self._read_state()
         self.last_step: Optional[int] = state.get("last_step") if state.get("run_id") == self.run_id else None
         run_meta = {k: meta[k] for k in ("run_id", "sweep_id", "cell_id", "config_hash", "seed", "swept",
-                                         "variant", "code_version", "created") if k in meta}
+                                         "variant", "code_version", "created", "plan_index") if k in meta}
         (self.run_dir / "wandb").mkdir(parents=True, exist_ok=True)
         self.run = wandb.init(
             project=project or "grpolab",
