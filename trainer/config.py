@@ -59,6 +59,11 @@ class KLPlacement(str, Enum):
     reward = "reward"  # coef · Σ_t KL subtracted from the sequence reward before advantages
 
 
+class OldLogpSource(str, Enum):
+    recompute = "recompute"  # a no-grad forward of the policy after sampling (default)
+    rollout = "rollout"  # the sampler's own log-probs of the tokens it drew: no extra forward
+
+
 class AdvantageScale(str, Enum):
     group = "group"  # std of the prompt's group (GRPO)
     batch = "batch"  # std of the whole rollout batch
@@ -281,6 +286,10 @@ class AlgorithmConfig:
     ppo_epochs: int = knob(1, "μ: passes over each rollout batch.", ge=1)
     entropy_coef: float = knob(0.0, "Entropy bonus coefficient (entropy is logged either way).", ge=0.0)
     mask_truncated: bool = knob(False, "Drop completions that hit max_new_tokens without EOS from the loss.")
+    old_logp_source: OldLogpSource = knob(
+        OldLogpSource.recompute, "π_old log-probs: recompute (a policy forward after sampling) or rollout (the sampler's "
+        "own, no extra forward: HF generate's equal the recomputed ones up to float rounding; vLLM's differ by "
+        "train/logp_mismatch, which recompute logs).")
     dynamic_sampling: bool = knob(False, "Drop zero-variance groups (all correct / all wrong) before the update (DAPO).")
     adv_reweight: AdvReweightConfig = section(AdvReweightConfig, "Advantage Reweighting (Lopti paper §3).")
     lopti: LoptiConfig = section(LoptiConfig, "Low-probability token isolation (Lopti paper §4).")
@@ -306,6 +315,9 @@ class BatchingConfig:
     mode: BatchingMode = knob(BatchingMode.shuffled, "How a rollout batch is cut into mini-batches.")
     mini_batch_size: int = knob(256, "Responses per optimizer step.", ge=1)
     micro_batch_size: int = knob(128, "Responses per forward/backward (accumulation; never changes the math).", ge=1)
+    sort_micro_batches: bool = knob(
+        True, "Cut each mini-batch into micro-batches of rows of similar length (less padding per forward; the "
+        "gradient is the same sum). Off: micro-batches follow the mini-batch's order.")
     seqlen_partitions: int = knob(8, "seqlen_balanced: data-parallel ranks verl balances lengths over (emulated).", ge=1)
     reward_balanced: RewardBalancedConfig = section(RewardBalancedConfig, "Reward-balanced buffering (cancellation §4.2).")
 
@@ -572,6 +584,9 @@ def _variant_errors(cfg: Config) -> list[str]:
         )
     if math.isnan(nthr.beta) or nthr.beta == math.inf:
         errors.append(f"algorithm.nthr.beta={nthr.beta}: must be a finite number or -inf")
+    if nthr.enabled and a.old_logp_source == OldLogpSource.rollout:
+        errors.append("algorithm.old_logp_source=rollout: NTHR scores come from the π_old forward's hidden states; "
+                      "use algorithm.old_logp_source=recompute with NTHR")
     if nthr.enabled and cfg.task.format_reward > 0 and nthr.correct_threshold is None:
         errors.append(
             f"algorithm.nthr.correct_threshold=null: task.format_reward={cfg.task.format_reward} makes rewards non-binary, "
@@ -619,6 +634,10 @@ def config_warnings(cfg: Config) -> list[str]:
     a, b, r = cfg.algorithm, cfg.batching, cfg.rollout
     one_minibatch = b.mini_batch_size >= r.prompts_per_step * r.n
     on_policy = one_minibatch and a.ppo_epochs == 1 and not a.lopti.enabled and not b.reward_balanced.enabled
+    if a.old_logp_source == OldLogpSource.rollout and r.backend == RolloutBackend.vllm and (r.top_k > 0 or r.top_p < 1):
+        warnings.append(
+            f"algorithm.old_logp_source=rollout with rollout.top_k={r.top_k}, top_p={r.top_p}: vLLM's log-probs are of the "
+            "truncated, renormalized distribution, the trainer's π is not; ratios start away from 1")
     if on_policy and r.backend == RolloutBackend.hf:
         for on, what in ((a.dfpo.transform != DFPOTransform.none, f"algorithm.dfpo.transform={a.dfpo.transform.value}"),
                          (a.grpo_fix.enabled, "algorithm.grpo_fix.enabled=true")):

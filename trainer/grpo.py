@@ -16,7 +16,7 @@ from trainer import distributed, update_plan
 from trainer.advantages import group_advantages
 from trainer.batch_stats import group_chunks, mixed_rows, pass_at_k, rollout_stats
 from trainer.batching import minibatch_indices
-from trainer.config import Config, KLPlacement
+from trainer.config import Config, KLPlacement, OldLogpSource
 from trainer.diagnostics import lld_stats, prob_bin_stats, token_flip_stats
 from trainer.logprobs import completion_logprobs
 from trainer.nthr_scores import NTHRScores
@@ -46,7 +46,9 @@ class GRPOTrainer:
         self.rollout = rollout
         self.task = task
         r = cfg.rollout
-        self.sampling = SamplingParams(r.n, r.max_new_tokens, r.temperature, r.top_p, r.top_k)
+        self.old_from_rollout = cfg.algorithm.old_logp_source == OldLogpSource.rollout
+        self.sampling = SamplingParams(r.n, r.max_new_tokens, r.temperature, r.top_p, r.top_k,
+                                       logprobs=self.old_from_rollout)
         rb = cfg.batching.reward_balanced
         self.buffer = (
             RewardBalancedBuffer(rb, update_size=r.prompts_per_step * r.n, correct_threshold=self._threshold())
@@ -72,9 +74,14 @@ class GRPOTrainer:
         mask = batch.completion_mask.float()
         if alg.mask_truncated:
             mask = mask * (~batch.truncated).float().unsqueeze(-1)
-        old = self._old_forward(batch, mask, correct)
+        if self.old_from_rollout:  # the sampler's log-probs are π_old: no forward
+            if batch.rollout_logp is None:
+                raise RuntimeError("algorithm.old_logp_source=rollout: the rollout backend returned no log-probs")
+            old = OldPolicy(batch.rollout_logp.to(self.engine.device), None)
+        else:
+            old = self._old_forward(batch, mask, correct)
         ref_logp = self._forward(self.ref, batch) if self.ref is not None else None
-        if batch.rollout_logp is not None:
+        if batch.rollout_logp is not None and not self.old_from_rollout:
             stats["train/logp_mismatch"] = float(((batch.rollout_logp - old.logp).abs() * mask).sum() / mask.sum().clamp(min=1))
         shaped = rewards
         kl = alg.kl
@@ -108,6 +115,7 @@ class GRPOTrainer:
         tokens_seen = 0.0
         grad_norms, losses = [], []
         stages = update_plan.stages(self.cfg, sb.old_logp, sb.loss_mask)
+        lengths = update_plan.row_lengths(sb.rollout.attention_mask, sb.rollout.prompt_len).cpu()
         for i, stage in enumerate(stages):
             if i > 0 and cfg.algorithm.lopti.recompute_old_logp:
                 sb.old_logp = self._forward(self.policy, sb.rollout)
@@ -118,7 +126,8 @@ class GRPOTrainer:
                     mb_loss = 0.0
                     rows = update_plan.live_rows(cfg, mb, stage)
                     bad = None
-                    for micro, weight in update_plan.micro_batches(cfg, rows, self.engine.rank, self.engine.world_size):
+                    for micro, weight in update_plan.micro_batches(cfg, rows, self.engine.rank, self.engine.world_size,
+                                                                   lengths):
                         loss, stats = self.micro_loss(sb, micro, norm, stage)
                         if not torch.isfinite(loss) and bad is None:
                             bad = f"policy loss = {float(loss.detach())} ({_first_nonfinite(stats)})"

@@ -21,6 +21,7 @@ class SamplingParams:
     top_p: float = 1.0
     top_k: int = 0
     greedy: bool = False
+    logprobs: bool = False  # also return the sampled tokens' log-probs (tempered π) as rollout_logp
 
 
 @dataclass

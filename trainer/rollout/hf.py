@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from trainer.rollout.base import RolloutBatch, SamplingParams
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from trainer.rollout.base import RolloutBatch, SamplingParams, pad_completion
 
 
 class HFRollout:
@@ -36,12 +38,16 @@ class HFRollout:
             kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
         was_training = self.model.training
         self.model.eval()
-        outs = []
+        outs, logps = [], []
         for start in range(0, len(expanded), self.chunk_size):
             sl = slice(start, start + self.chunk_size)
-            outs.append(
-                self.model.generate(input_ids=enc["input_ids"][sl], attention_mask=enc["attention_mask"][sl], **kwargs)
-            )
+            recorder = SampledLogprobs(params.temperature) if params.logprobs and not params.greedy else None
+            extra = {"logits_processor": LogitsProcessorList([recorder])} if recorder is not None else {}
+            seq = self.model.generate(input_ids=enc["input_ids"][sl], attention_mask=enc["attention_mask"][sl],
+                                      **kwargs, **extra)
+            outs.append(seq)
+            if recorder is not None:
+                logps.append(recorder.finish(seq))
         self.model.train(was_training)
         width = max(o.shape[1] for o in outs)
         seqs = torch.cat(
@@ -49,6 +55,9 @@ class HFRollout:
         )
         prompt_len = enc["input_ids"].shape[1]
         completion = seqs[:, prompt_len:]
+        rollout_logp = None
+        if logps:
+            rollout_logp = torch.cat([pad_completion(lp, width - prompt_len) for lp in logps])
         completion_mask, truncated = completion_mask_from_eos(completion, self.tok.eos_token_id)
         attention_mask = torch.cat([enc["attention_mask"], completion_mask], dim=1)
         texts = self.tok.batch_decode(completion * completion_mask + self.tok.pad_token_id * (1 - completion_mask), skip_special_tokens=True)
@@ -60,7 +69,36 @@ class HFRollout:
             completions=texts,
             truncated=truncated,
             group_ids=group_ids,
+            rollout_logp=None if rollout_logp is None else rollout_logp * completion_mask,
         )
+
+
+class SampledLogprobs(LogitsProcessor):
+    """Records log π(y_t) of each sampled token during ``generate``, at no extra forward.
+
+    Custom processors run before the sampling warpers (temperature, top-k, top-p), so ``scores`` are
+    the model's raw logits; ``log_softmax(scores / T)`` is the tempered π the trainer recomputes.
+    The token drawn from step t's scores is only known at step t+1 (or, for the last one, after
+    ``generate`` returns: ``finish``); one [B, V] tensor is kept at a time.
+    """
+
+    def __init__(self, temperature: float):
+        self.temperature = temperature
+        self._prev: torch.Tensor | None = None
+        self._out: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self._prev is not None:
+            self._out.append(self._prev.gather(-1, input_ids[:, -1:]).squeeze(-1))
+        self._prev = torch.log_softmax(scores.float() / self.temperature, dim=-1)
+        return scores
+
+    def finish(self, sequences: torch.Tensor) -> torch.Tensor:
+        """[B, T] log-probs of the T generated tokens of ``sequences`` (as returned by generate)."""
+        if self._prev is not None:
+            self._out.append(self._prev.gather(-1, sequences[:, -1:]).squeeze(-1))
+            self._prev = None
+        return torch.stack(self._out, dim=-1) if self._out else sequences.new_zeros((sequences.shape[0], 0), dtype=torch.float32)
 
 
 def format_prompt(tokenizer, prompt: str) -> str:
