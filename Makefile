@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # CPU installs pin torch to the CPU build (constraints/cpu.txt); a looser pin pulls GBs of CUDA wheels.
 PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check -c constraints/cpu.txt
 
-.PHONY: install system-deps demo test test-fast clean
+.PHONY: install system-deps demo test test-fast bench clean
 
 $(BIN)/grpolab: pyproject.toml constraints/cpu.txt
 	$(PY) -m venv $(VENV)
@@ -35,6 +35,10 @@ test: install system-deps
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow" tests
+
+# Issue 7's benchmarks at their quick sizes (< 10 min on the 2-core box): benchmarks/results/summary.md
+bench: install
+	$(BIN)/python -m benchmarks
 
 clean:
 	rm -rf outputs .cache

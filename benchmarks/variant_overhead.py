@@ -1,6 +1,6 @@
 """Per-step cost of each algorithm variant against its GRPO baseline, measured side by side.
 
-    python -m benchmarks.variant_overhead [--threads 1] [--steps 8] [--prompts 64] [--out PATH]
+    python -m benchmarks.variant_overhead [--quick] [--threads 1] [--steps 8] [--prompts 64] [--out PATH]
                                           [--json PATH] [--only NAME ...] [--profile NAME ...]
 
 Every variant is composed with ``sweeps.compose.compose`` from the overrides a user would type, so
@@ -45,12 +45,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 from transformers.utils import logging as transformers_logging  # noqa: E402
 
+from benchmarks.machine import code_version_text, cpu_text  # noqa: E402
 from sweeps.compose import compose  # noqa: E402
 from trainer.config import Config  # noqa: E402
 from trainer.engine import build_engine  # noqa: E402
 from trainer.grpo import GRPOTrainer  # noqa: E402
 from trainer.modeling import load_policy, load_tokenizer  # noqa: E402
-from trainer.provenance import REPO_ROOT, code_version  # noqa: E402
+from trainer.provenance import REPO_ROOT  # noqa: E402
 from trainer.rollout import build_rollout  # noqa: E402
 from trainer.run import PromptStream, resolve_device  # noqa: E402
 from trainer.sft import warm_start_dir  # noqa: E402
@@ -59,6 +60,7 @@ from trainer.tasks import build_task  # noqa: E402
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "variant_overhead.md"
 WARMUP = 1  # rounds before measuring (first-call allocations, lazy imports)
 PHASES = ("time/step_s", "time/rollout_s", "time/update_s")
+STEPS, QUICK_STEPS = 8, 4  # measured rounds: default and --quick
 
 
 # ---------------------------------------------------------------- what is measured
@@ -230,26 +232,6 @@ def table(results: list[Result]) -> str:
 
 
 # ---------------------------------------------------------------- environment
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def code_version_text() -> str:
-    try:
-        v = code_version()
-    except Exception as e:  # noqa: BLE001 - provenance is informative only
-        return f"unavailable ({type(e).__name__})"
-    if not v.get("commit"):
-        return "unavailable (not a git checkout)"
-    return v["commit"][:12] + (" (dirty)" if v.get("dirty") else "")
-
-
 def environment(threads: int) -> list[tuple[str, str]]:
     import transformers
 
@@ -258,7 +240,7 @@ def environment(threads: int) -> list[tuple[str, str]]:
         ("transformers", transformers.__version__),
         ("python", platform.python_version()),
         ("torch threads", f"{torch.get_num_threads()} (asked {threads}), interop {torch.get_num_interop_threads()}"),
-        ("CPU", f"{cpu_model()}, {os.cpu_count()} logical cores"),
+        ("CPU", cpu_text()),
         ("code", code_version_text()),
     ]
 
@@ -296,7 +278,11 @@ def profile_step(runner: Runner, weights: dict, examples, step: int, top: int = 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.variant_overhead", description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
-    p.add_argument("--steps", type=int, default=8, help="measured steps per variant, after 1 warm-up round (default 8)")
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"measured steps per variant, after 1 warm-up round (default {STEPS}; {QUICK_STEPS} with --quick)")
+    p.add_argument("--quick", action="store_true",
+                   help=f"{QUICK_STEPS} measured rounds instead of {STEPS} (what `python -m benchmarks` runs): "
+                        "about half the time, wider intervals")
     p.add_argument("--prompts", type=int, default=None,
                    help="prompts per rollout batch (default: the config's rollout.prompts_per_step, 64); a multiple of 4")
     p.add_argument("--only", nargs="+", default=None, metavar="NAME",
@@ -307,6 +293,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                    help="Markdown report (default benchmarks/results/variant_overhead.md)")
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write every round's times here")
     args = p.parse_args(argv)
+    if args.steps is None:
+        args.steps = QUICK_STEPS if args.quick else STEPS
     if args.threads < 1:
         p.error(f"--threads={args.threads}: must be >= 1")
     if args.steps < 1:
