@@ -64,38 +64,47 @@ def load_records(sweep_dir) -> pd.DataFrame:
     cells); ``df.attrs["metric_keys"]`` lists the numeric summary keys.
     """
     root = Path(sweep_dir)
-    rows, swept_keys, metric_keys = [], [], []
+    runs = []
     for meta_path in sorted(root.rglob("meta.json")):
         run_dir = meta_path.parent
         row = {"run_dir": str(run_dir), "run_id": run_dir.name, "status": MISSING}
         meta = _read_json(meta_path)
         if meta is None:
-            rows.append(row)
+            runs.append((row, {}, None))
             continue
         for key in ("run_id", "cell_id", "config_hash", "seed", "variant"):
             if key in meta:
                 row[key] = meta[key]
         swept = meta.get("swept") or {}
-        for key, value in (swept.items() if isinstance(swept, dict) else ()):
+        summary = _read_json(run_dir / "summary.json")
+        if summary is not None:
+            row["status"] = str(summary.get("status", MISSING))
+        runs.append((row, swept if isinstance(swept, dict) else {}, summary))
+    return records_frame(runs, load_plan(root))
+
+
+def records_frame(runs, plan: dict) -> pd.DataFrame:
+    """The records frame from ``(identity row, swept {key: value}, summary or None)`` per run, in
+    order: swept keys (without ``seed``) and numeric summary keys become columns, in first-seen
+    order (the plan's swept keys first), and the plan gives the attrs."""
+    rows, swept_keys, metric_keys = [], [], []
+    for row, swept, summary in runs:
+        for key, value in swept.items():
             if key == "seed":
                 continue
             if key not in swept_keys:
                 swept_keys.append(key)
             row[key] = value
-        summary = _read_json(run_dir / "summary.json")
-        if summary is not None:
-            row["status"] = str(summary.get("status", MISSING))
-            for key, value in summary.items():
-                if _is_number(value) and key not in BASE_COLUMNS:
-                    if key not in metric_keys:
-                        metric_keys.append(key)
-                    row[key] = value
+        for key, value in (summary or {}).items():
+            if _is_number(value) and key not in BASE_COLUMNS:
+                if key not in metric_keys:
+                    metric_keys.append(key)
+                row[key] = value
         rows.append(row)
     # dict.fromkeys: a swept key may repeat a base column (``variant`` is both a meta field and,
     # as a Hydra group choice, a swept key; they hold the same value).
     columns = list(dict.fromkeys(BASE_COLUMNS + swept_keys + metric_keys))
     df = pd.DataFrame(rows, columns=columns)
-    plan = load_plan(root)
     plan_keys = [k for k in plan.get("swept_keys", []) if k in swept_keys]
     df.attrs["swept_keys"] = plan_keys + [k for k in swept_keys if k not in plan_keys]
     df.attrs["metric_keys"] = metric_keys

@@ -32,7 +32,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.records import BASE_COLUMNS, MISSING, _is_number, plan_attrs
+from analysis.records import MISSING, records_frame
 
 SCHEME = "wandb://"
 SUMMARY_PREFIX = "summary/"
@@ -147,7 +147,7 @@ class WandbSource:
         return plan
 
     def runs(self) -> pd.DataFrame:
-        rows, swept_keys, metric_keys = [], [], []
+        runs = []
         for run_dir, run in self._fetch().items():
             meta = _plain(run.config).get(META_KEY) or {}
             row = {"run_dir": run_dir, "run_id": meta.get("run_id") or run.name or run.id}
@@ -157,29 +157,11 @@ class WandbSource:
             if "variant" not in row and run.job_type:
                 row["variant"] = run.job_type
             swept = meta.get("swept") if isinstance(meta.get("swept"), dict) else _swept_from_tags(run.tags)
-            for key, value in swept.items():
-                if key == "seed":
-                    continue
-                if key not in swept_keys:
-                    swept_keys.append(key)
-                row[key] = value
             summary = _summary(run)
             row["status"] = str(summary["status"]) if "status" in summary else _STATE.get(str(run.state).lower(), MISSING)
-            for key, value in summary.items():
-                if _is_number(value) and key not in BASE_COLUMNS:
-                    if key not in metric_keys:
-                        metric_keys.append(key)
-                    row[key] = value
-            rows.append(row)
-        rows.sort(key=lambda r: str(r["run_id"]))  # DirSource's order: run dirs by name
-        columns = list(dict.fromkeys(BASE_COLUMNS + swept_keys + metric_keys))
-        df = pd.DataFrame(rows, columns=columns)
-        plan = self.plan
-        plan_keys = [k for k in plan.get("swept_keys", []) if k in swept_keys]
-        df.attrs["swept_keys"] = plan_keys + [k for k in swept_keys if k not in plan_keys]
-        df.attrs["metric_keys"] = metric_keys
-        df.attrs.update(plan_attrs(plan))
-        return df
+            runs.append((row, swept, summary))
+        runs.sort(key=lambda r: str(r[0]["run_id"]))  # DirSource's order: run dirs by name
+        return records_frame(runs, self.plan)
 
     def history(self, run_dir: str) -> pd.DataFrame:
         if run_dir not in self._history:

@@ -46,3 +46,26 @@ class HashTask:
 
     def reward(self, completion, example) -> float:
         return float(sum(map(ord, completion)) % 3 == 0)
+
+
+def one_trainer_step(model_dir, cfg, prepare=None):
+    """A float64 policy from ``model_dir`` takes one GRPO step on ``HashTask`` (torch engine, HF
+    rollouts, 1 thread); returns its parameters afterwards, flattened, and the step's metrics.
+    ``prepare(trainer)`` runs before the step (e.g. to patch a method)."""
+    import torch
+
+    from trainer.engine import TorchEngine
+    from trainer.grpo import GRPOTrainer
+    from trainer.modeling import load_policy, load_tokenizer
+    from trainer.rollout import build_rollout
+
+    torch.set_num_threads(1)
+    policy = load_policy(model_dir, dtype=torch.float64)
+    tok = load_tokenizer(model_dir)
+    task = HashTask()
+    trainer = GRPOTrainer(cfg, policy, None, tok, TorchEngine(policy, cfg.optim),
+                          build_rollout("hf", policy, tok, torch.device("cpu")), task)
+    if prepare is not None:
+        prepare(trainer)
+    metrics = trainer.step(task.train, step=1)
+    return torch.cat([p.detach().flatten() for p in policy.parameters()]), metrics

@@ -10,14 +10,11 @@ import dataclasses
 import pytest
 import torch
 
-from tests.conftest import HashTask
+from tests.conftest import one_trainer_step
 from trainer import update_plan
 from trainer.config import BatchingConfig, Config, DFPOTransform, ModelConfig, RolloutConfig
-from trainer.engine import TorchEngine
-from trainer.grpo import GRPOTrainer
 from trainer.logprobs import _completion_logprobs, completion_logprobs, content_span
-from trainer.modeling import build_tiny, load_policy, load_tokenizer
-from trainer.rollout import build_rollout
+from trainer.modeling import build_tiny, load_policy
 
 
 @pytest.fixture(scope="module")
@@ -95,13 +92,7 @@ def _step(model_dir, sort: bool):
     cfg.batching = BatchingConfig(mini_batch_size=16, micro_batch_size=4, sort_micro_batches=sort)
     cfg.optim.lr = 1e-3
     cfg.diagnostics.every = 0
-    policy = load_policy(model_dir, dtype=torch.float64)
-    tok = load_tokenizer(model_dir)
-    task = HashTask()
-    trainer = GRPOTrainer(cfg, policy, None, tok, TorchEngine(policy, cfg.optim),
-                          build_rollout("hf", policy, tok, torch.device("cpu")), task)
-    m = trainer.step(task.train, step=1)
-    return torch.cat([p.detach().flatten() for p in policy.parameters()]), m
+    return one_trainer_step(model_dir, cfg)
 
 
 def test_sorting_micro_batches_leaves_the_update_unchanged(model_dir):

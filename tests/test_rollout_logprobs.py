@@ -12,10 +12,8 @@ import dataclasses
 import pytest
 import torch
 
-from tests.conftest import HashTask
+from tests.conftest import one_trainer_step
 from trainer.config import BatchingConfig, Config, ConfigError, ModelConfig, OldLogpSource, RolloutConfig, validate
-from trainer.engine import TorchEngine
-from trainer.grpo import GRPOTrainer
 from trainer.logprobs import completion_logprobs
 from trainer.modeling import build_tiny, load_policy, load_tokenizer
 from trainer.rollout import SamplingParams, build_rollout
@@ -66,16 +64,10 @@ def _cfg(source: OldLogpSource) -> Config:
 
 
 def _step(model_dir, cfg, monkeypatch=None):
-    torch.set_num_threads(1)
-    policy = load_policy(model_dir, dtype=torch.float64)
-    tok = load_tokenizer(model_dir)
-    task = HashTask()
-    trainer = GRPOTrainer(cfg, policy, None, tok, TorchEngine(policy, cfg.optim),
-                          build_rollout("hf", policy, tok, torch.device("cpu")), task)
-    if monkeypatch is not None:  # the point of the option: no π_old forward at all
+    def no_old_forward(trainer):  # the point of the option: no π_old forward at all
         monkeypatch.setattr(trainer, "_old_forward", lambda *a: pytest.fail("π_old forward ran"))
-    metrics = trainer.step(task.train, step=1)
-    return torch.cat([p.detach().flatten() for p in policy.parameters()]), metrics
+
+    return one_trainer_step(model_dir, cfg, no_old_forward if monkeypatch is not None else None)
 
 
 def test_a_step_with_the_samplers_logprobs_equals_the_recomputing_step(model_dir, monkeypatch):

@@ -14,7 +14,7 @@ import dataclasses
 import pytest
 import torch
 
-from tests.conftest import HashTask
+from tests.conftest import HashTask, one_trainer_step
 from trainer.config import (
     AlgorithmConfig,
     BatchingConfig,
@@ -52,14 +52,7 @@ def _cfg(**algorithm) -> Config:
 
 def _step(model_dir, cfg: Config):
     """Parameters after one trainer step, and its metrics."""
-    torch.set_num_threads(1)
-    policy = load_policy(model_dir, dtype=torch.float64)
-    tok = load_tokenizer(model_dir)
-    task = HashTask()
-    trainer = GRPOTrainer(cfg, policy, None, tok, TorchEngine(policy, cfg.optim),
-                          build_rollout("hf", policy, tok, torch.device("cpu")), task)
-    metrics = trainer.step(task.train, step=1)
-    return torch.cat([p.detach().flatten() for p in policy.parameters()]), metrics
+    return one_trainer_step(model_dir, cfg)
 
 
 @pytest.fixture(scope="module")
