@@ -31,7 +31,7 @@ def _cmd_config(args) -> int:
     import yaml
 
     from sweeps.compose import compose
-    from trainer.config import config_hash, to_dict
+    from trainer.identity import config_hash, to_dict
 
     cfg = compose(args.overrides)
     print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
@@ -42,7 +42,7 @@ def _cmd_config(args) -> int:
 
 def _print_warnings(cfgs) -> None:
     """Each distinct warning once, with how many cells it concerns (stderr, before anything runs)."""
-    from trainer.config import config_warnings
+    from trainer.validation import config_warnings
 
     counts: dict[str, int] = {}
     for cfg in cfgs:
@@ -56,7 +56,9 @@ def _print_warnings(cfgs) -> None:
 def _cmd_train(args) -> int:
     from sweeps.compose import compose
     from trainer import distributed
+    from trainer.identity import run_meta
     from trainer.run import run_training, start_ranks
+    from trainer.run_record import RunStatus
 
     cfg = compose(args.overrides)
     # Under torchrun (WORLD_SIZE > 1) every rank runs this; rank 0 names the run and writes its record.
@@ -65,14 +67,15 @@ def _cmd_train(args) -> int:
         _print_warnings([cfg])
     run_dir = Path(args.run_dir or Path(cfg.paths.output_root) / "runs" / dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
     run_dir = distributed.broadcast_object(run_dir)
-    summary = run_training(cfg, run_dir, {"overrides": args.overrides})
+    summary = run_training(cfg, run_dir, run_meta(cfg, run_dir, overrides=args.overrides))
     if main:
-        print(f"run record: {run_dir}  status: {summary['status']}")
-    return 0 if summary["status"] == "completed" else 1
+        print(f"run record: {run_dir}  status: {summary.status}")
+    return 0 if summary.status == RunStatus.completed else 1
 
 
 def _cmd_sweep(args) -> int:
     from sweeps.plan import make_plan, write_plan
+    from trainer.run_record import RunStatus
 
     plan = make_plan(args.overrides)
     launcher = plan.runs[0].cfg.launcher.name.value if plan.runs else "local"
@@ -95,7 +98,7 @@ def _cmd_sweep(args) -> int:
         from sweeps.launch_local import launch_local
 
         statuses = launch_local(plan)
-        return _finish(plan.sweep_dir, {n: s for n, s in statuses.items() if s != "completed"})
+        return _finish(plan.sweep_dir, {n: str(s) for n, s in statuses.items() if s != RunStatus.completed})
     from sweeps.launch_slurm import submit_slurm
 
     report = submit_slurm(plan)

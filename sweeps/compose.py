@@ -16,7 +16,9 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from trainer.config import Config, ConfigError, valid_keys, validate
+from trainer.config import Config, ConfigError, valid_keys
+
+from trainer.validation import validate
 from trainer.provenance import REPO_ROOT
 from sweeps.configstore import register
 

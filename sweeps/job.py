@@ -16,6 +16,7 @@ Requeues are bounded by ``launcher.max_requeues`` (SLURM counts restarts in ``SL
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -23,8 +24,11 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
-from trainer.config import Config, to_dict
+from trainer.config import Config
+from trainer.identity import run_meta, to_dict
+from trainer.run_record import Meta, RunStatus, Summary
 
 
 class StopFlag:
@@ -74,7 +78,7 @@ def export_rank_env() -> int:
 class CellJob:
     cfg: Config
     run_dir: str
-    meta: dict
+    meta: Optional[Meta] = None  # the labels of a sweep cell; None: labelled by the run dir's name
 
     # Pickled as a plain dict and rebuilt against the schema when the job starts, so a queued job
     # survives code changes that add config fields (they take their defaults).
@@ -86,7 +90,7 @@ class CellJob:
 
         self.__dict__.update({**state, "cfg": config_from_dict(state["cfg"])})
 
-    def __call__(self) -> dict:
+    def __call__(self) -> Summary:
         t_call = time.time()
         stop = StopFlag()
         stop.install()  # first: a signal during the imports below must not be lost
@@ -101,30 +105,32 @@ class CellJob:
         limit = self.cfg.launcher.max_requeues
         if restarts > limit:
             if rank != 0:
-                return {"status": "failed"}
+                return Summary(status=RunStatus.failed)
             record = RunRecord(self.run_dir)
-            summary = {**(record.read_summary() or {}), "status": "failed",
-                       "error": {"cause": f"requeued {restarts} times, more than launcher.max_requeues={limit}"}}
+            summary = record.read_summary() or Summary()
+            summary.status = RunStatus.failed
+            summary.error = {"cause": f"requeued {restarts} times, more than launcher.max_requeues={limit}"}
             record.write_summary(summary)
-            log(f"[grpolab] not resuming: {summary['error']['cause']}")
+            log(f"[grpolab] not resuming: {summary.error['cause']}")
             return summary
         job_t0 = os.environ.get("GRPOLAB_JOB_T0")  # set by the sbatch script's first line
-        meta = {**self.meta, "slurm_job_id": slurm_job_id()}
+        meta = dataclasses.replace(self.meta or run_meta(self.cfg, self.run_dir), slurm_job_id=slurm_job_id())
         summary = run_training(self.cfg, Path(self.run_dir), meta, log=log, should_stop=stop)
-        if "timing" in summary and rank == 0:
-            summary["timing"]["job_imports_s"] = t_imported - t_call
+        if summary.timing is not None and rank == 0:
+            summary.timing["job_imports_s"] = t_imported - t_call
             if job_t0:
-                summary["timing"]["job_start_to_call_s"] = t_call - float(job_t0)
+                summary.timing["job_start_to_call_s"] = t_call - float(job_t0)
             RunRecord(self.run_dir).write_summary(summary)
-        if summary["status"] != "preempted" or stop.signum is None:
+        if summary.status != RunStatus.preempted or stop.signum is None:
             return summary
         job_id = slurm_job_id()
         if stop.signum == signal.SIGUSR2 and job_id and rank == 0:  # one requeue per job, from rank 0
             if restarts >= limit:
-                summary.update(status="failed", error={
-                    "step": summary.get("steps_completed"),
+                summary.status = RunStatus.failed
+                summary.error = {
+                    "step": summary.steps_completed,
                     "cause": f"time limit or preemption after {restarts} requeues (launcher.max_requeues={limit}); "
-                             "checkpoint kept: re-run the sweep command to continue"})
+                             "checkpoint kept: re-run the sweep command to continue"}
                 RunRecord(self.run_dir).write_summary(summary)
                 return summary
             subprocess.run(["scontrol", "requeue", job_id], check=True, timeout=60)

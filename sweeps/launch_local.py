@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from sweeps.job import CellJob
 from sweeps.plan import SweepPlan
-from trainer.run_record import RunRecord
+from trainer.run_record import RunRecord, RunStatus, Summary
 
 
 def _steps_done(run_dir: Path) -> int:
@@ -57,13 +57,13 @@ def launch_local(plan: SweepPlan, console: Console | None = None, poll_s: float 
                 console.print(f"[start] {run.name}  {', '.join(f'{k}={v}' for k, v in run.swept.items())}", markup=False)
             for name, (job, run_dir) in list(active.items()):
                 if job.done():
-                    summary = RunRecord.peek_summary(run_dir) or {}
-                    status = summary.get("status", "failed")
-                    if job.state not in ("FINISHED", "COMPLETED") and status == "running":
-                        status = "failed"
+                    summary = RunRecord.peek_summary(run_dir) or Summary(status=RunStatus.failed)
+                    status = summary.status
+                    if job.state not in ("FINISHED", "COMPLETED") and status == RunStatus.running:
+                        status = RunStatus.failed
                     statuses[name] = status
                     del active[name]
-                    acc = summary.get("final_eval_accuracy")
+                    acc = summary.final_eval_accuracy
                     extra = f"eval accuracy {acc:.3f}" if isinstance(acc, float) else f"see {job.paths.stderr}"
                     console.print(f"[{status}] {name}  ({len(statuses)}/{len(runs)} done) {extra}", markup=False)
             done_steps = sum(r.cfg.train.steps for r in runs if r.name in statuses) + sum(

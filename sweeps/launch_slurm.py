@@ -26,7 +26,7 @@ from sweeps.job import CellJob
 from sweeps.plan import SweepPlan
 from trainer.config import ConfigError, LauncherConfig
 from trainer.provenance import REPO_ROOT, code_version
-from trainer.run_record import RunRecord, atomic_write_json, read_json
+from trainer.run_record import RunRecord, Summary, atomic_write_json, read_json
 
 CODE_PACKAGES = ("trainer", "sweeps", "analysis")
 _OPTION = re.compile(r"^[a-z][a-z0-9-]*$")
@@ -118,9 +118,9 @@ class CellStatus:
     ended: bool = False  # nothing will change this cell any more without a new submission
 
 
-def cell_state(summary: dict | None, slurm_state: str | None) -> tuple[str, str]:
+def cell_state(summary: Summary | None, slurm_state: str | None) -> tuple[str, str]:
     """(state, detail) of one cell from its run record and the state SLURM reports for its job."""
-    status = (summary or {}).get("status")
+    status = summary.status if summary is not None else None
     if status == "completed":
         return "completed", ""
     if slurm_state in ("RUNNING", "COMPLETING", "CONFIGURING"):
@@ -130,7 +130,7 @@ def cell_state(summary: dict | None, slurm_state: str | None) -> tuple[str, str]
             return "preempted", f"requeued ({slurm_state.lower()}), resumes from its checkpoint"
         return "pending", slurm_state.lower()
     if status == "failed":
-        err = (summary or {}).get("error") or {}
+        err = summary.error or {}
         return "failed", str(err.get("cause", ""))[:120]
     if status == "preempted":
         return "preempted", f"job {slurm_state.lower() if slurm_state else 'gone'}; re-run the sweep to resume"
@@ -157,7 +157,7 @@ def sweep_status(sweep_dir: Path) -> list[CellStatus]:
         if job_id is None and summary is None:
             state = "missing" if jobs else "pending"
         ended = state in ("completed", "failed", "missing") or (state == "preempted" and slurm_state not in ACTIVE)
-        out.append(CellStatus(name, run.get("swept", {}), state, int((summary or {}).get("steps_completed", 0)),
+        out.append(CellStatus(name, run.get("swept", {}), state, summary.steps_completed if summary else 0,
                               int(run.get("steps", 0)), job_id, detail, ended))
     return out
 

@@ -20,9 +20,10 @@ from omegaconf.errors import OmegaConfBaseException
 from sweeps.compose import _explain as explain_error
 from sweeps.compose import compose_dict, conf_dir, hydra_context, to_config
 from sweeps.expand import Grid, build_grid, split_overrides
-from trainer.config import Config, ConfigError, config_hash
+from trainer.config import Config, ConfigError
+from trainer.identity import config_hash, run_meta
 from trainer.provenance import code_version
-from trainer.run_record import RunRecord, atomic_write_json
+from trainer.run_record import Meta, RunRecord, RunStatus, atomic_write_json
 
 
 @dataclass
@@ -45,18 +46,10 @@ class SweepPlan:
     def to_run(self) -> list[PlannedRun]:
         return [r for r in self.runs if r.status == "pending"]
 
-    def meta_for(self, run: PlannedRun) -> dict:
-        return {
-            "run_id": run.name,
-            "sweep_id": self.sweep_id,
-            "cell_id": config_hash(run.cfg),
-            "config_hash": config_hash(run.cfg),
-            "seed": run.cfg.seed,
-            "swept": run.swept,
-            "overrides": run.overrides,
-            "variant": run.cfg.algorithm.name,
-            "plan_index": self.runs.index(run),  # order in the plan (analysis of W&B-only runs needs it)
-        }
+    def meta_for(self, run: PlannedRun) -> Meta:
+        # plan_index: the order in the plan (analysis of W&B-only runs needs it)
+        return run_meta(run.cfg, run.name, sweep_id=self.sweep_id, swept=run.swept, overrides=run.overrides,
+                        plan_index=self.runs.index(run))
 
 
 def _plain(value):
@@ -122,8 +115,7 @@ def make_plan(cli_overrides: list[str]) -> SweepPlan:
     if len(set(names)) != len(names):
         raise ConfigError("two cells compose to the same config and seed; a swept key has no effect")
     for r in plan.runs:
-        summary = RunRecord.peek_summary(plan.sweep_dir / "runs" / r.name)
-        if summary and summary.get("status") == "completed":
+        if RunRecord.peek_status(plan.sweep_dir / "runs" / r.name) == RunStatus.completed:
             r.status = "skip"
     return plan
 

@@ -334,14 +334,17 @@ class TuneCellJob:
 
         from sweeps.compose import compose
         from sweeps.job import slurm_job_id
+        from trainer.identity import run_meta
         from trainer.run import run_training
+        from trainer.run_record import RunStatus
 
         cfg = compose(self.overrides)
         reporter = TrialReporter(self.ctx)
         kwargs = {"reporter": reporter} if "reporter" in inspect.signature(run_training).parameters else {}
-        meta = {**self.meta, "slurm_job_id": slurm_job_id()}  # None off SLURM, as for sweep cells
+        meta = run_meta(cfg, self.run_dir, **self.meta)
+        meta.slurm_job_id = slurm_job_id()  # None off SLURM, as for sweep cells
         summary = run_training(cfg, Path(self.run_dir), meta, **kwargs)
-        return {"summary": summary, "pruned_at": reporter.pruned_at if summary.get("status") == "pruned" else None}
+        return {"summary": summary, "pruned_at": reporter.pruned_at if summary.status == RunStatus.pruned else None}
 
 
 @dataclass
@@ -358,15 +361,15 @@ class TrainerLaunch:
         from trainer.run_record import read_jsonl
 
         run_dir = Path(self.root) / "runs" / f"t{ctx.trial_number:04d}_s{seed}"
-        meta = {"run_id": run_dir.name, "sweep_id": ctx.study_name,
-                "swept": {**ctx.params}, "tune": {"trial": ctx.trial_number, "seed_index": ctx.seed_index}}
+        meta = {"sweep_id": ctx.study_name, "swept": {**ctx.params},
+                "tune": {"trial": ctx.trial_number, "seed_index": ctx.seed_index}}
         job = TuneCellJob([*overrides, f"seed={seed}"], str(run_dir), meta, ctx)
         out = job() if self.executor is None else self.executor.submit(job).result()
         if out["pruned_at"] is not None:
             raise optuna.TrialPruned(f"pruned at step {out['pruned_at']}")
-        summary = out["summary"]
-        if summary.get("status") != "completed":
-            raise RuntimeError(f"run {run_dir} ended {summary.get('status')}: {summary.get('error')}")
+        summary = out["summary"].headline()
+        if out["summary"].status != "completed":
+            raise RuntimeError(f"run {run_dir} ended {out['summary'].status}: {out['summary'].error}")
         rows = read_jsonl(run_dir / "metrics.jsonl")
         values = []
         for name in self.objectives:

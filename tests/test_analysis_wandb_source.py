@@ -165,7 +165,7 @@ def sweep(tmp_path_factory):
     write_plan(plan, ["pytest"])
     for run in plan.runs:
         summary = run_training(run.cfg, plan.sweep_dir / "runs" / run.name, plan.meta_for(run), log=lambda *a: None)
-        assert summary["status"] == "completed", summary.get("error")
+        assert summary.status == "completed", summary.error
     return plan.sweep_dir
 
 
@@ -210,7 +210,7 @@ def test_table_from_wandb_equals_table_from_disk(sources):
         t_disk, t_wb = (build_table(s, TABLE_METRICS, **layout) for s in (disk, wb))
         pd.testing.assert_frame_equal(t_disk.summary, t_wb.summary)
         assert t_wb.summary.attrs == t_disk.summary.attrs
-        assert (t_wb.summary["n_runs"] == 2).all() and t_wb.summary["final_eval_accuracy/ci"].notna().all()
+        assert (t_wb.summary.n_runs == 2).all() and t_wb.summary["final_eval_accuracy/ci"].notna().all()
         for fmt in ("md", "csv", "latex"):
             assert t_wb.render(fmt) == t_disk.render(fmt)
 

@@ -7,7 +7,9 @@ import pytest
 
 from sweeps.compose import compose, conf_dir
 from sweeps.expand import build_grid
-from trainer.config import Config, ConfigError, config_hash, validate
+from trainer.config import Config, ConfigError
+from trainer.identity import config_hash
+from trainer.validation import validate
 
 
 def test_defaults_compose_and_validate():
@@ -184,7 +186,7 @@ def test_variant_misconfigurations_are_rejected_naming_key_and_value(overrides, 
 
 
 def test_no_effect_warnings():
-    from trainer.config import config_warnings
+    from trainer.validation import config_warnings
 
     on_policy = compose(["algorithm=grpo_fix", "batching.mini_batch_size=512"])
     assert any("has no effect" in w for w in config_warnings(on_policy))

@@ -194,7 +194,7 @@ def test_user_json_is_deep_merged_and_wins(tmp_path):
 )
 def test_engine_presets_compose_into_a_deepspeed_config(preset, stage):
     from sweeps.compose import compose
-    from trainer.config import validate
+    from trainer.validation import validate
 
     engine_cfg = validate(compose([f"engine={preset}"])).engine
     assert engine_cfg.backend.value == "deepspeed"

@@ -23,7 +23,7 @@ def _deterministic(rows):
 def test_run_completes_with_full_record(tmp_path):
     cfg = compose(fast_overrides(tmp_path, steps=4))
     summary = run_training(cfg, tmp_path / "run", log=lambda *a: None)
-    assert summary["status"] == "completed", summary
+    assert summary.status == "completed", summary
     for name in ("config.yaml", "meta.json", "metrics.jsonl", "summary.json"):
         assert (tmp_path / "run" / name).is_file()
     rows = read_jsonl(tmp_path / "run" / "metrics.jsonl")
@@ -34,7 +34,7 @@ def test_run_completes_with_full_record(tmp_path):
     assert "eval/accuracy" in rows[0] and "eval/accuracy" in rows[2] and "eval/accuracy" in rows[4]
     meta = json.loads((tmp_path / "run" / "meta.json").read_text())
     assert meta["seed"] == cfg.seed and len(meta["config_hash"]) == 12
-    assert summary["wall_time_s"] > 0 and summary["steps_completed"] == 4
+    assert summary.wall_time_s > 0 and summary.steps_completed == 4
 
 
 def test_same_seed_gives_identical_metrics(tmp_path):
@@ -51,7 +51,7 @@ def test_same_seed_gives_identical_metrics(tmp_path):
 def test_warm_start_success_rate_strictly_between_0_and_1(tmp_path):
     cfg = compose(fast_overrides(tmp_path, steps=1) + ["model.hidden_size=64", "model.intermediate_size=128", "sft.steps=300", "task.n_eval=32", "rollout.eval_n=4"])
     summary = run_training(cfg, tmp_path / "run", log=lambda *a: None)
-    assert 0.0 < summary["warmstart_eval_accuracy"] < 1.0
+    assert 0.0 < summary.warmstart_eval_accuracy < 1.0
 
 
 def test_non_finite_loss_fails_the_run_with_step_and_cause(tmp_path, monkeypatch):
@@ -61,9 +61,9 @@ def test_non_finite_loss_fails_the_run_with_step_and_cause(tmp_path, monkeypatch
     monkeypatch.setattr(ArithmeticTask, "reward", lambda self, completion, example: float("nan"))
     cfg = compose(fast_overrides(tmp_path, steps=3) + ["sft.steps=0"])
     summary = run_training(cfg, tmp_path / "run", log=lambda *a: None)
-    assert summary["status"] == "failed"
-    assert summary["error"]["step"] == 1
-    assert "non-finite" in summary["error"]["cause"]
+    assert summary.status == "failed"
+    assert summary.error["step"] == 1
+    assert "non-finite" in summary.error["cause"]
     saved = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert saved["status"] == "failed" and saved["error"]["step"] == 1
 

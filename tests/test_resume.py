@@ -38,14 +38,14 @@ def test_stopped_and_resumed_run_equals_uninterrupted_run(tmp_path, extra):
     cfg = compose(fast_overrides(tmp_path, steps=5) + extra)
     whole = run_training(cfg, tmp_path / "whole", **QUIET)
     stopped = run_training(cfg, tmp_path / "cut", should_stop=_stop_after(2), **QUIET)
-    assert stopped["status"] == "preempted" and stopped["steps_completed"] == 2
+    assert stopped.status == "preempted" and stopped.steps_completed == 2
     assert checkpoint.peek(tmp_path / "cut").step == 2
     resumed = run_training(cfg, tmp_path / "cut", **QUIET)
-    assert resumed["status"] == "completed" and resumed["attempt"] == 2 and resumed["resumed_from_step"] == 2
+    assert resumed.status == "completed" and resumed.attempt == 2 and resumed.resumed_from_step == 2
     a, b = (read_jsonl(tmp_path / d / "metrics.jsonl") for d in ("whole", "cut"))
     assert [r["step"] for r in b] == [0, 1, 2, 3, 4, 5]  # no duplicated or missing steps
     assert _deterministic(b) == _deterministic(a)
-    assert {k: resumed[k] for k in RESULT_KEYS} == {k: whole[k] for k in RESULT_KEYS}
+    assert {k: getattr(resumed, k) for k in RESULT_KEYS} == {k: getattr(whole, k) for k in RESULT_KEYS}
     assert checkpoint.latest(tmp_path / "cut") is None  # removed once the run completed
 
 
@@ -66,12 +66,12 @@ def test_periodic_checkpoint_bounds_the_loss_of_a_crash(tmp_path):
     assert checkpoint.peek(tmp_path / "run").step == 2
     meta_before = (tmp_path / "run" / "meta.json").read_text()
     resumed = run_training(cfg, tmp_path / "run", **QUIET)
-    assert resumed["status"] == "completed" and resumed["resumed_from_step"] == 2
+    assert resumed.status == "completed" and resumed.resumed_from_step == 2
     assert (tmp_path / "run" / "meta.json").read_text() == meta_before  # same run id, same record
     whole = run_training(cfg, tmp_path / "whole", **QUIET)
     assert _deterministic(read_jsonl(tmp_path / "run" / "metrics.jsonl")) == _deterministic(
         read_jsonl(tmp_path / "whole" / "metrics.jsonl"))
-    assert resumed["final_eval_accuracy"] == whole["final_eval_accuracy"]
+    assert resumed.final_eval_accuracy == whole.final_eval_accuracy
 
 
 def test_completed_run_is_not_run_again(tmp_path):
@@ -88,7 +88,7 @@ def test_fresh_start_replaces_a_failed_record(tmp_path):
     (run / "metrics.jsonl").write_text('{"step": 0, "stale": 1}\n{"step": 1, "stale": 1}\n')
     summary = run_training(cfg, run, **QUIET)
     rows = read_jsonl(run / "metrics.jsonl")
-    assert summary["status"] == "completed" and [r["step"] for r in rows] == [0, 1, 2]
+    assert summary.status == "completed" and [r["step"] for r in rows] == [0, 1, 2]
     assert all("stale" not in r for r in rows)
 
 
@@ -108,7 +108,7 @@ def test_signalled_job_checkpoints_at_a_step_boundary_and_resumes(tmp_path, sig)
     cfg = compose(fast_overrides(tmp_path, steps=30) + ["train.eval_every=10"])
     run_dir = tmp_path / "run"
     executor = submitit.LocalExecutor(folder=str(tmp_path / "logs"))
-    job = executor.submit(CellJob(cfg, str(run_dir), {}))
+    job = executor.submit(CellJob(cfg, str(run_dir)))
     deadline = time.time() + 300
     while max((r["step"] for r in read_jsonl(run_dir / "metrics.jsonl")), default=-1) < 2:
         assert time.time() < deadline and not job.done(), job.stderr()
@@ -122,9 +122,9 @@ def test_signalled_job_checkpoints_at_a_step_boundary_and_resumes(tmp_path, sig)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "preempted", summary
     assert checkpoint.peek(run_dir).step == summary["steps_completed"] < 30
-    resumed = executor.submit(CellJob(cfg, str(run_dir), {})).result()
-    assert resumed["status"] == "completed" and resumed["attempt"] == 2
+    resumed = executor.submit(CellJob(cfg, str(run_dir))).result()
+    assert resumed.status == "completed" and resumed.attempt == 2
     whole = run_training(cfg, tmp_path / "whole", **QUIET)
     assert _deterministic(read_jsonl(run_dir / "metrics.jsonl")) == _deterministic(
         read_jsonl(tmp_path / "whole" / "metrics.jsonl"))
-    assert resumed["final_eval_accuracy"] == whole["final_eval_accuracy"]
+    assert resumed.final_eval_accuracy == whole.final_eval_accuracy

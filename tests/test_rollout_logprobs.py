@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from tests.conftest import one_trainer_step
-from trainer.config import BatchingConfig, Config, ConfigError, ModelConfig, OldLogpSource, RolloutConfig, validate
+from trainer.config import BatchingConfig, Config, ConfigError, ModelConfig, OldLogpSource, RolloutConfig
+from trainer.validation import validate
 from trainer.logprobs import completion_logprobs
 from trainer.modeling import build_tiny, load_policy, load_tokenizer
 from trainer.rollout import SamplingParams, build_rollout

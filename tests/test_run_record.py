@@ -10,13 +10,13 @@ from trainer.run_record import RunRecord, atomic_write_json, read_jsonl
 
 WRITER = r"""
 import sys
-from trainer.run_record import RunRecord
+from trainer.run_record import RunRecord, Summary
 rec = RunRecord(sys.argv[1])
 big = "x" * 200_000
 i = 0
 while True:
     rec.append_metrics({"step": i, "payload": big})
-    rec.write_summary({"status": "running", "steps_completed": i, "payload": big})
+    rec.write_summary(Summary(steps_completed=i, timing={"payload": big}))
     i += 1
 """
 

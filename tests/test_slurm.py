@@ -179,8 +179,8 @@ def test_preempted_job_resumes_from_its_checkpoint_and_matches_an_uninterrupted_
     rows = read_jsonl(run_dir / "metrics.jsonl")
     assert [r["step"] for r in rows] == list(range(41))
     assert _deterministic(rows) == _deterministic(read_jsonl(tmp_path / "whole" / "metrics.jsonl"))
-    assert summary["final_eval_accuracy"] == whole["final_eval_accuracy"]
-    assert summary["final_reward"] == whole["final_reward"]
+    assert summary["final_eval_accuracy"] == whole.final_eval_accuracy
+    assert summary["final_reward"] == whole.final_reward
 
 
 def test_a_job_reaching_its_time_limit_checkpoints_requeues_itself_and_completes(slurm, tmp_path):

@@ -7,6 +7,8 @@ import pytest
 
 from sweeps.compose import compose
 from sweeps.launch_slurm import cell_state, check_launcher, job_name
+from trainer.identity import run_meta
+from trainer.run_record import Summary
 from trainer.config import ConfigError, LauncherConfig
 
 
@@ -18,7 +20,7 @@ def test_slurm_profile_composes_with_its_cluster_options(tmp_path):
 
 
 def test_launcher_keys_do_not_change_the_config_hash(tmp_path):
-    from trainer.config import config_hash
+    from trainer.identity import config_hash
 
     base = [f"paths.output_root={tmp_path}"]
     assert config_hash(compose(base)) == config_hash(compose(base + ["launcher=slurm", "launcher.time_min=5"]))
@@ -70,7 +72,7 @@ def test_job_name_is_sanitized():
     (None, None, "missing"),
 ])
 def test_cell_state_joins_the_run_record_and_slurm(status, slurm, expected):
-    summary = {"status": status} if status else None
+    summary = Summary(status=status) if status else None
     assert cell_state(summary, slurm)[0] == expected
 
 
@@ -119,8 +121,8 @@ def test_a_job_requeued_more_than_max_requeues_fails_without_training(tmp_path, 
 
     cfg = compose([f"paths.output_root={tmp_path}", "launcher=slurm", "launcher.max_requeues=2"])
     monkeypatch.setenv("SLURM_RESTART_COUNT", "3")
-    summary = CellJob(cfg, str(tmp_path / "run"), {})()
-    assert summary["status"] == "failed" and "launcher.max_requeues=2" in summary["error"]["cause"]
+    summary = CellJob(cfg, str(tmp_path / "run"), run_meta(cfg, tmp_path / "run"))()
+    assert summary.status == "failed" and "launcher.max_requeues=2" in summary.error["cause"]
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "failed"
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
@@ -132,10 +134,10 @@ def test_a_queued_job_survives_a_new_config_field():
 
     from sweeps.compose import compose
     from sweeps.job import CellJob
-    from trainer.config import to_dict
+    from trainer.identity import to_dict
 
     cfg = compose(["variant=nthr", "algorithm.nthr.beta=-inf"])
-    job = CellJob(cfg, "/tmp/run", {"run_id": "r"})
+    job = CellJob(cfg, "/tmp/run", run_meta(cfg, "/tmp/r"))
     assert to_dict(pickle.loads(pickle.dumps(job)).cfg) == to_dict(cfg)
     state = job.__getstate__()
     del state["cfg"]["train"]["checkpoint_every"]  # as if pickled before that field existed

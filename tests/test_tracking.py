@@ -149,7 +149,7 @@ def test_small_real_sweep_feeds_wandb_offline(tmp_path):
     offline W&B run (what the run.py hook does live)."""
     from sweeps.plan import make_plan
     from tests.conftest import fast_overrides
-    from trainer.config import to_dict
+    from trainer.identity import to_dict
     from trainer.run import run_training
 
     plan = make_plan([*fast_overrides(tmp_path, steps=2), "algorithm.kl.coef=0.0,0.05", "sweep.id=wb"])
@@ -161,7 +161,7 @@ def test_small_real_sweep_feeds_wandb_offline(tmp_path):
         config = to_dict(run.cfg)
         tracker = WandbTracker(run_dir, config, meta, system_stats=False)
         replay(run_dir, tracker)
-        tracker.finish(summary["status"], summary)
+        tracker.finish(summary.status, summary.to_json())
         [path] = offline_run_files(run_dir)
         wb = read_offline_run(path)
         assert wb["group"] == "wb", [r.WhichOneof("record_type") for r in read_wandb_records(path)]
@@ -180,11 +180,13 @@ def test_a_live_run_with_tracker_wandb_logs_every_record_step(tmp_path):
     the metrics of the run record, step for step."""
     from sweeps.compose import compose
     from tests.conftest import fast_overrides
+    from trainer.identity import run_meta
     from trainer.run import run_training
 
     cfg = compose(fast_overrides(tmp_path, steps=3) + ["tracker=wandb", "tracker.mode=offline"])
-    summary = run_training(cfg, tmp_path / "run", {"sweep_id": "live", "swept": {"seed": 0}}, log=lambda *a: None)
-    assert summary["status"] == "completed"
+    meta = run_meta(cfg, tmp_path / "run", sweep_id="live", swept={"seed": 0})
+    summary = run_training(cfg, tmp_path / "run", meta, log=lambda *a: None)
+    assert summary.status == "completed"
     (wb,) = offline_run_files(tmp_path / "run")
     run = read_offline_run(wb)
     assert run["group"] == "live" and run["config"]["algorithm"]["clip"]["low"] == 0.2

@@ -92,6 +92,6 @@ def test_a_training_run_with_vllm_rollouts(tmp_path):
     cfg = compose(fast_overrides(tmp_path, steps=2) + ["model.hidden_size=128", "model.intermediate_size=256",
                                                        "rollout=vllm", "rollout.vllm_cpu_kv_cache_gib=0.25"])
     summary = run_training(cfg, tmp_path / "run", log=lambda *a: None)
-    assert summary["status"] == "completed", summary
+    assert summary.status == "completed", summary
     rows = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["step"] >= 1]
     assert all(r["train/logp_mismatch"] < 1e-4 for r in rows)  # fp32 engine and trainer agree

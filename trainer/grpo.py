@@ -55,6 +55,15 @@ class GRPOTrainer:
             if rb.enabled else None
         )
 
+    # ------------------------------------------------------------ resumable state
+    def state_dict(self) -> Optional[dict]:
+        """What a checkpoint must hold besides the engine: the update buffer's contents, if any."""
+        return self.buffer.state_dict() if self.buffer is not None else None
+
+    def load_state_dict(self, state: Optional[dict]) -> None:
+        if self.buffer is not None:
+            self.buffer.load_state_dict(state)
+
     # ------------------------------------------------------------ phases
     def collect(self, examples: list[Example], step: int) -> tuple[Optional[ScoredBatch], dict[str, float]]:
         """Sample, score, and turn rewards into the per-token advantages the loss will use."""

@@ -1,23 +1,224 @@
-"""The run record: the single contract between a run and everything downstream.
+"""The run record: the one contract between a run and everything downstream.
 
-``<run_dir>/config.yaml`` (resolved config), ``meta.json`` (ids, hash, seed, code version,
-swept values), ``metrics.jsonl`` (one line per step, appended and flushed), ``summary.json``
-(status and headline numbers). Whole files are written atomically (temp file + ``os.replace``)
-so a run killed mid-write leaves the previous version readable; a torn last metrics line is
-the only possible damage, and readers skip it.
+A run directory holds ``config.yaml`` (the resolved config), ``meta.json`` (:class:`Meta`: who
+the run is), ``metrics.jsonl`` (one line per step) and ``summary.json`` (:class:`Summary`: where
+it stands). A sweep directory holds ``sweep.json`` (the plan), ``jobs.json`` (SLURM job ids),
+``runs/<name>/`` and ``logs/``. This module is the only place those names, the statuses and each
+metric's better direction are spelled; the trainer, the launchers, tune, tracking and analysis
+import them from here. It imports nothing heavy (no torch), so readers of records stay fast.
+
+Whole files are written atomically (temp file + ``os.replace``), so a run killed mid-write leaves
+the previous version readable; a torn last metrics line is the only possible damage, and readers
+skip it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import fnmatch
 import json
 import math
 import os
 import tempfile
+from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 
+class RunStatus(str, Enum):
+    """What ``summary.json`` says of a run (``missing``: readers only, no readable record)."""
+
+    running = "running"
+    completed = "completed"
+    failed = "failed"
+    preempted = "preempted"  # stopped by a signal at a step boundary, checkpointed: resumes
+    pruned = "pruned"  # stopped by grpolab tune's pruner
+    missing = "missing"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# ---------------------------------------------------------------- paths
+CONFIG_FILE = "config.yaml"
+META_FILE = "meta.json"
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+CHECKPOINT_DIR = "checkpoint"
+SWEEP_PLAN_FILE = "sweep.json"
+SWEEP_JOBS_FILE = "jobs.json"
+SWEEP_TABLE_FILE = "table.md"
+RUNS_DIR = "runs"
+LOGS_DIR = "logs"
+
+
+def rank_error_file(rank: int) -> str:
+    """Where a rank other than 0 of a multi-process run leaves its failure."""
+    return f"error.rank{rank}.json"
+
+
+@dataclass(frozen=True)
+class SweepPaths:
+    """The files of a sweep directory (``<paths.output_root>/sweeps/<id>``, or a tune's root)."""
+
+    root: Path
+
+    @property
+    def plan(self) -> Path:
+        return self.root / SWEEP_PLAN_FILE
+
+    @property
+    def jobs(self) -> Path:
+        return self.root / SWEEP_JOBS_FILE
+
+    @property
+    def table(self) -> Path:
+        return self.root / SWEEP_TABLE_FILE
+
+    @property
+    def runs(self) -> Path:
+        return self.root / RUNS_DIR
+
+    @property
+    def logs(self) -> Path:
+        return self.root / LOGS_DIR
+
+    def run(self, name: str) -> Path:
+        return self.runs / name
+
+
+# ---------------------------------------------------------------- meta and summary
+def _from_json(cls, data: Any):
+    """An instance of dataclass ``cls`` from a JSON object: known keys only, the rest ignored."""
+    if not isinstance(data, dict):
+        return None
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class Meta:
+    """``meta.json``: who a run is. Written once, at a fresh start; a resumed run keeps it."""
+
+    run_id: str
+    config_hash: str  # identity of the cell: runs of one cell with other seeds share it
+    seed: int
+    variant: str = ""
+    sweep_id: Optional[str] = None
+    cell_id: Optional[str] = None  # = config_hash
+    swept: dict = field(default_factory=dict)  # swept key -> value (sweeps and tune trials)
+    overrides: list = field(default_factory=list)
+    plan_index: Optional[int] = None  # position in the sweep's plan (sweeps only)
+    tune: Optional[dict] = None  # {trial, seed_index} of a grpolab tune run
+    code_version: dict = field(default_factory=dict)  # {commit, dirty}
+    created: str = ""
+    world_size: int = 1
+    slurm_job_id: Optional[str] = None
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> Optional["Meta"]:
+        if not isinstance(data, dict) or not {"run_id", "config_hash", "seed"} <= set(data):
+            return None
+        return _from_json(cls, data)
+
+
+@dataclass
+class Summary:
+    """``summary.json``: where a run stands; rewritten after every step and at the end."""
+
+    status: RunStatus = RunStatus.running
+    steps_completed: int = 0
+    attempt: int = 1
+    error: Optional[dict] = None  # {step, cause[, traceback]} of a run that did not complete
+    resumed_from_step: Optional[int] = None
+    wall_time_s: Optional[float] = None
+    warmstart_eval_accuracy: Optional[float] = None
+    final_eval_accuracy: Optional[float] = None
+    best_eval_accuracy: Optional[float] = None
+    final_reward: Optional[float] = None
+    final_response_length: Optional[float] = None
+    timing: Optional[dict] = None  # job overheads, seconds (docs/run-record.md)
+
+    def __post_init__(self) -> None:
+        self.status = RunStatus(self.status)
+
+    def to_json(self) -> dict:
+        """Every field that is set (``error`` always: null when none)."""
+        out = {k: v for k, v in dataclasses.asdict(self).items() if v is not None or k == "error"}
+        out["status"] = self.status.value
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any) -> Optional["Summary"]:
+        try:
+            return _from_json(cls, data)
+        except (TypeError, ValueError):  # a status no version of grpolab writes
+            return None
+
+    def headline(self) -> dict[str, float]:
+        """The numeric fields: what tables, tune objectives and W&B summaries read."""
+        return {k: v for k, v in self.to_json().items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+# ---------------------------------------------------------------- which way is better
+class Direction(str, Enum):
+    higher = "max"
+    lower = "min"
+    none = "none"  # no better direction (a count, a setting, a diagnostic): never marked best
+
+
+# First match wins (fnmatch patterns over summary keys and metrics.jsonl keys). Every key the
+# trainer logs matches one (a test runs every variant and checks); unknown keys have no direction.
+METRIC_DIRECTIONS: tuple[tuple[str, Direction], ...] = (
+    ("final_eval_accuracy", Direction.higher),
+    ("best_eval_accuracy", Direction.higher),
+    ("final_reward", Direction.higher),
+    ("warmstart_eval_accuracy", Direction.none),  # the same warm start in every cell of a sweep
+    ("final_response_length", Direction.none),
+    ("wall_time_s", Direction.lower),
+    ("steps_completed", Direction.none),
+    ("attempt", Direction.none),
+    ("resumed_from_step", Direction.none),
+    ("step", Direction.none),
+    ("eval/accuracy", Direction.higher),
+    ("eval/pass@*", Direction.higher),
+    ("train/reward", Direction.higher),
+    ("train/accuracy", Direction.higher),
+    ("train/mixed_group_frac", Direction.higher),
+    ("train/truncated_frac", Direction.lower),
+    ("train/logp_mismatch", Direction.lower),
+    ("train/loss", Direction.lower),
+    ("train/kl", Direction.lower),
+    ("train/*", Direction.none),  # losses' parts, clip fractions, ratios, variant statistics
+    ("diag/lld_mean*", Direction.higher),  # correct responses' likelihood rises (NTHR paper Eq. 2)
+    ("diag/lld_lazy_frac*", Direction.lower),
+    ("diag/flip_against_sign_frac", Direction.lower),
+    ("diag/*", Direction.none),
+    ("time/*", Direction.none),
+    ("perf/*", Direction.none),
+    ("*jitter*", Direction.lower),
+)
+
+
+def direction(metric: str) -> Direction:
+    """The better direction of a summary or metrics key (``none`` when unknown)."""
+    for pattern, better in METRIC_DIRECTIONS:
+        if fnmatch.fnmatchcase(metric, pattern):
+            return better
+    return Direction.none
+
+
+def is_declared(metric: str) -> bool:
+    return any(fnmatch.fnmatchcase(metric, pattern) for pattern, _ in METRIC_DIRECTIONS)
+
+
+# ---------------------------------------------------------------- reading and writing
 def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -35,6 +236,8 @@ def _jsonable(value: Any) -> Any:
     """Non-finite floats become null: JSON has no NaN, and readers must not choke."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, Enum):
+        return value.value
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -50,16 +253,27 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
+def read_json_object(path: Path) -> Optional[dict]:
+    """A JSON object from ``path``; None when it is absent, unreadable or not an object."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def read_jsonl(path: Path) -> list[dict]:
     """Parse a JSONL file, skipping a torn or corrupt line (a killed writer's last line)."""
     rows = []
     if not Path(path).exists():
         return rows
-    for line in Path(path).read_text().splitlines():
+    for line in Path(path).read_text(errors="replace").splitlines():
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if isinstance(row, dict):
+            rows.append(row)
     return rows
 
 
@@ -74,22 +288,28 @@ class RunRecord:
             self.dir.mkdir(parents=True, exist_ok=True)
 
     @property
+    def config_path(self) -> Path:
+        return self.dir / CONFIG_FILE
+
+    @property
+    def meta_path(self) -> Path:
+        return self.dir / META_FILE
+
+    @property
     def metrics_path(self) -> Path:
-        return self.dir / "metrics.jsonl"
+        return self.dir / METRICS_FILE
 
     @property
     def summary_path(self) -> Path:
-        return self.dir / "summary.json"
+        return self.dir / SUMMARY_FILE
 
     def write_config(self, yaml_text: str) -> None:
-        if not self.writable:
-            return
-        atomic_write_text(self.dir / "config.yaml", yaml_text)
+        if self.writable:
+            atomic_write_text(self.config_path, yaml_text)
 
-    def write_meta(self, meta: dict) -> None:
-        if not self.writable:
-            return
-        atomic_write_json(self.dir / "meta.json", meta)
+    def write_meta(self, meta: Meta) -> None:
+        if self.writable:
+            atomic_write_json(self.meta_path, meta.to_json())
 
     def append_metrics(self, row: dict) -> None:
         if not self.writable:
@@ -100,24 +320,29 @@ class RunRecord:
             f.flush()
             os.fsync(f.fileno())
 
-    def write_summary(self, summary: dict) -> None:
-        if not self.writable:
-            return
-        atomic_write_json(self.summary_path, summary)
+    def rewrite_metrics(self, rows: list[dict]) -> None:
+        if self.writable:
+            atomic_write_text(self.metrics_path, "".join(json.dumps(_jsonable(r), sort_keys=True) + "\n" for r in rows))
 
-    def read_summary(self) -> dict | None:
-        try:
-            return read_json(self.summary_path)
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
+    def write_summary(self, summary: Summary) -> None:
+        if self.writable:
+            atomic_write_json(self.summary_path, summary.to_json())
+
+    def read_meta(self) -> Optional[Meta]:
+        return Meta.from_json(read_json_object(self.meta_path))
+
+    def read_summary(self) -> Optional[Summary]:
+        return Summary.from_json(read_json_object(self.summary_path))
 
     @staticmethod
-    def peek_summary(run_dir: str | Path) -> dict | None:
+    def peek_summary(run_dir: str | Path) -> Optional[Summary]:
         """The summary of a run dir that may not exist, without creating it."""
-        try:
-            return read_json(Path(run_dir) / "summary.json")
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
+        return Summary.from_json(read_json_object(Path(run_dir) / SUMMARY_FILE))
+
+    @staticmethod
+    def peek_status(run_dir: str | Path) -> Optional[RunStatus]:
+        summary = RunRecord.peek_summary(run_dir)
+        return summary.status if summary is not None else None
 
     def metrics(self) -> list[dict]:
         return read_jsonl(self.metrics_path)

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import torch
 
-from trainer.config import Config, stable_hash
+from trainer.config import Config
+
+from trainer.identity import stable_hash
 from trainer.modeling import build_tiny, load_policy, load_tokenizer
 from trainer.tasks import Task
 

@@ -133,6 +133,7 @@ class WandbTracker:
     ):
         import wandb  # only a run with tracker=wandb pays for the import
 
+        meta = meta.to_json() if hasattr(meta, "to_json") else meta
         self.run_dir = Path(run_dir)
         self.mode = resolve_mode(mode, project)
         self.run_id = wandb_run_id(meta)
