@@ -100,7 +100,7 @@ class Bench:
 
     def sample_batch(self, examples, step: int) -> ScoredBatch:
         torch.manual_seed(_mix(self.cfg.seed, step, 1))
-        sb, _ = self.trainer.collect(examples, step)
+        sb = self.trainer.collect(examples, step).scored
         return sb
 
     # ------------------------------------------------------------ the update, grpolab's and the floor

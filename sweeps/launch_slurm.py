@@ -13,6 +13,7 @@ name is the sanitized sweep id.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import shlex
@@ -287,7 +288,7 @@ def submit_slurm(plan: SweepPlan) -> SubmitReport:
         with executor.batch():
             handles = [
                 executor.submit(CellJob(run.cfg, str((sweep_dir / "runs" / run.name).resolve()),
-                                        {**plan.meta_for(run), "code_version": version}))
+                                        dataclasses.replace(plan.meta_for(run), code_version=version)))
                 for run in todo
             ]
     except Exception as e:  # noqa: BLE001 - sbatch's refusal (bad partition, account, ...) is the user's to read

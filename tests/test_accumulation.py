@@ -10,18 +10,7 @@ import dataclasses
 import pytest
 import torch
 
-from trainer.config import (
-    AlgorithmConfig,
-    BatchingConfig,
-    ClipConfig,
-    Config,
-    KLConfig,
-    LossAgg,
-    ModelConfig,
-    OptimConfig,
-    PolicyLoss,
-    RolloutConfig,
-)
+from trainer.config import AlgorithmConfig, BatchingConfig, ClipConfig, Config, KLConfig, LossAgg, ModelConfig, OptimConfig, RolloutConfig
 from trainer.engine import TorchEngine
 from trainer.grpo import GRPOTrainer, ScoredBatch
 from trainer.logprobs import completion_logprobs
@@ -129,7 +118,7 @@ def test_micro_batches_sum_to_mini_batch_gradient(setup, agg, splits):
 @pytest.mark.parametrize("agg", AGGS, ids=[a.value for a in AGGS])
 def test_accumulation_exact_with_kl_entropy_dual_clip_gspo(setup, agg):
     model, d = setup
-    for loss in (PolicyLoss.ppo_clip, PolicyLoss.gspo):
+    for loss in ("ppo_clip", "gspo"):
         cfg = AlgorithmConfig(
             loss=loss, loss_agg=agg, loss_agg_max_len=MAX_LEN, entropy_coef=0.01,
             clip=ClipConfig(low=0.2, high=0.28, dual=3.0), kl=KLConfig(coef=0.1),

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trainer.batching import MINIBATCHERS, balanced_partitions, minibatch_indices
-from trainer.config import BatchingMode
+
 
 MODES = ["shuffled", "seqlen_balanced", "query_preserved", "sign_segregated"]
 FULL_EXCEPT_LAST = ["shuffled", "seqlen_balanced", "query_preserved"]
@@ -58,8 +58,13 @@ def run(mode, group_ids, adv, lengths, mbs, partitions, seed):
 
 
 # ------------------------------------------------------------------ every mode
-def test_registry_has_the_four_modes_of_the_config_enum():
-    assert set(MINIBATCHERS) == {m.value for m in BatchingMode}
+def test_registry_has_the_four_modes_and_the_config_refuses_others(tmp_path):
+    from sweeps.compose import compose
+    from trainer.knobs import ConfigError
+
+    assert set(MINIBATCHERS) == {"shuffled", "seqlen_balanced", "query_preserved", "sign_segregated"}
+    with pytest.raises(ConfigError, match="batching.mode='by_length': must be one of shuffled, seqlen_balanced"):
+        compose(["batching.mode=by_length"])
 
 
 @SETTINGS
@@ -109,7 +114,7 @@ def test_unknown_mode_names_the_key_and_the_registered_modes():
 
 def test_mode_may_be_the_config_enum():
     group_ids = torch.arange(4).repeat_interleave(2)
-    a = minibatch_indices(group_ids, torch.zeros(8), BatchingMode.query_preserved, 4, gen(3))
+    a = minibatch_indices(group_ids, torch.zeros(8), "query_preserved", 4, gen(3))
     b = minibatch_indices(group_ids, torch.zeros(8), "query_preserved", 4, gen(3))
     assert [x.tolist() for x in a] == [x.tolist() for x in b]
 

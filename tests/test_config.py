@@ -169,7 +169,7 @@ def test_configuration_doc_is_generated_from_the_schema():
     (["algorithm.adv_reweight.alpha=1.5"], "algorithm.adv_reweight.alpha=1.5"),
     (["algorithm.nthr.eta=1.5"], "algorithm.nthr.eta=1.5"),
     (["algorithm.nthr.eta=two_abs"], "algorithm.nthr.eta='two_abs'"),
-    (["algorithm.nthr.enabled=true", "task.format_reward=0.1"], "algorithm.nthr.correct_threshold=null"),
+    (["algorithm.nthr.enabled=true", "task.format_reward=0.1"], "task.correct_threshold=null"),
     (["algorithm.lopti.enabled=true", "algorithm.ppo_epochs=2"], "algorithm.ppo_epochs=2"),
     (["batching=query_preserved", "batching.mini_batch_size=12", "rollout.prompts_per_step=12"], "batching.mini_batch_size=12"),
     (["algorithm=dfpo"], "batching.mode=shuffled"),

@@ -16,9 +16,12 @@ import torch
 from scipy.optimize import minimize
 
 from trainer.advantages import group_advantages
-from trainer.config import AlgorithmConfig, ClipConfig, DFPOConfig, GradForm, GRPOFixConfig, LossAgg, PolicyLoss
+from trainer.config import AlgorithmConfig, ClipConfig, LossAgg
+from trainer.variants.dfpo import DFPOConfig
+from trainer.variants.grpo_fix import GradForm, GRPOFixConfig
 from trainer.intra_group import asym, dfpo_group_weights, sign_aware_clip
-from trainer.objectives import dfpo_weights, policy_loss
+from trainer.objectives import policy_loss
+from trainer.intra_group import dfpo_weights
 
 F64 = torch.float64
 TRANSFORMS = ["min_replace", "orth_proj_qp", "orth_proj_closed_form"]
@@ -33,8 +36,9 @@ def _close(actual, expected, tol=1e-9):
 
 
 def _cfg(transform="none", *, keep_clip_mask=False, stop_gradient=True, agg=LossAgg.seq_mean_token_mean, **kw):
+    """GSPO (transform none) or the DFPO loss with that transform."""
     return AlgorithmConfig(
-        loss=kw.pop("loss", PolicyLoss.gspo),
+        loss=kw.pop("loss", "gspo" if transform == "none" else "dfpo"),
         loss_agg=agg,
         clip=kw.pop("clip", ClipConfig(low=0.2, high=0.2)),
         dfpo=DFPOConfig(transform=transform, keep_clip_mask=keep_clip_mask, stop_gradient=stop_gradient),
@@ -336,7 +340,7 @@ def test_dfpo_needs_group_ids():
 
 
 # ================================================================ GRPO-fix (Eq. 79–81) on single tokens
-def _fix_cfg(form, loss=PolicyLoss.ppo_clip, clip=ClipConfig(low=0.2, high=0.2), agg=LossAgg.token_mean):
+def _fix_cfg(form, loss="ppo_clip", clip=ClipConfig(low=0.2, high=0.2), agg=LossAgg.token_mean):
     return AlgorithmConfig(loss=loss, loss_agg=agg, clip=clip, grpo_fix=GRPOFixConfig(enabled=True, grad_form=form))
 
 
@@ -386,7 +390,7 @@ def test_grpo_fix_on_gspo_sequence_ratio(form, row1_grad):
     mask = _t([[1, 1, 1], [1, 1, 0]])
     old = _t([[-1.0, -2.0, -0.5], [-0.7, -1.2, -3.0]])
     logp = (old + _t([[0.3, -0.1, 0.1], [0.2, 0.4, 5.0]])).requires_grad_(True)
-    cfg = _fix_cfg(form, loss=PolicyLoss.gspo, agg=LossAgg.seq_mean_token_mean)
+    cfg = _fix_cfg(form, loss="gspo", agg=LossAgg.seq_mean_token_mean)
     loss, stats = policy_loss(logp, old, _t([1.0, -1.0]), mask, cfg)
     (grad,) = torch.autograd.grad(loss, logp)
     s0 = math.exp(0.1)
@@ -423,7 +427,7 @@ def test_ppo_clip_does_not_cancel_shared_tokens(r_star):
     # r* = 1.5 > 1.28: the A > 0 row is clipped (no gradient), the A < 0 rows are not → sum
     # = −Σ_{A<0} Â_i r*/N = 1.5·1.5/12 = 0.1875. r* = 0.5 < 0.8: the A < 0 rows are clipped,
     # the A > 0 row is not → −1.5·0.5/12 = −0.0625. GRPO-fix gives 0 in both cases (test above).
-    cfg = AlgorithmConfig(loss=PolicyLoss.ppo_clip, loss_agg=LossAgg.token_mean, clip=ClipConfig(low=0.2, high=0.28))
+    cfg = AlgorithmConfig(loss="ppo_clip", loss_agg=LossAgg.token_mean, clip=ClipConfig(low=0.2, high=0.28))
     adv = group_advantages(torch.tensor([1.0, 0.0, 0.0, 0.0]), torch.zeros(4, dtype=torch.long)).double()
     side = adv < 0 if r_star > 1 else adv > 0
     total = _shared_token_grad_sum(cfg, r_star)
@@ -433,7 +437,7 @@ def test_ppo_clip_does_not_cancel_shared_tokens(r_star):
 
 def test_ppo_clip_cancels_inside_the_clip_range():
     # r* = 1.25 ∈ [0.8, 1.28]: no clip is active, every row has gradient −Â_i r*/N, which sums to 0
-    cfg = AlgorithmConfig(loss=PolicyLoss.ppo_clip, loss_agg=LossAgg.token_mean, clip=ClipConfig(low=0.2, high=0.28))
+    cfg = AlgorithmConfig(loss="ppo_clip", loss_agg=LossAgg.token_mean, clip=ClipConfig(low=0.2, high=0.28))
     _close(_shared_token_grad_sum(cfg, 1.25), 0.0, tol=1e-7)
 
 
@@ -449,7 +453,7 @@ def test_asym_of_a_group_constant_weight_is_weight_squared_times_advantage_varia
     _close(asym(_t([0.9, 0.9, 0.9]), _t([1.0, -1.0, 0.0]), torch.zeros(3, dtype=torch.long)), 0.54)
 
 
-@pytest.mark.parametrize("loss, weights", [(PolicyLoss.gspo, "s"), (PolicyLoss.ppo_clip, "token_mean_r")])
+@pytest.mark.parametrize("loss, weights", [("gspo", "s"), ("ppo_clip", "token_mean_r")])
 def test_policy_loss_reports_asym_of_its_trajectory_weights(loss, weights):
     # GSPO: w_i = s_i; PPO clip: w_i = token-mean of r_{i,t} over the response.
     # Rows of the DFPO example: s = [e^0.1, e^−0.05, e^0.3];

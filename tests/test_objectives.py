@@ -10,15 +10,10 @@ import math
 import pytest
 import torch
 
-from trainer.config import AlgorithmConfig, ClipConfig, KLConfig, KLPlacement, LossAgg, PolicyLoss
-from trainer.objectives import (
-    POLICY_LOSSES,
-    Normalizer,
-    aggregate,
-    kl_estimate,
-    policy_loss,
-    sequence_log_ratio,
-)
+from trainer.config import AlgorithmConfig, ClipConfig, KLConfig, KLPlacement, LossAgg
+from trainer.objectives import Normalizer, aggregate, kl_estimate, policy_loss
+from trainer.token_loss import sequence_log_ratio
+from trainer.registry import LOSSES
 
 F64 = torch.float64
 LOG2 = math.log(2.0)
@@ -87,7 +82,7 @@ def test_aggregate_with_an_external_normalizer():
 
 
 def test_unknown_aggregation_is_an_error():
-    with pytest.raises(ValueError, match="loss_agg"):
+    with pytest.raises(ValueError, match="loss aggregation 'sum': must be one of token_mean"):
         aggregate(VALUES, MASK, "sum", Normalizer.of(MASK))
 
 
@@ -307,7 +302,7 @@ def test_sequence_log_ratio_is_masked_token_mean():
 
 
 def test_gspo_token_ratio_is_the_sequence_ratio():
-    tok = POLICY_LOSSES["gspo"](_gspo_logp(), GS_OLD, _t([[1.0] * 3, [-1.0] * 3]), GS_MASK, _cfg(loss=PolicyLoss.gspo))
+    tok = LOSSES["gspo"].fn(_gspo_logp(), GS_OLD, _t([[1.0] * 3, [-1.0] * 3]), GS_MASK, _cfg(loss="gspo"))
     _close(tok.ratio[0], [S0, S0, S0])
     _close(tok.ratio[1, :2], [S1, S1])
 
@@ -316,7 +311,7 @@ def test_gspo_unclipped_gradient_is_sequence_ratio_times_advantage():
     # A = [1, −1], ε = 0.2: s_0 = 1.105 ∈ [0.8, 1.2]; s_1 = 1.350 > 1.2 but A < 0 → unclipped.
     # seq_mean_token_mean weight of token t of row i: 1 / (|y_i| · n_seqs)
     # dL/dℓ_{0,t} = −s_0·1 / (3·2) = −0.1841952; dL/dℓ_{1,t} = −s_1·(−1) / (2·2) = 0.3374647; masked: 0
-    cfg = _cfg(loss=PolicyLoss.gspo, loss_agg=LossAgg.seq_mean_token_mean)
+    cfg = _cfg(loss="gspo", loss_agg=LossAgg.seq_mean_token_mean)
     logp = _gspo_logp()
     loss, stats = policy_loss(logp, GS_OLD, _t([1.0, -1.0]), GS_MASK, cfg)
     (grad,) = torch.autograd.grad(loss, logp)
@@ -331,7 +326,7 @@ def test_gspo_unclipped_gradient_is_sequence_ratio_times_advantage():
 def test_gspo_clips_whole_sequence():
     # A = [1, 1]: s_1 = 1.350 > 1 + 0.2 with A > 0 → every token of row 1 clipped, zero gradient;
     # row 0 unchanged: −s_0/6 per token. L = (−s_0 − 1.2)/2; clip_frac_high = 2 tokens / 5 = 0.4
-    cfg = _cfg(loss=PolicyLoss.gspo, loss_agg=LossAgg.seq_mean_token_mean)
+    cfg = _cfg(loss="gspo", loss_agg=LossAgg.seq_mean_token_mean)
     logp = _gspo_logp()
     loss, stats = policy_loss(logp, GS_OLD, _t([1.0, 1.0]), GS_MASK, cfg)
     (grad,) = torch.autograd.grad(loss, logp)
@@ -347,7 +342,7 @@ def test_gspo_equals_ppo_clip_at_old_policy():
     mask = _t([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]])
     adv = _t([0.5, -1.0, 2.0])
     grads = []
-    for name in (PolicyLoss.ppo_clip, PolicyLoss.gspo):
+    for name in ("ppo_clip", "gspo"):
         logp = old.clone().requires_grad_(True)
         loss, _ = policy_loss(logp, old, adv, mask, _cfg(loss=name, loss_agg=LossAgg.seq_mean_token_mean))
         grads.append(torch.autograd.grad(loss, logp)[0])

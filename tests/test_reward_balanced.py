@@ -16,8 +16,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trainer.config import RBCountBy, RBLeftover, RBUnit, RBUpdateSize, RBZeroAdvGroups, RewardBalancedConfig
-from trainer.reward_balanced import RewardBalancedBuffer, required_per_sign, select_balanced
+from trainer.variants.reward_balanced import RBCountBy, RBLeftover, RBUnit, RBUpdateSize, RBZeroAdvGroups, RewardBalancedConfig
+from trainer.variants.reward_balanced import RewardBalancedBuffer
+from trainer.balanced_selection import required_per_sign, select_balanced
 
 RHOS = [0.1, 0.2, 0.25, 0.3, 1 / 3, 0.4, 0.5]
 
@@ -159,7 +160,7 @@ def test_min_frac_is_checked_with_a_float_tolerance():
 
 @pytest.mark.parametrize("rho", [0.0, 0.6, -0.1])
 def test_min_frac_out_of_range_names_the_key(rho):
-    with pytest.raises(ValueError, match=rf"batching.reward_balanced.min_frac={rho}"):
+    with pytest.raises(ValueError, match=rf"min_frac={rho} \(batching.reward_balanced.min_frac\) must be in"):
         select_balanced(torch.ones(2).bool(), torch.zeros(2).bool(), torch.arange(2), rho, 2)
 
 

@@ -65,8 +65,10 @@ def _cfg(source: OldLogpSource) -> Config:
 
 
 def _step(model_dir, cfg, monkeypatch=None):
-    def no_old_forward(trainer):  # the point of the option: no π_old forward at all
-        monkeypatch.setattr(trainer, "_old_forward", lambda *a: pytest.fail("π_old forward ran"))
+    def no_old_forward(_trainer):  # the point of the option: no π_old forward at all
+        from trainer import grpo  # the π_old forward is the one pass cut into whole-group chunks
+
+        monkeypatch.setattr(grpo, "group_chunks", lambda *a: pytest.fail("π_old forward ran"))
 
     return one_trainer_step(model_dir, cfg, no_old_forward if monkeypatch is not None else None)
 

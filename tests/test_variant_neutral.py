@@ -15,24 +15,17 @@ import pytest
 import torch
 
 from tests.conftest import HashTask, one_trainer_step
-from trainer.config import (
-    AlgorithmConfig,
-    BatchingConfig,
-    BatchingMode,
-    Config,
-    GRPOFixConfig,
-    LoptiConfig,
-    ModelConfig,
-    NTHRConfig,
-    RolloutConfig,
-)
+from trainer.config import AlgorithmConfig, BatchingConfig, Config, ModelConfig, RolloutConfig
+from trainer.variants.grpo_fix import GRPOFixConfig
+from trainer.variants.lopti import LoptiConfig
+from trainer.variants.nthr import NTHRConfig
 from trainer.engine import TorchEngine
 from trainer import update_plan
 from trainer.grpo import GRPOTrainer
 from trainer.modeling import build_tiny, load_policy, load_tokenizer
 from trainer.objectives import policy_loss
 from trainer.rollout import build_rollout
-from trainer.token_weights import advantage_reweight
+from trainer.variants.adv_reweight import advantage_reweight
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +76,7 @@ def test_grpo_fix_is_grpo_on_policy(model_dir, grpo):
     torch.testing.assert_close(params, grpo[0], rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("mode", [BatchingMode.query_preserved, BatchingMode.seqlen_balanced])
+@pytest.mark.parametrize("mode", ["query_preserved", "seqlen_balanced"])
 def test_batching_mode_is_irrelevant_with_one_minibatch(model_dir, grpo, mode):
     cfg = _cfg()
     cfg.batching.mode = mode
@@ -102,7 +95,7 @@ def test_lopti_stages_add_up_to_the_grpo_gradient_at_the_old_policy(model_dir):
     trainer = GRPOTrainer(cfg, policy, None, tok, TorchEngine(policy, cfg.optim),
                           build_rollout("hf", policy, tok, torch.device("cpu")), task)
     torch.manual_seed(0)
-    sb, _ = trainer.collect(task.train, step=1)
+    sb = trainer.collect(task.train, step=1).scored
     idx = torch.arange(sb.size)
     # an untrained model spreads its mass thin: split at the median π_old so both stages have tokens
     cfg.algorithm.lopti.eta = float(sb.old_logp[sb.loss_mask.bool()].exp().median())
@@ -154,7 +147,7 @@ def test_lopti_skipping_rows_without_stage_tokens_changes_nothing(model_dir, mon
     probe = GRPOTrainer(cfg, policy, None, tok, TorchEngine(policy, cfg.optim),
                         build_rollout("hf", policy, tok, torch.device("cpu")), HashTask())
     torch.manual_seed(_mix(cfg.seed, 1, 1))  # the step's own sampling seed: the same rollouts
-    sb, _ = probe.collect(HashTask().train, step=1)
+    sb = probe.collect(HashTask().train, step=1).scored
     probs = sb.old_logp.exp().masked_fill(~sb.loss_mask.bool(), float("inf"))
     cfg.algorithm.lopti.eta = float(probs.min(-1).values.max())
     fast, m = _step(model_dir, cfg)

@@ -38,7 +38,6 @@ def rollout_stats(batch: RolloutBatch, rewards: torch.Tensor, threshold: float) 
         "train/response_length": float(lengths.mean()),
         "train/truncated_frac": float(batch.truncated.float().mean()),
         "train/mixed_group_frac": mixed_group_fraction(rewards, batch.group_ids),
-        "_n_tokens": float(batch.completion_mask.sum()),
     }
 
 

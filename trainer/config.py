@@ -3,8 +3,13 @@
 Plain dataclasses (no Hydra import) so the pure tensor functions can take ``AlgorithmConfig``
 directly; ``sweeps.configstore`` registers ``Config`` with Hydra's ConfigStore so an unknown key
 or a wrongly typed value fails at compose time. Ranges live next to each field (``knob(...)``) and
-are checked by ``validate``, which names the full key, the value and what is valid.
-Symbols the papers reuse (β, η, α, ε) never appear bare: see ALGORITHMS.md §0.
+are checked by ``trainer.validation.validate``, which names the full key, the value and what is
+valid. Symbols the papers reuse (β, η, α, ε) never appear bare: see docs/algorithms.md §0.2.
+
+Each variant's section (``algorithm.nthr``, ``algorithm.lopti``, ``batching.reward_balanced``, …)
+is declared in the variant's own module under ``trainer/variants/`` and added here to
+``AlgorithmConfig`` / ``BatchingConfig`` from the registry (``trainer.registry.sections``), so a
+new variant needs no edit of this file.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Dict, List, Optional
 
+import trainer.variants  # noqa: F401  registers every variant: their sections are part of the schema
 from trainer.knobs import ConfigError, knob, section
+from trainer.registry import sections
 
 __all__ = ["ConfigError", "knob", "section"]  # re-exported: the schema's building blocks
 
@@ -24,11 +31,6 @@ class TaskName(str, Enum):
     arithmetic = "arithmetic"
     knights_knaves = "knights_knaves"
     jsonl = "jsonl"
-
-
-class PolicyLoss(str, Enum):
-    ppo_clip = "ppo_clip"  # token-level ratio (GRPO / DAPO / Dr.GRPO)
-    gspo = "gspo"  # sequence-level ratio (GSPO)
 
 
 class LossAgg(str, Enum):
@@ -57,66 +59,6 @@ class OldLogpSource(str, Enum):
 class AdvantageScale(str, Enum):
     group = "group"  # std of the prompt's group (GRPO)
     batch = "batch"  # std of the whole rollout batch
-
-
-class BatchingMode(str, Enum):
-    shuffled = "shuffled"  # sample-level permutation (TRL)
-    seqlen_balanced = "seqlen_balanced"  # verl's length balancing (groups scattered)
-    query_preserved = "query_preserved"  # whole groups per mini-batch (cancellation paper)
-    sign_segregated = "sign_segregated"  # A>0 and A<0 in separate mini-batches (anti-control)
-
-
-class LoptiOrder(str, Enum):
-    low_first = "low_first"  # the paper's order
-    high_first = "high_first"  # the collapse ablation
-
-
-class LoptiDenominator(str, Enum):
-    all_tokens = "all_tokens"  # reference code: each stage divides by every response token
-    stage_tokens = "stage_tokens"  # renormalize by the stage's own tokens
-
-
-class NTHRVocab(str, Enum):
-    group_union = "group_union"  # V*: tokens occurring in the group's responses (paper App. 7.4)
-    full = "full"  # the whole vocabulary (reference for tests; O(|V|·d))
-
-
-class DFPOTransform(str, Enum):
-    none = "none"
-    min_replace = "min_replace"  # Eq. 50
-    orth_proj_qp = "orth_proj_qp"  # Eq. 51, solved exactly
-    orth_proj_closed_form = "orth_proj_closed_form"  # Eq. 52-55, truncate and rebalance
-
-
-class GradForm(str, Enum):
-    autograd = "autograd"  # gradient through clamp: 0 above 1+ε
-    detached = "detached"  # sg(clip(r,0,1+ε))·A·∇log π (Eq. 81 literally)
-
-
-class RBUnit(str, Enum):
-    group = "group"
-    rollout = "rollout"
-
-
-class RBCountBy(str, Enum):
-    reward = "reward"  # positive = correct (task reward ≥ threshold)
-    advantage = "advantage"  # positive = A > 0
-
-
-class RBZeroAdvGroups(str, Enum):
-    count = "count"  # kept in the buffer and counted (as their reward sign)
-    exclude = "exclude"  # kept in the update batch, not counted towards N+/N−
-    drop = "drop"  # removed before buffering
-
-
-class RBLeftover(str, Enum):
-    carry = "carry"
-    discard = "discard"
-
-
-class RBUpdateSize(str, Enum):
-    fixed = "fixed"  # an update batch of rollout.prompts_per_step·rollout.n responses
-    variable = "variable"  # the largest balanced selection the buffer allows
 
 
 class RolloutBackend(str, Enum):
@@ -192,6 +134,9 @@ class TaskConfig:
     n_train: int = knob(600, "Training prompts generated.", ge=1)
     n_eval: int = knob(200, "Held-out prompts for eval accuracy.", ge=1)
     format_reward: float = knob(0.0, "Reward of a well-formatted wrong answer (0 keeps rewards binary).", ge=0.0, lt=1.0)
+    correct_threshold: Optional[float] = knob(
+        None, "Task reward ≥ this counts as correct (train/eval accuracy, NTHR anchors, reward-balanced counts); "
+        "null = 1.0, which needs binary rewards where NTHR is on.")
     arithmetic: ArithmeticTaskConfig = section(ArithmeticTaskConfig, "task=arithmetic options.")
     knights_knaves: KnightsKnavesTaskConfig = section(KnightsKnavesTaskConfig, "task=knights_knaves options.")
     jsonl: JsonlTaskConfig = section(JsonlTaskConfig, "task=jsonl options.")
@@ -202,7 +147,7 @@ class AdvantageConfig:
     std_normalize: bool = knob(True, "Divide by the group std (GRPO); false = Dr.GRPO's mean-centering only.")
     std_unbiased: bool = knob(True, "Bessel-corrected std (torch.std; TRL and verl) instead of population std.")
     scale: AdvantageScale = knob(AdvantageScale.group, "Std over the prompt's group or over the batch.")
-    eps: float = knob(1e-6, "Added to the std (ALGORITHMS.md §1).", ge=0.0)
+    eps: float = knob(1e-6, "Added to the std (docs/algorithms.md §1.1).", ge=0.0)
 
 
 @dataclass
@@ -220,54 +165,10 @@ class KLConfig:
 
 
 @dataclass
-class AdvReweightConfig:
-    alpha: float = knob(
-        0.0, "AR α: token advantage × (α·π_old(y_t) + 1−α); 0 = off (Lopti paper: 0.3 K&K, 0.1 math).", ge=0.0, le=1.0
-    )
-
-
-@dataclass
-class LoptiConfig:
-    enabled: bool = knob(False, "Two-stage update on each rollout batch, split by π_old(y_t) < eta.")
-    eta: float = knob(0.5, "Lopti η: probability threshold; low = π_old < η, high = π_old ≥ η.", gt=0.0, lt=1.0)
-    order: LoptiOrder = knob(LoptiOrder.low_first, "Which token set updates first (high_first = collapse ablation).")
-    denominator: LoptiDenominator = knob(LoptiDenominator.all_tokens, "Loss normalizer of each stage.")
-    recompute_old_logp: bool = knob(False, "Refresh π_old (the ratio base; the split stays) between stages; reference: no.")
-    mask_kl: bool = knob(True, "KL and entropy terms only on the active stage's tokens (reference code).")
-
-
-@dataclass
-class NTHRConfig:
-    enabled: bool = knob(False, "Scale the advantage of negative tokens whose NTHR score exceeds τ (mixed groups only).")
-    beta: float = knob(1.0, "NTHR β: τ = β·min_i s̄⁺_i; -inf scales every negative token (ablation {-inf,0,0.1,1}).")
-    eta: Any = knob(
-        "auto",
-        "NTHR η: a number in [0,1] (1 = no change) or a schedule of the group success rate p: auto = 2|0.5−p|, p, one_minus_p.",
-    )
-    correct_threshold: Optional[float] = knob(
-        None, "Task reward ≥ this counts as a correct response; null requires binary rewards (task.format_reward=0)."
-    )
-    vocab: NTHRVocab = knob(NTHRVocab.group_union, "Vocabulary of the prediction errors g = e_y − π.")
-
-
-@dataclass
-class DFPOConfig:
-    transform: DFPOTransform = knob(DFPOTransform.none, "Intra-group transform of GSPO's post-clip sequence weights.")
-    keep_clip_mask: bool = knob(False, "Zero gradient where GSPO's clip is active (false = coefficient only, Eq. 85).")
-    stop_gradient: bool = knob(True, "Treat the transformed weights as constants (false = the paper's ablation).")
-    floor: float = knob(1e-3, "ϵ floor of the closed-form Orth-Proj (Eq. 52; the paper gives no value).", gt=0.0)
-
-
-@dataclass
-class GRPOFixConfig:
-    enabled: bool = knob(False, "Symmetric clip: per-token A·clip(r, 0, 1+ε_high) for both signs (DFPO App. H).")
-    grad_form: GradForm = knob(GradForm.autograd, "Gradient through the clamp, or a detached coefficient (Eq. 81).")
-
-
-@dataclass
-class AlgorithmConfig:
+class _AlgorithmBase:
     name: str = knob("grpo", "Variant label (W&B job_type, table rows); no behaviour hangs on it.")
-    loss: PolicyLoss = knob(PolicyLoss.ppo_clip, "Policy-loss function from the registry.")
+    loss: str = knob("ppo_clip", "Registered policy loss: ppo_clip (token ratio), gspo (sequence ratio), dfpo (GSPO + "
+                     "DFPO's intra-group transform, knobs under algorithm.dfpo).")
     advantage: AdvantageConfig = section(AdvantageConfig, "Group-relative advantage options.")
     clip: ClipConfig = section(ClipConfig, "PPO clip ε (asymmetric) and dual clip.")
     kl: KLConfig = section(KLConfig, "KL to the frozen reference policy.")
@@ -280,36 +181,37 @@ class AlgorithmConfig:
         OldLogpSource.recompute, "π_old log-probs: recompute (a policy forward after sampling) or rollout (the sampler's "
         "own, no extra forward: HF generate's equal the recomputed ones up to float rounding; vLLM's differ by "
         "train/logp_mismatch, which recompute logs).")
-    dynamic_sampling: bool = knob(False, "Drop zero-variance groups (all correct / all wrong) before the update (DAPO).")
-    adv_reweight: AdvReweightConfig = section(AdvReweightConfig, "Advantage Reweighting (Lopti paper §3).")
-    lopti: LoptiConfig = section(LoptiConfig, "Low-probability token isolation (Lopti paper §4).")
-    nthr: NTHRConfig = section(NTHRConfig, "Negative token hidden reward (NTHR paper Eq. 7-9).")
-    dfpo: DFPOConfig = section(DFPOConfig, "DFPO intra-group weight transform (needs algorithm.loss=gspo).")
-    grpo_fix: GRPOFixConfig = section(GRPOFixConfig, "GRPO-fix symmetric clipping.")
+    transform_order: List[str] = knob(
+        [], "Order in which the enabled token transforms rewrite the advantages (names of their sections, e.g. "
+        "[adv_reweight, nthr]); empty = registered order: nthr, adv_reweight, sign_weight.")
+
+
+def _with_variant_sections(base: type, parent: str, name: str) -> type:
+    """``base`` plus one section per variant registered under ``parent`` (a dataclass of this module)."""
+    extra = [(n, cls, section(cls, help)) for n, cls, help in sections(parent)]
+    cls = dataclasses.make_dataclass(name, extra, bases=(base,))
+    cls.__module__ = __name__  # pickled and printed as trainer.config.<name>
+    return cls
+
+
+AlgorithmConfig = _with_variant_sections(_AlgorithmBase, "algorithm", "AlgorithmConfig")
+AlgorithmConfig.__doc__ = "Objective and its variants: base knobs, then one section per registered variant."
 
 
 @dataclass
-class RewardBalancedConfig:
-    enabled: bool = knob(False, "Buffer rollouts across steps; update only on a batch with min(N+,N−)/|B| ≥ min_frac.")
-    min_frac: float = knob(0.25, "ρ: minimum fraction of each sign in an update batch.", gt=0.0, le=0.5)
-    unit: RBUnit = knob(RBUnit.group, "Select whole groups (keeps Σ A = 0 per group) or single rollouts.")
-    count_by: RBCountBy = knob(RBCountBy.reward, "What makes a rollout positive or negative.")
-    zero_adv_groups: RBZeroAdvGroups = knob(RBZeroAdvGroups.exclude, "All-correct/all-wrong groups: count, exclude or drop.")
-    leftover: RBLeftover = knob(RBLeftover.carry, "Rollouts not selected: carry to the next step or discard.")
-    max_staleness: int = knob(2, "Drop buffered rollouts sampled more than this many steps ago.", ge=0)
-    update_size: RBUpdateSize = knob(RBUpdateSize.fixed, "Update batch size: fixed (one rollout batch) or variable.")
-
-
-@dataclass
-class BatchingConfig:
-    mode: BatchingMode = knob(BatchingMode.shuffled, "How a rollout batch is cut into mini-batches.")
+class _BatchingBase:
+    mode: str = knob("shuffled", "How a rollout batch is cut into mini-batches: shuffled, seqlen_balanced, "
+                     "query_preserved (whole groups), sign_segregated (the registered modes of trainer.batching).")
     mini_batch_size: int = knob(256, "Responses per optimizer step.", ge=1)
     micro_batch_size: int = knob(128, "Responses per forward/backward (accumulation; never changes the math).", ge=1)
     sort_micro_batches: bool = knob(
         True, "Cut each mini-batch into micro-batches of rows of similar length (less padding per forward; the "
         "gradient is the same sum). Off: micro-batches follow the mini-batch's order.")
     seqlen_partitions: int = knob(8, "seqlen_balanced: data-parallel ranks verl balances lengths over (emulated).", ge=1)
-    reward_balanced: RewardBalancedConfig = section(RewardBalancedConfig, "Reward-balanced buffering (cancellation §4.2).")
+
+
+BatchingConfig = _with_variant_sections(_BatchingBase, "batching", "BatchingConfig")
+BatchingConfig.__doc__ = "Mini/micro-batching of each rollout batch, and the update buffers."
 
 
 @dataclass
@@ -457,16 +359,13 @@ class Config:
     engine: EngineConfig = section(EngineConfig, "Optimizer-step engine.")
     optim: OptimConfig = section(OptimConfig, "Optimizer.")
     train: TrainConfig = section(TrainConfig, "Training loop length and eval cadence.")
-    diagnostics: DiagnosticsConfig = section(DiagnosticsConfig, "What the papers measure (ALGORITHMS.md §7).")
+    diagnostics: DiagnosticsConfig = section(DiagnosticsConfig, "What the papers measure (docs/algorithms.md §7).")
     sft: SFTConfig = section(SFTConfig, "Supervised warm start.")
     launcher: LauncherConfig = section(LauncherConfig, "Launcher.")
     tracker: TrackerConfig = section(TrackerConfig, "Tracker.")
     sweep: SweepConfig = section(SweepConfig, "Sweep definition.")
     tune: TuneConfig = section(TuneConfig, "Optuna search (grpolab tune).")
     paths: PathsConfig = section(PathsConfig, "Output and cache locations.")
-
-
-NTHR_ETA_SCHEDULES = ("auto", "p", "one_minus_p")
 
 
 def valid_keys(dotted: str) -> list[str] | None:

@@ -29,7 +29,8 @@ def render() -> str:
     lines = [
         "# Configuration reference",
         "",
-        "Generated from `trainer/config.py` by `python -m trainer.config_docs`; do not edit by hand.",
+        "Generated from the schema (`trainer/config.py`, and each variant's own section in `trainer/variants/`)",
+        "by `python -m trainer.config_docs`; do not edit by hand.",
         "Defaults are the schema's; the files in `conf/` (the defaults list in `conf/config.yaml`) set",
         "the values a plain `grpolab` command starts from. Unknown keys, wrong types and values",
         "outside the bounds are rejected before anything runs.",

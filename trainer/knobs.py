@@ -16,7 +16,9 @@ class ConfigError(ValueError):
 
 
 def knob(default: Any, help: str, **bounds: Any) -> Any:
-    """A config field with its documentation and bounds (ge, gt, le, lt) as metadata."""
+    """A config field with its documentation and bounds as metadata: ``ge``, ``gt``, ``le``, ``lt``
+    for numbers, and ``valid``, a function of the value returning what would be valid when it is
+    not (None when it is), for values no bound describes."""
     meta = {"help": help, **bounds}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)

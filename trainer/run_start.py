@@ -19,7 +19,7 @@ from typing import Optional
 import torch
 import yaml
 
-from trainer import checkpoint, distributed
+from trainer import checkpoint, distributed, registry
 from trainer.identity import config_hash, run_meta, to_dict
 from trainer.knobs import ConfigError
 from trainer.provenance import code_version
@@ -41,6 +41,10 @@ def start_ranks(cfg) -> int:
             raise ConfigError(
                 f"WORLD_SIZE={world} but engine.backend={cfg.engine.backend.value} is single-process: "
                 "use engine=deepspeed_zero{0,1,2,3} for several ranks")
+        if registry.needs(cfg).whole_groups:
+            raise ConfigError(
+                f"WORLD_SIZE={world} but algorithm.loss={cfg.algorithm.loss} needs whole prompt groups per "
+                "micro-batch, which sharding a mini-batch over ranks breaks; run it in one process")
         distributed.init_from_env(str(resolve_device(cfg.engine.device)))
     return distributed.rank()
 

@@ -6,6 +6,7 @@ stacked (``concat_scored``) with prompts re-padded; every per-token tensor is co
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
@@ -48,8 +49,8 @@ class ScoredBatch:
         )
 
     def with_group_ids(self, group_ids: torch.Tensor) -> "ScoredBatch":
-        self.rollout.group_ids = group_ids
-        return self
+        """The same batch with other prompt-group ids (a new object; this one is left as it is)."""
+        return dataclasses.replace(self, rollout=dataclasses.replace(self.rollout, group_ids=group_ids))
 
 
 def concat_scored(parts: list[ScoredBatch]) -> ScoredBatch:

@@ -1,4 +1,4 @@
-"""How one update pass is laid out: Lopti's stages, the rows each stage needs, and each rank's
+"""How one update pass is laid out: its stages, the rows each stage needs, and each rank's
 micro-batches. Pure functions of the config and index tensors (the trainer only loops over them).
 """
 
@@ -10,9 +10,7 @@ from typing import Optional
 
 import torch
 
-from trainer import distributed
-from trainer.config import Config, DFPOTransform, LoptiDenominator, LoptiOrder
-from trainer.token_weights import lopti_masks
+from trainer import distributed, registry
 
 
 @dataclass(frozen=True)
@@ -22,34 +20,30 @@ class Stage:
     name: str
     active: Optional[torch.Tensor]  # [B,T] bool, None = every response token
     denom: torch.Tensor  # [B,T] mask whose counts normalize the loss
+    mask_all_terms: bool = True  # the KL and entropy terms too act only on the active tokens
+    refresh_old_logp: bool = False  # recompute π_old (the ratios' base) before this stage
 
 
-def stages(cfg: Config, old_logp: torch.Tensor, loss_mask: torch.Tensor) -> list[Stage]:
-    """One stage normally; Lopti's two (low-probability tokens first, by default)."""
-    lo = cfg.algorithm.lopti
-    if not lo.enabled:
+def stages(cfg, old_logp: torch.Tensor, loss_mask: torch.Tensor) -> list[Stage]:
+    """The enabled ``StagePlan``'s stages (Lopti's two), or one stage over every token."""
+    plan = registry.one(cfg, registry.StagePlan)
+    if plan is None:
         return [Stage("all", None, loss_mask)]
-    low, high = lopti_masks(old_logp, loss_mask, lo.eta)
-    sets = [("low", low), ("high", high)]
-    if lo.order == LoptiOrder.high_first:
-        sets.reverse()
-    by_stage = lo.denominator == LoptiDenominator.stage_tokens
-    return [Stage(name, m, m.float() if by_stage else loss_mask) for name, m in sets]
+    return plan.role.stages(old_logp, loss_mask, registry.section_of(cfg, plan))
 
 
-def live_rows(cfg: Config, mb: torch.Tensor, stage: Stage) -> torch.Tensor:
+def live_rows(cfg, mb: torch.Tensor, stage: Stage) -> torch.Tensor:
     """Rows of ``mb`` that can contribute to this stage's loss. A row without active tokens adds
     exactly zero loss and gradient when every term is masked to the stage, so it is skipped (the
-    normalizer is the mini-batch's, already fixed). DFPO keeps every row: its transform needs
-    whole groups. Always at least one row, so each mini-batch still makes its optimizer step."""
-    alg = cfg.algorithm
-    if stage.active is None or not alg.lopti.mask_kl or alg.dfpo.transform != DFPOTransform.none:
+    normalizer is the mini-batch's, already fixed). A loss that needs whole groups keeps every row.
+    Always at least one row, so each mini-batch still makes its optimizer step."""
+    if stage.active is None or not stage.mask_all_terms or registry.needs(cfg).whole_groups:
         return mb
     live = mb[stage.active[mb].any(-1)]
     return live if live.numel() else mb[:1]
 
 
-def micro_batches(cfg: Config, rows: torch.Tensor, rank: int, world: int,
+def micro_batches(cfg, rows: torch.Tensor, rank: int, world: int,
                   lengths: Optional[torch.Tensor] = None) -> list[tuple[torch.Tensor, float]]:
     """(indices, weight) of this rank's micro-batches of a mini-batch's rows.
 
@@ -57,22 +51,20 @@ def micro_batches(cfg: Config, rows: torch.Tensor, rank: int, world: int,
     rollout batch): rank r takes its contiguous shard, cut into the same number of micro-batches
     on every rank, since ZeRO runs collectives per backward; a rank short of rows makes a
     zero-weight pass on one row. The loss normalizer stays the whole mini-batch's, so the
-    gradients summed over ranks equal the single-process gradient.
+    gradients summed over ranks equal the single-process gradient. (A loss that needs whole groups
+    runs in one process: validation and ``trainer.run_start.start_ranks`` refuse more.)
 
     With ``batching.sort_micro_batches`` and ``lengths`` (a per-row sort key over the whole batch),
     the rows (this rank's, with several ranks) are ordered by length before cutting, so each
     micro-batch holds rows of similar length and its forward skips their common padding
     (``trainer.logprobs.completion_logprobs``). Exact: a mini-batch's gradient is a sum over its
-    rows, whatever the micro-batches; only the float summation order changes. Not with DFPO (its
-    transform needs whole groups per micro-batch).
+    rows, whatever the micro-batches; only the float summation order changes. Not when the loss
+    needs whole groups per micro-batch.
     """
     size = cfg.batching.micro_batch_size
-    sort = cfg.batching.sort_micro_batches and lengths is not None and cfg.algorithm.dfpo.transform == DFPOTransform.none
+    sort = cfg.batching.sort_micro_batches and lengths is not None and not registry.needs(cfg).whole_groups
     if world == 1:
         return [(m, 1.0) for m in _by_length(rows, lengths, sort).split(size)]
-    if cfg.algorithm.dfpo.transform != DFPOTransform.none:
-        raise ValueError("algorithm.dfpo.transform: DFPO needs whole groups per micro-batch, which "
-                         "sharding a mini-batch over ranks breaks; run DFPO in one process per cell")
     n = max(1, math.ceil(math.ceil(rows.numel() / world) / size))
     local = _by_length(distributed.shard(rows, rank, world), lengths, sort)
     real = [(m, 1.0) for m in local.tensor_split(min(n, local.numel()))] if local.numel() else []

@@ -2,7 +2,9 @@
 
 ``validate`` lists every bad key at once (not just the first), each naming the full key, the
 value and what is valid; ``config_warnings`` lists valid configs that probably do not do what the
-user wants (printed once per distinct message before a sweep launches).
+user wants (printed once per distinct message before a sweep launches). Rules about variants are
+asked of the registry: what the selected loss and the enabled features need (``Needs``), and each
+one's own ``check`` and ``warn``; nothing here names a paper's variant.
 """
 
 from __future__ import annotations
@@ -11,18 +13,9 @@ import dataclasses
 import math
 from typing import Any
 
-from trainer.config import (
-    NTHR_ETA_SCHEDULES,
-    BatchingMode,
-    Config,
-    DFPOTransform,
-    LoptiOrder,
-    OldLogpSource,
-    PolicyLoss,
-    RBUnit,
-    RolloutBackend,
-    TaskName,
-)
+from trainer import registry
+from trainer.batching import MINIBATCHERS
+from trainer.config import Config, OldLogpSource, RolloutBackend, TaskName
 from trainer.knobs import ConfigError
 
 _BOUND_TEXT = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
@@ -34,6 +27,16 @@ _BOUND_OK = {
 }
 
 
+def validate(cfg: Config) -> Config:
+    """Raise ``ConfigError`` listing every bad key (not just the first); return ``cfg`` if fine."""
+    errors = _range_errors(cfg, "") + _cross_errors(cfg)
+    if cfg.algorithm.loss in registry.LOSSES:  # the variant rules start from the selected loss
+        errors += _variant_errors(cfg)
+    if errors:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+    return cfg
+
+
 def _range_errors(obj: Any, prefix: str) -> list[str]:
     errors = []
     for f in dataclasses.fields(obj):
@@ -41,6 +44,10 @@ def _range_errors(obj: Any, prefix: str) -> list[str]:
         key = f"{prefix}{f.name}"
         if dataclasses.is_dataclass(value):
             errors += _range_errors(value, key + ".")
+            continue
+        valid = f.metadata.get("valid")
+        if valid is not None and valid(value) is not None:
+            errors.append(f"{key}={value!r}: {valid(value)}")
             continue
         if value is None or not isinstance(value, (int, float)) or isinstance(value, bool):
             continue
@@ -60,7 +67,11 @@ def _cross_errors(cfg: Config) -> list[str]:
         errors.append(f"model.num_kv_heads={m.num_kv_heads}: must divide model.num_heads={m.num_heads}")
     if m.path is None and m.hidden_size % m.num_heads:
         errors.append(f"model.hidden_size={m.hidden_size}: must be a multiple of model.num_heads={m.num_heads}")
-    b, r = cfg.batching, cfg.rollout
+    a, b, r = cfg.algorithm, cfg.batching, cfg.rollout
+    if a.loss not in registry.LOSSES:
+        errors.append(f"algorithm.loss={a.loss!r}: must be one of {', '.join(registry.LOSSES)}")
+    if b.mode not in MINIBATCHERS:
+        errors.append(f"batching.mode={b.mode!r}: must be one of {', '.join(MINIBATCHERS)}")
     batch = r.prompts_per_step * r.n
     if b.mini_batch_size > batch or batch % b.mini_batch_size:
         errors.append(
@@ -71,7 +82,7 @@ def _cross_errors(cfg: Config) -> list[str]:
         errors.append(
             f"batching.micro_batch_size={b.micro_batch_size}: must divide batching.mini_batch_size={b.mini_batch_size}"
         )
-    if b.mode == BatchingMode.query_preserved and b.mini_batch_size % r.n:
+    if b.mode == "query_preserved" and b.mini_batch_size % r.n:
         errors.append(
             f"batching.mini_batch_size={b.mini_batch_size}: batching.mode=query_preserved keeps whole groups, "
             f"so it must be a multiple of rollout.n={r.n}"
@@ -101,67 +112,57 @@ def _cross_errors(cfg: Config) -> list[str]:
             f"(hidden_size / num_heads = {m.hidden_size // m.num_heads}); widen the tiny model or use rollout=hf"
         )
     bins = list(cfg.diagnostics.prob_bins)
-    if any(a >= b for a, b in zip(bins, bins[1:])) or any(not 0.0 < e < 1.0 for e in bins):
+    if any(x >= y for x, y in zip(bins, bins[1:])) or any(not 0.0 < e < 1.0 for e in bins):
         errors.append(f"diagnostics.prob_bins={bins}: must be strictly increasing, each in (0, 1)")
-    return errors + _variant_errors(cfg)
+    transforms = [n for n, f in registry.FEATURES.items() if isinstance(f.role, registry.TokenTransform)]
+    order = list(a.transform_order)
+    unknown = [n for n in order if n not in transforms]
+    if unknown or len(set(order)) != len(order):
+        errors.append(f"algorithm.transform_order={order}: each must be one registered token transform "
+                      f"({', '.join(transforms)}), at most once")
+    return errors
+
+
+# ---------------------------------------------------------------- variants, through the registry
+def _components_on(cfg: Config) -> list[tuple[str, Any]]:
+    """(how a user switched it on, its registry entry) for the loss and every enabled feature."""
+    loss = registry.loss_of(cfg)
+    return [(f"algorithm.loss={loss.name}", loss),
+            *((f"{f.key}.enabled=true", f) for f in registry.features_on(cfg))]
 
 
 def _variant_errors(cfg: Config) -> list[str]:
-    """Combinations of the paper variants that are undefined or would silently do something else."""
+    """What the selected components need of the update, and each one's own rules."""
     errors = []
-    a, b, r = cfg.algorithm, cfg.batching, cfg.rollout
-    nthr = a.nthr
-    if isinstance(nthr.eta, str):
-        if nthr.eta not in NTHR_ETA_SCHEDULES:
-            errors.append(f"algorithm.nthr.eta={nthr.eta!r}: must be a number in [0, 1) or one of {list(NTHR_ETA_SCHEDULES)}")
-    elif isinstance(nthr.eta, bool) or not isinstance(nthr.eta, (int, float)) or not 0.0 <= nthr.eta <= 1.0:
-        errors.append(
-            f"algorithm.nthr.eta={nthr.eta!r}: must be in [0, 1] (η < 1 reduces the penalty, 1 = plain GRPO) "
-            f"or a schedule {list(NTHR_ETA_SCHEDULES)}"
-        )
-    if math.isnan(nthr.beta) or nthr.beta == math.inf:
-        errors.append(f"algorithm.nthr.beta={nthr.beta}: must be a finite number or -inf")
-    if nthr.enabled and a.old_logp_source == OldLogpSource.rollout:
-        errors.append("algorithm.old_logp_source=rollout: NTHR scores come from the π_old forward's hidden states; "
-                      "use algorithm.old_logp_source=recompute with NTHR")
-    if nthr.enabled and cfg.task.format_reward > 0 and nthr.correct_threshold is None:
-        errors.append(
-            f"algorithm.nthr.correct_threshold=null: task.format_reward={cfg.task.format_reward} makes rewards non-binary, "
-            "and NTHR needs to know which responses are correct; set a reward threshold (e.g. 1.0)"
-        )
-    if a.lopti.enabled and a.ppo_epochs > 1:
-        errors.append(
-            f"algorithm.ppo_epochs={a.ppo_epochs}: Lopti already makes two passes over each rollout batch "
-            "(stage 1 on one token set, stage 2 on the other, each over every mini-batch); ppo_epochs > 1 would repeat "
-            "each stage, which no paper ran. Use ppo_epochs=1 with Lopti"
-        )
-    if a.dfpo.transform != DFPOTransform.none:
-        if a.loss != PolicyLoss.gspo:
-            errors.append(f"algorithm.dfpo.transform={a.dfpo.transform.value}: DFPO transforms GSPO's sequence weights; set algorithm.loss=gspo")
-        if b.mode != BatchingMode.query_preserved:
-            errors.append(
-                f"batching.mode={b.mode.value}: DFPO's transform is taken over each whole group, so it needs "
-                "batching.mode=query_preserved"
-            )
-        if b.micro_batch_size % r.n:
-            errors.append(
-                f"batching.micro_batch_size={b.micro_batch_size}: DFPO needs whole groups per micro-batch, "
-                f"so a multiple of rollout.n={r.n}"
-            )
-        if a.grpo_fix.enabled:
-            errors.append("algorithm.grpo_fix.enabled=true: GRPO-fix replaces the clip that DFPO transforms; use one of them")
-        if a.clip.dual is not None:
-            errors.append(f"algorithm.clip.dual={a.clip.dual}: DFPO's sign-aware clip (Eq. 47) has no dual clip; set it to null")
-    if a.grpo_fix.enabled and a.clip.dual is not None:
-        errors.append(f"algorithm.clip.dual={a.clip.dual}: GRPO-fix's symmetric clip has no dual clip; set it to null")
-    rb = b.reward_balanced
-    if rb.enabled and rb.unit == RBUnit.rollout and b.mode == BatchingMode.query_preserved:
-        errors.append(
-            "batching.reward_balanced.unit=rollout: selecting single rollouts splits groups, "
-            "which batching.mode=query_preserved forbids; use unit=group"
-        )
-    if rb.enabled and rb.unit == RBUnit.rollout and a.dfpo.transform != DFPOTransform.none:
-        errors.append("batching.reward_balanced.unit=rollout: DFPO needs whole groups; use unit=group")
+    a, b, r, launcher = cfg.algorithm, cfg.batching, cfg.rollout, cfg.launcher
+    on = _components_on(cfg)
+    for role in (registry.StagePlan, registry.Surrogate, registry.UpdateBuffer):
+        several = [f.key for f in registry.features_on(cfg, role)]
+        if len(several) > 1:
+            errors.append(f"{several[1]}.enabled=true: only one {role.__name__} at a time, and {several[0]} is on too")
+    order = list(a.transform_order)
+    if order:
+        on_names = [f.name for f in registry.features_on(cfg, registry.TokenTransform)]
+        if sorted(order) != sorted(on_names):
+            errors.append(f"algorithm.transform_order={order}: must list exactly the enabled token transforms "
+                          f"({', '.join(on_names) or 'none'})")
+    for who, entry in on:
+        needs = entry.needs
+        if needs.whole_groups:
+            if b.mode != "query_preserved":
+                errors.append(f"batching.mode={b.mode}: {who} works on whole prompt groups, so it needs "
+                              "batching.mode=query_preserved")
+            if b.micro_batch_size % r.n:
+                errors.append(f"batching.micro_batch_size={b.micro_batch_size}: {who} needs whole groups per "
+                              f"micro-batch, so a multiple of rollout.n={r.n}")
+            if launcher.nodes * launcher.tasks_per_node > 1:
+                errors.append(f"launcher.tasks_per_node={launcher.tasks_per_node}: {who} needs whole groups per "
+                              "micro-batch, which sharding a mini-batch over ranks breaks; run it in one process per cell")
+        if needs.old_forward and a.old_logp_source == OldLogpSource.rollout:
+            errors.append(f"algorithm.old_logp_source=rollout: {who} reads the π_old forward's hidden states and "
+                          "logits; use algorithm.old_logp_source=recompute with it")
+        if entry.check is not None:
+            errors += entry.check(cfg)
     return errors
 
 
@@ -169,32 +170,20 @@ def config_warnings(cfg: Config) -> list[str]:
     """Valid configs that probably do not do what the user wants (printed before launch)."""
     warnings = []
     a, b, r = cfg.algorithm, cfg.batching, cfg.rollout
-    one_minibatch = b.mini_batch_size >= r.prompts_per_step * r.n
-    on_policy = one_minibatch and a.ppo_epochs == 1 and not a.lopti.enabled and not b.reward_balanced.enabled
     if a.old_logp_source == OldLogpSource.rollout and r.backend == RolloutBackend.vllm and (r.top_k > 0 or r.top_p < 1):
         warnings.append(
             f"algorithm.old_logp_source=rollout with rollout.top_k={r.top_k}, top_p={r.top_p}: vLLM's log-probs are of the "
             "truncated, renormalized distribution, the trainer's π is not; ratios start away from 1")
-    if on_policy and r.backend == RolloutBackend.hf:
-        for on, what in ((a.dfpo.transform != DFPOTransform.none, f"algorithm.dfpo.transform={a.dfpo.transform.value}"),
-                         (a.grpo_fix.enabled, "algorithm.grpo_fix.enabled=true")):
-            if on:
-                warnings.append(
-                    f"{what} has no effect here: with one mini-batch per rollout batch, ppo_epochs=1 and trainer "
-                    "log-probs equal to the rollout's, every ratio is 1 at the update (DFPO §3.4); lower "
-                    "batching.mini_batch_size or raise algorithm.ppo_epochs"
-                )
-    if a.nthr.enabled and a.nthr.beta == -math.inf and a.nthr.eta == 0:
-        warnings.append("algorithm.nthr.beta=-inf with eta=0 zeroes every negative advantage (the Pos-Only baseline)")
-    if a.lopti.enabled and a.lopti.order == LoptiOrder.high_first:
-        warnings.append("algorithm.lopti.order=high_first is the paper's collapse ablation, not a recommended setting")
+    needs = registry.needs(cfg)
+    one_minibatch = b.mini_batch_size >= r.prompts_per_step * r.n
+    on_policy = one_minibatch and a.ppo_epochs == 1 and not needs.off_policy and r.backend == RolloutBackend.hf
+    for who, entry in _components_on(cfg):
+        if on_policy and entry.needs.inert_on_policy:
+            warnings.append(
+                f"{who} has no effect here: with one mini-batch per rollout batch, ppo_epochs=1 and trainer "
+                "log-probs equal to the rollout's, every ratio is 1 at the update (docs/algorithms.md §6.9); lower "
+                "batching.mini_batch_size or raise algorithm.ppo_epochs"
+            )
+        if entry.warn is not None:
+            warnings += entry.warn(cfg)
     return warnings
-
-
-def validate(cfg: Config) -> Config:
-    """Raise ``ConfigError`` listing every bad key (not just the first); return ``cfg`` if fine."""
-    errors = _range_errors(cfg, "") + _cross_errors(cfg)
-    if errors:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
-    return cfg
-

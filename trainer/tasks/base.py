@@ -12,6 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+def correct_threshold(task_cfg) -> float:
+    """The reward at or above which a response counts as correct (``task.correct_threshold``; null = 1.0)."""
+    return 1.0 if task_cfg.correct_threshold is None else float(task_cfg.correct_threshold)
+
+
 @dataclass(frozen=True)
 class Example:
     prompt: str
