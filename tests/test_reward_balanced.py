@@ -371,3 +371,29 @@ def test_state_dict_round_trip_resumes_identically():
 def test_load_state_dict_names_missing_keys():
     with pytest.raises(ValueError, match="missing keys"):
         buffer().load_state_dict({"rows": {}})
+
+
+def _tie_break_choices(seed: int) -> set:
+    """Which of eight interchangeable all-correct groups of one step the buffer picks, over 20 steps."""
+    picks = set()
+    for step in range(20):
+        buf = RewardBalancedBuffer(cfg(), update_size=8, correct_threshold=1.0, concat=concat_rows, seed=seed)
+        add_step(buf, step, [4] * 8 + [2])  # eight excluded groups tie; the 2/2 group must be in
+        out, _ = buf.pop_update(step)
+        picks.add((step, tuple(out.ids[:4].tolist())))
+    return picks
+
+
+def test_the_run_seed_reaches_the_buffers_tie_breaks():
+    """Replicate seeds of a sweep must not share the buffer's random choices (they did: seed 0 always)."""
+    assert _tie_break_choices(1) == _tie_break_choices(1)  # reproducible
+    assert _tie_break_choices(0) != _tie_break_choices(1)
+
+
+def test_the_trainer_builds_the_buffer_with_the_run_seed():
+    from trainer.config import Config
+    from trainer.variants.reward_balanced import RewardBalancedUpdates
+
+    config = Config(seed=7)
+    config.batching.reward_balanced.enabled = True
+    assert RewardBalancedUpdates(config).buffer.seed == 7

@@ -261,7 +261,7 @@ class RewardBalancedUpdates:
     def __init__(self, cfg):
         r = cfg.rollout
         self.buffer = RewardBalancedBuffer(cfg.batching.reward_balanced, update_size=r.prompts_per_step * r.n,
-                                           correct_threshold=correct_threshold(cfg.task))
+                                           correct_threshold=correct_threshold(cfg.task), seed=cfg.seed)
 
     def add(self, step: int, scored) -> None:
         self.buffer.add(step, scored, scored.group_ids, scored.rewards, scored.seq_advantages)
