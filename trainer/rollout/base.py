@@ -1,7 +1,7 @@
 """The rollout interface: prompts in, a padded batch of G completions per prompt out.
 
-Every backend (HF ``generate`` now, vLLM on GPU later) returns the same ``RolloutBatch``: the
-trainer never knows which engine sampled. Log-probs from the engine are optional; the trainer
+Every backend (HF ``generate``, vLLM) returns the same ``RolloutBatch``: the trainer never knows
+which engine sampled. Log-probs from the engine are optional; the trainer
 recomputes π_old itself and logs the mismatch when both exist.
 """
 
@@ -100,18 +100,3 @@ class RolloutBackend(Protocol):
     def sync_weights(self, model: torch.nn.Module) -> None:
         """Make the engine sample from ``model``'s current weights (no-op when it shares them)."""
 
-
-def build_rollout(backend: str, model, tokenizer, device: torch.device, *, model_dir=None, **vllm_kwargs) -> RolloutBackend:
-    """HF ``generate`` on the training model, or a colocated vLLM engine started from ``model_dir``
-    (the policy's checkpoint) that takes the trainer's weights after each update."""
-    if backend == "hf":
-        from trainer.rollout.hf import HFRollout
-
-        return HFRollout(model, tokenizer, device)
-    if backend == "vllm":
-        from trainer.rollout.vllm_engine import VLLMRollout
-
-        if model_dir is None:
-            raise ValueError("rollout.backend=vllm starts its engine from the policy's checkpoint: pass model_dir")
-        return VLLMRollout(model_dir, tokenizer, device, **vllm_kwargs)
-    raise ValueError(f"rollout.backend={backend!r}: available backends are ['hf', 'vllm']")
