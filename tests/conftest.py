@@ -25,6 +25,16 @@ def fast_overrides(tmp_path, steps: int = 3) -> list[str]:
     ]
 
 
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """A tiny untrained Qwen2 (hidden 32, 2 layers) and its char tokenizer, built once per session."""
+    from trainer.config import ModelConfig
+    from trainer.modeling import build_tiny
+
+    cfg = ModelConfig(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2)
+    return build_tiny(cfg, tmp_path_factory.mktemp("tiny"), seed=0)
+
+
 @pytest.fixture
 def fast(tmp_path):
     return fast_overrides(tmp_path)

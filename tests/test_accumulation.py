@@ -10,11 +10,11 @@ import dataclasses
 import pytest
 import torch
 
-from trainer.config import AlgorithmConfig, BatchingConfig, ClipConfig, Config, KLConfig, LossAgg, ModelConfig, OptimConfig, RolloutConfig
+from trainer.config import AlgorithmConfig, BatchingConfig, ClipConfig, Config, KLConfig, LossAgg, OptimConfig, RolloutConfig
 from trainer.engine import TorchEngine
 from trainer.grpo import GRPOTrainer, ScoredBatch
 from trainer.logprobs import completion_logprobs
-from trainer.modeling import build_tiny, load_policy
+from trainer.modeling import load_policy
 from trainer.objectives import Normalizer, policy_loss
 from trainer.rollout import RolloutBatch
 
@@ -31,12 +31,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    cfg = ModelConfig(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2)
-    return build_tiny(cfg, tmp_path_factory.mktemp("tiny"), seed=0)
 
 
 def _policy(model_dir):

@@ -17,11 +17,11 @@ pytest.importorskip("deepspeed", reason="engine.backend=deepspeed needs the deep
 pytestmark = pytest.mark.slow
 
 from tests.conftest import HashTask  # noqa: E402
-from trainer.config import BatchingConfig, Config, EngineBackend, EngineConfig, ModelConfig, RolloutConfig  # noqa: E402
+from trainer.config import BatchingConfig, Config, EngineBackend, EngineConfig, RolloutConfig  # noqa: E402
 from trainer.distributed import free_port  # noqa: E402
 from trainer.engine import build_engine  # noqa: E402
 from trainer.grpo import GRPOTrainer  # noqa: E402
-from trainer.modeling import build_tiny, load_policy, load_tokenizer  # noqa: E402
+from trainer.modeling import load_policy, load_tokenizer  # noqa: E402
 from trainer.rollout import build_rollout  # noqa: E402
 
 STEPS = 3
@@ -60,12 +60,6 @@ def _run(world, model_dir, tmp_path, zero):
     out = tmp_path / f"w{world}_z{zero}.pt"
     torch.multiprocessing.spawn(_worker, args=(world, free_port(), str(model_dir), str(out), zero), nprocs=world)
     return torch.load(out, weights_only=False)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    cfg = ModelConfig(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2)
-    return build_tiny(cfg, tmp_path_factory.mktemp("tiny"), seed=0)
 
 
 @pytest.mark.parametrize("zero", [2, 3])

@@ -12,15 +12,9 @@ import torch
 
 from tests.conftest import one_trainer_step
 from trainer import update_plan
-from trainer.config import BatchingConfig, Config, ModelConfig, RolloutConfig
+from trainer.config import BatchingConfig, Config, RolloutConfig
 from trainer.logprobs import _completion_logprobs, completion_logprobs, content_span
-from trainer.modeling import build_tiny, load_policy
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    cfg = ModelConfig(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2)
-    return build_tiny(cfg, tmp_path_factory.mktemp("tiny"), seed=0)
+from trainer.modeling import load_policy
 
 
 def _batch(prompt_lens, completion_lens, P=6, T=5, vocab=50, seed=0):

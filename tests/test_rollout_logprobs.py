@@ -13,19 +13,13 @@ import pytest
 import torch
 
 from tests.conftest import one_trainer_step
-from trainer.config import BatchingConfig, Config, ConfigError, ModelConfig, OldLogpSource, RolloutConfig
+from trainer.config import BatchingConfig, Config, ConfigError, OldLogpSource, RolloutConfig
 from trainer.validation import validate
 from trainer.logprobs import completion_logprobs
-from trainer.modeling import build_tiny, load_policy, load_tokenizer
+from trainer.modeling import load_policy, load_tokenizer
 from trainer.rollout import SamplingParams, build_rollout
 
 PROMPTS = ["1+2=", "33+4=", "5=", "12+30=", "7+7="]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    cfg = ModelConfig(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2)
-    return build_tiny(cfg, tmp_path_factory.mktemp("tiny"), seed=0)
 
 
 # generate hands processors float32 logits even for a float64 model: 1e-6 is the floor either way

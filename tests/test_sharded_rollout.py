@@ -13,8 +13,7 @@ import pytest
 import torch
 
 from trainer.distributed import free_port
-from trainer.modeling import build_tiny, load_policy, load_tokenizer
-from trainer.config import ModelConfig
+from trainer.modeling import load_policy, load_tokenizer
 from trainer.rollout import SamplingParams, build_rollout
 from trainer.rollout.sharded import ShardedRollout, rank_seed, shard_slices
 
@@ -45,12 +44,6 @@ def _spawn(world, model_dir, tmp_path, n_prompts, same_prompt=False):
     torch.multiprocessing.spawn(_worker, args=(world, free_port(), str(model_dir), str(out), n_prompts, same_prompt),
                                 nprocs=world)
     return [torch.load(f"{out}.{r}", weights_only=False) for r in range(world)]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    cfg = ModelConfig(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2)
-    return build_tiny(cfg, tmp_path_factory.mktemp("tiny"), seed=0)
 
 
 def test_shard_slices_cover_every_prompt_once():

@@ -15,23 +15,17 @@ import pytest
 import torch
 
 from tests.conftest import HashTask, one_trainer_step
-from trainer.config import AlgorithmConfig, BatchingConfig, Config, ModelConfig, RolloutConfig
+from trainer.config import AlgorithmConfig, BatchingConfig, Config, RolloutConfig
 from trainer.variants.grpo_fix import GRPOFixConfig
 from trainer.variants.lopti import LoptiConfig
 from trainer.variants.nthr import NTHRConfig
 from trainer.engine import TorchEngine
 from trainer import update_plan
 from trainer.grpo import GRPOTrainer
-from trainer.modeling import build_tiny, load_policy, load_tokenizer
+from trainer.modeling import load_policy, load_tokenizer
 from trainer.objectives import policy_loss
 from trainer.rollout import build_rollout
 from trainer.variants.adv_reweight import advantage_reweight
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    cfg = ModelConfig(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2)
-    return build_tiny(cfg, tmp_path_factory.mktemp("tiny"), seed=0)
 
 
 def _cfg(**algorithm) -> Config:
