@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from sweeps.compose import compose, conf_dir
-from sweeps.expand import build_grid
+from sweeps.expand import build_sweep_grid
 from trainer.config import Config, ConfigError
 from trainer.identity import config_hash
 from trainer.validation import validate
@@ -131,7 +131,7 @@ def test_config_hash_ignores_seed_and_paths_but_not_knobs():
 
 
 def test_grid_expansion_cli_and_sweep_params():
-    grid = build_grid(["algorithm.kl.coef=0,0.1", "rollout.n=4"], {"algorithm.clip.high": "0.2,0.28"}, [0, 1, 2])
+    grid = build_sweep_grid(["algorithm.kl.coef=0,0.1", "rollout.n=4"], {"algorithm.clip.high": "0.2,0.28"}, [0, 1, 2])
     assert grid.keys == ["algorithm.clip.high", "algorithm.kl.coef", "seed"]
     cells = grid.cells()
     assert len(cells) == 2 * 2 * 3
@@ -140,12 +140,12 @@ def test_grid_expansion_cli_and_sweep_params():
 
 
 def test_cli_sweep_values_override_sweep_params():
-    grid = build_grid(["algorithm.kl.coef=0,0.5"], {"algorithm.kl.coef": "1,2,3"}, [0])
+    grid = build_sweep_grid(["algorithm.kl.coef=0,0.5"], {"algorithm.kl.coef": "1,2,3"}, [0])
     assert dict(grid.axes)["algorithm.kl.coef"] == ("0", "0.5")
 
 
 def test_range_sweep_syntax():
-    grid = build_grid(["seed=range(3)"], {}, [0])
+    grid = build_sweep_grid(["seed=range(3)"], {}, [0])
     assert dict(grid.axes)["seed"] == ("0", "1", "2")
 
 
