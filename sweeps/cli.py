@@ -171,11 +171,13 @@ def _cmd_collect(args) -> int:
 
 
 def _cmd_tune(args) -> int:
+    from optuna.trial import TrialState
+
     from sweeps.compose import compose
-    from sweeps.tune import tune_from_config
+    from sweeps.tune_launch import tune_from_config
 
     study = tune_from_config(compose(args.overrides), args.overrides)
-    return 0 if any(t.state.name == "COMPLETE" for t in study.get_trials()) else 1
+    return 0 if any(t.state == TrialState.COMPLETE for t in study.get_trials()) else 1
 
 
 ANALYSIS = {"table": "analysis.table", "plot": "analysis.plots", "report": "analysis.report"}
