@@ -18,7 +18,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis.records import DirSource, open_source
+from analysis.records import DirSource
+from analysis.sources import open_source
 from analysis.wandb_source import WandbSource, parse_url
 from trainer.tracking import read_offline_run, read_wandb_records
 
