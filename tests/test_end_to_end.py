@@ -84,6 +84,9 @@ def test_sweep_runs_every_cell_prints_table_and_skips_completed_on_rerun(tmp_pat
     assert "algorithm.kl.coef" in table
     rows = [line for line in table.splitlines() if line.startswith("| 0")]
     assert len(rows) == 2 and all(line.rstrip().endswith("| 2 |") for line in rows)  # 2 cells × n=2 seeds
+    status = _grpolab("status", "t", "--root", str(tmp_path / "out"), cwd=root)  # a local sweep: records only
+    assert status.returncode == 0, status.stderr[-3000:]
+    assert status.stdout.splitlines()[0] == "sweep t: 4 cells: 4 completed; 8/8 steps (100%)"
     second = _grpolab(*args, cwd=root)
     assert second.returncode == 0 and "0 to run, 4 already completed" in second.stdout
 
