@@ -244,7 +244,8 @@ def test_a_metric_one_variant_never_logs_leaves_its_row_n_alone(tmp_path):
             write_run(sweep_dir, f"{variant}_s{seed}", {"variant": variant}, seed, summary=completed_summary(rng),
                       metrics="".join(_json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "t.md"
-    assert main([str(sweep_dir), "--metrics", "final_eval_accuracy,mean:train/stage_low_token_frac", "--out", str(out)]) == 0
+    metrics = "final_eval_accuracy,mean:train/stage_low_token_frac"
+    assert main([str(sweep_dir), "--metrics", metrics, "--out", str(out)]) == 0
     table = out.read_text()
     grpo_row = next(line for line in table.splitlines() if line.startswith("| grpo"))
     assert "—" in grpo_row and grpo_row.rstrip().endswith("| 2 |")

@@ -88,7 +88,8 @@ def test_all_errors_reported_at_once():
 
 def test_query_preserved_needs_multiple_of_group_size():
     with pytest.raises(ConfigError) as e:
-        compose(["batching=query_preserved", "rollout.n=6", "rollout.prompts_per_step=16", "batching.mini_batch_size=32", "batching.micro_batch_size=16"])
+        compose(["batching=query_preserved", "rollout.n=6", "rollout.prompts_per_step=16",
+                 "batching.mini_batch_size=32", "batching.micro_batch_size=16"])
     assert "multiple of rollout.n=6" in str(e.value)
 
 
@@ -171,7 +172,8 @@ def test_configuration_doc_is_generated_from_the_schema():
     (["algorithm.nthr.eta=two_abs"], "algorithm.nthr.eta='two_abs'"),
     (["algorithm.nthr.enabled=true", "task.format_reward=0.1"], "algorithm.nthr.correct_threshold=null"),
     (["algorithm.lopti.enabled=true", "algorithm.ppo_epochs=2"], "algorithm.ppo_epochs=2"),
-    (["batching=query_preserved", "batching.mini_batch_size=12", "rollout.prompts_per_step=12"], "batching.mini_batch_size=12"),
+    (["batching=query_preserved", "batching.mini_batch_size=12", "rollout.prompts_per_step=12"],
+     "batching.mini_batch_size=12"),
     (["algorithm=dfpo"], "batching.mode=shuffled"),
     (["algorithm=dfpo", "batching=query_preserved", "batching.micro_batch_size=4"], "batching.micro_batch_size=4"),
     (["algorithm=grpo_fix", "algorithm.clip.dual=10"], "algorithm.clip.dual=10.0"),
