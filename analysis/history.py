@@ -21,6 +21,8 @@ import re
 import numpy as np
 import pandas as pd
 
+from trainer.run_record import RunStatus
+
 AGGS = ("last", "max", "min", "mean")
 ALIASES = {"final_pass@k": "last:eval/pass@k", "best_pass@k": "max:eval/pass@k"}
 _PASS_K = re.compile(r"pass@k$")
@@ -79,7 +81,7 @@ def add_history_metrics(df: pd.DataFrame, names, source) -> pd.DataFrame:
     out = df.copy()
     values = {n: [math.nan] * len(df) for n in names}
     for i, (run_dir, status) in enumerate(zip(df["run_dir"], df["status"])):
-        if status != "completed":
+        if status != RunStatus.completed.value:
             continue
         hist = source.history(run_dir)
         for n, (agg, key) in specs.items():
@@ -96,7 +98,7 @@ def load_curves(df: pd.DataFrame, source, keys, group_keys) -> pd.DataFrame:
     keys = list(keys)
     cols = ["run_dir", "seed", *group_keys, "step", "metric", "value"]
     steps, values, metric_idx, run_idx = [], [], [], []
-    done = df[df["status"] == "completed"].reset_index(drop=True)
+    done = df[df["status"] == RunStatus.completed.value].reset_index(drop=True)
     for i, run_dir in enumerate(done["run_dir"]):
         hist = dedupe_steps(source.history(run_dir))
         if hist.empty or "step" not in hist.columns:
@@ -134,7 +136,7 @@ def load_curves(df: pd.DataFrame, source, keys, group_keys) -> pd.DataFrame:
 def history_keys(df: pd.DataFrame, source, limit: int = 8) -> list[str]:
     """Union of history keys over the first ``limit`` completed runs (what can be plotted)."""
     seen: dict[str, None] = {}
-    for run_dir in df.loc[df["status"] == "completed", "run_dir"].head(limit):
+    for run_dir in df.loc[df["status"] == RunStatus.completed.value, "run_dir"].head(limit):
         for c in source.history(run_dir).columns:
             seen.setdefault(str(c), None)
     return list(seen)

@@ -20,15 +20,16 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from analysis import render  # noqa: E402
-from analysis.history import history_keys, load_curves, resolve_key  # noqa: E402
-from analysis.records import default_out_dir, open_source  # noqa: E402
-from analysis.stats import LEVEL, t_quantile  # noqa: E402
-from analysis.table import _cell_sort, _key_value, no_runs_error  # noqa: E402
+from analysis import render
+from analysis.cells import cell_sort_key, group_value
+from analysis.history import history_keys, load_curves, resolve_key
+from analysis.sources import default_out_dir, open_source, runs_frame
+from analysis.stats import LEVEL, t_quantile
+from trainer.run_record import RunStatus
 
 FIGSIZE, DPI = (9.0, 5.0), 100  # curves: 900 × 500 px
 BINS_FIGSIZE = (12.0, 7.0)  # per-bin grid: 1200 × 700 px
@@ -72,10 +73,10 @@ def _cells(curves: pd.DataFrame, group_keys, value_order):
     """[(cell tuple, its rows)] in table order."""
     if not group_keys:
         return [((), curves)] if len(curves) else []
-    cols = [curves[k].map(_key_value) for k in group_keys]
+    cols = [curves[k].map(group_value) for k in group_keys]
     labels = pd.Series(list(zip(*cols)), index=curves.index, dtype=object)
     parts = {cell: curves.loc[idx] for cell, idx in labels.groupby(labels, sort=False).groups.items()}
-    return [(c, parts[c]) for c in sorted(parts, key=_cell_sort(group_keys, value_order))]
+    return [(c, parts[c]) for c in sorted(parts, key=cell_sort_key(group_keys, value_order))]
 
 
 def _new_fig(figsize):
@@ -170,9 +171,7 @@ def sweep_figures(source, group_keys=None, metrics=None, band: str = "ci", df=No
     is not given), the per-bin grid."""
     if band not in BANDS:
         raise ValueError(f"--band {band!r}: valid: {', '.join(BANDS)}")
-    df = source.runs() if df is None else df
-    if df.empty:
-        raise no_runs_error(source)
+    df = runs_frame(source) if df is None else df
     swept = df.attrs["swept_keys"]
     keys = swept if group_keys is None else list(group_keys)
     for k in keys:
@@ -190,7 +189,7 @@ def sweep_figures(source, group_keys=None, metrics=None, band: str = "ci", df=No
     order = df.attrs.get("value_order", {})
     figs = {slug(m): (TITLES.get(m, m), curve_figure(curves, m, keys, order, band)) for m in curve_keys}
     if bin_keys and metrics is None:
-        done = df.loc[df["status"] == "completed", "run_dir"]
+        done = df.loc[df["status"] == RunStatus.completed.value, "run_dir"]
         cfg = source.config(done.iloc[0]) if len(done) else {}
         edges = (cfg.get("diagnostics") or {}).get("prob_bins")
         figs["diag_prob_bins"] = ("Per π_old-bin statistics of the update (diag/bin*)",
@@ -227,7 +226,8 @@ def main(argv=None) -> int:
     p.add_argument("sweep_dir", help="a sweep dir, or wandb://ENTITY/PROJECT/SWEEP_ID")
     p.add_argument("--out", default=None, help="output folder (default SWEEP_DIR/plots; ./<sweep id>/plots for W&B)")
     p.add_argument("--metrics", type=_csv, default=None,
-                   help=f"history keys to plot (default: those of {', '.join(CURVE_METRICS)} logged, plus the bin grid)")
+                   help=f"history keys to plot (default: those of {', '.join(CURVE_METRICS)} logged, "
+                        "plus the bin grid)")
     p.add_argument("--group", type=_csv, default=None, help="swept keys that make a cell (default: all)")
     p.add_argument("--band", default="ci", choices=BANDS)
     args = p.parse_args(argv)

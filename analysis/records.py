@@ -3,12 +3,13 @@
 The records frame is the one schema every analysis (tables, plots, report) reads, so any
 source of runs can feed them: the on-disk run records here (:class:`DirSource`), or the runs
 fetched from the W&B API (``analysis.wandb_source.WandbSource``), both implementing the same
-three methods (:class:`RunSource`). ``open_source(arg)`` picks one from a command-line argument.
+three methods (:class:`RunSource`). ``analysis.sources.open_source(arg)`` picks one from a
+command-line argument.
 
 Records frame (one row per run):
-    ``run_dir, run_id, cell_id, config_hash, seed, status, variant`` (``status`` one of
-    completed/failed/preempted/running/missing), one column per swept key (NaN where a run
-    lacks it), one column per numeric summary key.
+    ``run_dir, run_id, cell_id, config_hash, seed, status, variant`` (``status``: the value of
+    a ``trainer.run_record.RunStatus``, as a string; ``missing`` for an unreadable record), one
+    column per swept key (NaN where a run lacks it), one column per numeric summary key.
     ``attrs["swept_keys"]``: swept keys without ``seed``, in sweep order;
     ``attrs["metric_keys"]``: the numeric summary keys;
     ``attrs["value_order"]``: {swept key: its values in the plan's run order} (may be empty);
@@ -17,9 +18,9 @@ History frame (one per run, ``source.history(run)``): ``step`` plus one column p
 metric key, in logging order (a resumed run may repeat steps; readers keep the last).
 
 The trainer writes ``meta.json`` / ``summary.json`` / ``metrics.jsonl`` per run
-(see the run-record contract). Runs get killed, preempted or are still going, so
-every reader here is tolerant: a corrupt or absent file turns the run into
-status ``"missing"`` (with a warning for corrupt files) instead of crashing the
+(``trainer.run_record``, docs/run-record.md). Runs get killed, preempted or are still going,
+so every reader here is tolerant: a corrupt or absent file turns the run into
+status ``missing`` (with a warning for corrupt files) instead of crashing the
 whole table, because one bad run must never hide the other hundred.
 """
 from __future__ import annotations
@@ -31,12 +32,14 @@ from typing import Protocol
 
 import pandas as pd
 
+from trainer.run_record import CONFIG_FILE, META_FILE, RunRecord, RunStatus, SweepPaths
+
 BASE_COLUMNS = ["run_dir", "run_id", "cell_id", "config_hash", "seed", "status", "variant"]
-MISSING = "missing"
 
 
 def _read_json(path: Path):
-    """Parsed JSON object, None if absent, or None plus a warning if corrupt/partial."""
+    """Parsed JSON object, None if absent, or None plus a warning if corrupt/partial (unlike
+    ``trainer.run_record.read_json_object``, which does not say which it was)."""
     if not path.exists():
         return None
     try:
@@ -45,7 +48,8 @@ def _read_json(path: Path):
         warnings.warn(f"{path}: unreadable or partial JSON ({exc}); run counted as missing", stacklevel=3)
         return None
     if not isinstance(data, dict):
-        warnings.warn(f"{path}: expected a JSON object, got {type(data).__name__}; run counted as missing", stacklevel=3)
+        warnings.warn(f"{path}: expected a JSON object, got {type(data).__name__}; run counted as missing",
+                      stacklevel=3)
         return None
     return data
 
@@ -65,9 +69,9 @@ def load_records(sweep_dir) -> pd.DataFrame:
     """
     root = Path(sweep_dir)
     runs = []
-    for meta_path in sorted(root.rglob("meta.json")):
+    for meta_path in sorted(root.rglob(META_FILE)):
         run_dir = meta_path.parent
-        row = {"run_dir": str(run_dir), "run_id": run_dir.name, "status": MISSING}
+        row = {"run_dir": str(run_dir), "run_id": run_dir.name, "status": RunStatus.missing.value}
         meta = _read_json(meta_path)
         if meta is None:
             runs.append((row, {}, None))
@@ -76,9 +80,9 @@ def load_records(sweep_dir) -> pd.DataFrame:
             if key in meta:
                 row[key] = meta[key]
         swept = meta.get("swept") or {}
-        summary = _read_json(run_dir / "summary.json")
+        summary = _read_json(RunRecord(run_dir, writable=False).summary_path)
         if summary is not None:
-            row["status"] = str(summary.get("status", MISSING))
+            row["status"] = str(summary.get("status", RunStatus.missing.value))
         runs.append((row, swept if isinstance(swept, dict) else {}, summary))
     return records_frame(runs, load_plan(root))
 
@@ -114,7 +118,7 @@ def records_frame(runs, plan: dict) -> pd.DataFrame:
 
 def load_plan(sweep_dir) -> dict:
     """``sweep.json`` of a sweep (the plan), or {} when absent or unreadable."""
-    return _read_json(Path(sweep_dir) / "sweep.json") or {}
+    return _read_json(SweepPaths(Path(sweep_dir)).plan) or {}
 
 
 def plan_attrs(plan: dict) -> dict:
@@ -170,32 +174,12 @@ class DirSource:
     def config(self, run_dir: str) -> dict:
         import yaml
 
-        path = Path(run_dir) / "config.yaml"
+        path = Path(run_dir) / CONFIG_FILE
         try:
             data = yaml.safe_load(path.read_text()) if path.exists() else None
         except (OSError, yaml.YAMLError):
             data = None
         return data if isinstance(data, dict) else {}
-
-
-def open_source(arg: str, api=None) -> RunSource:
-    """The source a command-line argument names: ``wandb://ENTITY/PROJECT/SWEEP_ID`` (the W&B runs
-    of that project whose group is the sweep id; ``api`` defaults to ``wandb.Api()``), else a sweep
-    dir on disk. ValueError when the dir does not exist or the URL is malformed."""
-    from analysis.wandb_source import SCHEME, WandbSource
-
-    if str(arg).startswith(SCHEME):
-        return WandbSource.from_url(str(arg), api=api)
-    path = Path(arg)
-    if not path.is_dir():
-        raise ValueError(f"sweep dir does not exist: {path}")
-    return DirSource(path)
-
-
-def default_out_dir(source) -> Path:
-    """Where a command writes by default: the sweep dir, or ``./<sweep id>/`` for a W&B source."""
-    root = getattr(source, "root", None)
-    return Path(root) if root is not None else Path(source.name)
 
 
 def load_metrics(run_dir) -> pd.DataFrame:
@@ -205,19 +189,6 @@ def load_metrics(run_dir) -> pd.DataFrame:
     line, and the steps before it are still valid. A missing file gives an empty
     frame so callers can treat "no metrics yet" uniformly.
     """
-    path = Path(run_dir) / "metrics.jsonl"
-    records = []
-    if path.exists():
-        with path.open(errors="replace") as fh:
-            for line in fh:
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(rec, dict):
-                    records.append(rec)
-    # File order is kept (not sorted by step): a resumed run may repeat steps.
-    return pd.DataFrame.from_records(records)
+    # trainer.run_record's reader: the same tolerance. File order is kept (not sorted by step): a
+    # resumed run may repeat steps.
+    return pd.DataFrame.from_records(RunRecord(run_dir, writable=False).metrics())

@@ -1,4 +1,4 @@
-"""Render a table grid (``analysis.table.Grid``) as GitHub Markdown, LaTeX (booktabs) or HTML.
+"""Render a table layout (``analysis.table.TableLayout``) as GitHub Markdown, LaTeX (booktabs) or HTML.
 
 Every format shows the same thing: per cell ``mean ± CI`` with the best mean of each column in
 bold and, for non-baseline cells, ``(Δ mark)``; the notes under the table say what the numbers
@@ -48,22 +48,22 @@ def _md_cell(cell, digits) -> str:
     return text + (f" (n={n_note})" if n_note else "")
 
 
-def markdown(grid, digits: int = 3) -> str:
-    header = [_md_escape(k) for k in grid.row_keys] + [_md_escape(h) for h in grid.column_labels(" · ")]
-    align = ["---"] * len(grid.row_keys) + ["---:"] * len(grid.columns)
-    if grid.show_n:
+def markdown(layout, digits: int = 3) -> str:
+    header = [_md_escape(k) for k in layout.row_keys] + [_md_escape(h) for h in layout.column_labels(" · ")]
+    align = ["---"] * len(layout.row_keys) + ["---:"] * len(layout.columns)
+    if layout.show_n:
         header.append("n")
         align.append("---:")
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
-    for label, cells, n in grid.body:
+    for label, cells, n in layout.body:
         row = [_md_escape(fmt_key(v)) for v in label] + [_md_cell(c, digits) for c in cells]
-        if grid.show_n:
+        if layout.show_n:
             row.append(str(n))
         lines.append("| " + " | ".join(row) + " |")
-    if grid.notes:
-        lines += ["", " ".join(grid.notes)]
-    if grid.footer:
-        lines += ["", grid.footer]
+    if layout.notes:
+        lines += ["", " ".join(layout.notes)]
+    if layout.footer:
+        lines += ["", layout.footer]
     return "\n".join(lines) + "\n"
 
 
@@ -93,30 +93,30 @@ def _tex_cell(cell, digits) -> str:
     return text + (f" {{\\scriptsize ($n{{=}}{n_note}$)}}" if n_note else "")
 
 
-def latex(grid, digits: int = 3) -> str:
+def latex(layout, digits: int = 3) -> str:
     """A booktabs ``tabular`` (needs only ``\\usepackage{booktabs}``), the notes as comments above
     it so the file can be ``\\input`` into a table float with the paper's own caption."""
-    nk, nc = len(grid.row_keys), len(grid.columns)
-    spec = "l" * nk + "r" * (nc + (1 if grid.show_n else 0))
-    out = [f"% {tex_escape(n)}" for n in grid.notes + ([grid.footer] if grid.footer else [])]
+    nk, nc = len(layout.row_keys), len(layout.columns)
+    spec = "l" * nk + "r" * (nc + (1 if layout.show_n else 0))
+    out = [f"% {tex_escape(n)}" for n in layout.notes + ([layout.footer] if layout.footer else [])]
     out += [f"\\begin{{tabular}}{{{spec}}}", "\\toprule"]
-    if grid.col_keys:
+    if layout.col_keys:
         spans, rules, start = [""] * nk, [], nk + 1
-        for metric, width in grid.metric_spans():
+        for metric, width in layout.metric_spans():
             spans.append(f"\\multicolumn{{{width}}}{{c}}{{{tex_escape(metric)}}}")
             rules.append(f"\\cmidrule(lr){{{start}-{start + width - 1}}}")
             start += width
-        if grid.show_n:
+        if layout.show_n:
             spans.append("")
         out += [" & ".join(spans) + " \\\\", " ".join(rules)]
-        sub = [tex_escape(lbl) for lbl in grid.column_labels(None)]
+        sub = [tex_escape(lbl) for lbl in layout.column_labels(None)]
     else:
-        sub = [tex_escape(m) for m, _ in grid.columns]
-    head = [tex_escape(k) for k in grid.row_keys] + sub + (["$n$"] if grid.show_n else [])
+        sub = [tex_escape(m) for m, _ in layout.columns]
+    head = [tex_escape(k) for k in layout.row_keys] + sub + (["$n$"] if layout.show_n else [])
     out += [" & ".join(head) + " \\\\", "\\midrule"]
-    for label, cells, n in grid.body:
+    for label, cells, n in layout.body:
         row = [tex_escape(fmt_key(v)) for v in label] + [_tex_cell(c, digits) for c in cells]
-        if grid.show_n:
+        if layout.show_n:
             row.append(str(n))
         out.append(" & ".join(row) + " \\\\")
     out += ["\\bottomrule", "\\end{tabular}"]
@@ -138,23 +138,23 @@ def _html_cell(cell, digits) -> str:
     return f"<td{cls}>{text}</td>"
 
 
-def html_table(grid, digits: int = 3) -> str:
+def html_table(layout, digits: int = 3) -> str:
     e = html.escape
-    nk = len(grid.row_keys)
+    nk = len(layout.row_keys)
     out = ['<table class="ablation">', "<thead>"]
-    if grid.col_keys:
+    if layout.col_keys:
         tr = "".join("<th></th>" for _ in range(nk))
-        tr += "".join(f'<th colspan="{w}">{e(m)}</th>' for m, w in grid.metric_spans())
-        out.append(f"<tr>{tr}{'<th></th>' if grid.show_n else ''}</tr>")
-        sub = grid.column_labels(None)
+        tr += "".join(f'<th colspan="{w}">{e(m)}</th>' for m, w in layout.metric_spans())
+        out.append(f"<tr>{tr}{'<th></th>' if layout.show_n else ''}</tr>")
+        sub = layout.column_labels(None)
     else:
-        sub = [m for m, _ in grid.columns]
-    tr = "".join(f"<th>{e(k)}</th>" for k in grid.row_keys) + "".join(f"<th>{e(s)}</th>" for s in sub)
-    out += [f"<tr>{tr}{'<th>n</th>' if grid.show_n else ''}</tr>", "</thead>", "<tbody>"]
-    for label, cells, n in grid.body:
+        sub = [m for m, _ in layout.columns]
+    tr = "".join(f"<th>{e(k)}</th>" for k in layout.row_keys) + "".join(f"<th>{e(s)}</th>" for s in sub)
+    out += [f"<tr>{tr}{'<th>n</th>' if layout.show_n else ''}</tr>", "</thead>", "<tbody>"]
+    for label, cells, n in layout.body:
         tr = "".join(f"<th>{e(fmt_key(v))}</th>" for v in label) + "".join(_html_cell(c, digits) for c in cells)
-        out.append(f"<tr>{tr}{f'<td>{n}</td>' if grid.show_n else ''}</tr>")
+        out.append(f"<tr>{tr}{f'<td>{n}</td>' if layout.show_n else ''}</tr>")
     out += ["</tbody>", "</table>"]
-    notes = grid.notes + ([grid.footer] if grid.footer else [])
+    notes = layout.notes + ([layout.footer] if layout.footer else [])
     out += [f'<p class="notes">{e(n)}</p>' for n in notes]
     return "\n".join(out) + "\n"

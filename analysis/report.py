@@ -16,8 +16,9 @@ from pathlib import Path
 
 from analysis.history import history_keys, parse_metric, resolve_key
 from analysis.plots import png_bytes, sweep_figures
-from analysis.records import default_out_dir, open_source
-from analysis.table import add_table_args, build_table, no_runs_error, parse_baseline
+from analysis.sources import default_out_dir, open_source, runs_frame
+from analysis.table import add_table_args, build_table, parse_baseline
+from trainer.run_record import RunStatus
 
 # The second table: history-derived metrics, those logged by the sweep's runs.
 DIAG_METRICS = ["final_pass@k", "best_pass@k", "mean:diag/lld_mean", "mean:diag/lld_lazy_frac",
@@ -60,9 +61,7 @@ def render_report(source, metrics=None, rows=None, cols=None, baseline=None, dig
     """The report's HTML text. ``plan``: the sweep's plan (default: ``source.plan`` where the
     source has one)."""
     e = html.escape
-    df = source.runs()
-    if df.empty:
-        raise no_runs_error(source)
+    df = runs_frame(source)
     plan = plan if plan is not None else (getattr(source, "plan", None) or {})
     main = build_table(source, metrics, rows, cols, baseline, df=df)
     logged = history_keys(df, source)
@@ -80,7 +79,7 @@ def render_report(source, metrics=None, rows=None, cols=None, baseline=None, dig
         plots.append(f"<figure>{_img(png_bytes(fig), title)}</figure>")  # the title is in the image
     if plots:
         sections.append('<h2>Plots</h2>\n<div class="plots">\n' + "\n".join(plots) + "\n</div>")
-    status = Counter(df["status"].fillna("missing"))
+    status = Counter(df["status"].fillna(RunStatus.missing.value))
     code = plan.get("code_version") or {}
     meta = {
         "sweep": plan.get("sweep_id", source.name),

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import yaml
 
+from trainer.run_record import Meta, RunRecord, RunStatus, Summary, SweepPaths
+
 DEFAULT_AXES = {"variant": ["grpo", "ar", "lopti", "ar_lopti"],
                 "algorithm.kl.coef": [0.0, 0.001, 0.01, 0.05, 0.1]}
 PROB_BINS = [0.25, 0.5, 0.75]
@@ -62,8 +64,10 @@ def write_synthetic_sweep(root, axes: dict | None = None, seeds=range(3), steps:
                           eval_every: int = 5, eval_n: int = 4, diag: bool = True, metrics: bool = True,
                           sweep_id: str = "synthetic", rng_seed: int = 0) -> Path:
     """Write a full sweep under ``root`` (created) and return it. Runs are planned in
-    ``itertools.product(*axes.values(), seeds)`` order, as ``grpolab sweep`` expands a grid."""
+    ``itertools.product(*axes.values(), seeds)`` order, as ``grpolab sweep`` expands a grid. The
+    records are ``trainer.run_record``'s ``Meta`` and ``Summary``, written without fsync (speed)."""
     root = Path(root)
+    paths = SweepPaths(root)
     axes = dict(DEFAULT_AXES if axes is None else axes)
     rng = random.Random(rng_seed)
     plan_runs = []
@@ -74,27 +78,26 @@ def write_synthetic_sweep(root, axes: dict | None = None, seeds=range(3), steps:
         skill = 0.05 + 0.3 * ci / max(1, len(combos) - 1)
         for seed in seeds:
             name = f"{cell_hash}_s{seed}"
-            run = root / "runs" / name
-            run.mkdir(parents=True, exist_ok=True)
+            record = RunRecord(paths.run(name))
             overrides = [f"{k}={v}" for k, v in swept.items()] + [f"seed={seed}"]
             plan_runs.append({"name": name, "overrides": overrides, "swept": {**swept, "seed": seed}})
             config = _nest({**swept, "seed": seed, "rollout.eval_n": eval_n, "diagnostics.prob_bins": PROB_BINS})
-            (run / "config.yaml").write_text(yaml.safe_dump(config))
-            meta = {"run_id": name, "sweep_id": sweep_id, "cell_id": cell_hash, "config_hash": cell_hash,
-                    "seed": seed, "swept": {**swept, "seed": seed}, "overrides": overrides,
-                    "variant": swept.get("variant", "grpo"), "code_version": {"commit": "0" * 40, "dirty": False},
-                    "created": "2026-01-01T00:00:00+00:00"}
-            (run / "meta.json").write_text(json.dumps(meta))
+            record.config_path.write_text(yaml.safe_dump(config))
+            meta = Meta(run_id=name, config_hash=cell_hash, seed=seed, variant=swept.get("variant", "grpo"),
+                        sweep_id=sweep_id, cell_id=cell_hash, swept={**swept, "seed": seed}, overrides=overrides,
+                        plan_index=len(plan_runs) - 1, code_version={"commit": "0" * 40, "dirty": False},
+                        created="2026-01-01T00:00:00+00:00")
+            record.meta_path.write_text(json.dumps(meta.to_json()))
             hist = _history(rng, skill, steps, eval_every, eval_n, diag)
             if metrics:
-                (run / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in hist))
+                record.metrics_path.write_text("".join(json.dumps(h) + "\n" for h in hist))
             evals = [h["eval/accuracy"] for h in hist if "eval/accuracy" in h]
-            summary = {"status": "completed", "steps_completed": steps, "wall_time_s": rng.uniform(100, 200),
-                       "warmstart_eval_accuracy": evals[0], "final_eval_accuracy": evals[-1],
-                       "best_eval_accuracy": max(evals), "final_reward": hist[-1]["train/reward"],
-                       "final_response_length": hist[-1]["train/response_length"], "error": None}
-            (run / "summary.json").write_text(json.dumps(summary))
-    (root / "sweep.json").write_text(json.dumps({
+            summary = Summary(status=RunStatus.completed, steps_completed=steps, wall_time_s=rng.uniform(100, 200),
+                              warmstart_eval_accuracy=evals[0], final_eval_accuracy=evals[-1],
+                              best_eval_accuracy=max(evals), final_reward=hist[-1]["train/reward"],
+                              final_response_length=hist[-1]["train/response_length"])
+            record.summary_path.write_text(json.dumps(summary.to_json()))
+    paths.plan.write_text(json.dumps({
         "sweep_id": sweep_id, "command": ["grpolab", "sweep"], "swept_keys": [*axes, "seed"],
         "base_overrides": [], "code_version": {"commit": "0" * 40, "dirty": False}, "runs": plan_runs,
         "created": "2026-01-01T00:00:00+00:00"}))

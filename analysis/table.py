@@ -3,10 +3,10 @@ test, best per column in bold; as Markdown, LaTeX (booktabs), CSV or HTML.
 
 Only completed runs enter the statistics (a failed run's partial accuracy would bias the mean);
 the excluded ones are counted under the table so a reader sees that a cell rests on fewer
-seeds than planned. Grouping is done by hand rather than with ``DataFrame.groupby`` because
-swept values may be NaN (key absent in some runs) or of mixed types, and the order must be
-deterministic: the plan's order (``sweep.json``, e.g. ``variant=grpo,ar,lopti``) where known,
-then numeric (``2`` before ``10``), then text, then the absent-key group.
+seeds than planned. Grouping is done by hand (``analysis.cells``) rather than with
+``DataFrame.groupby`` because swept values may be NaN or of mixed types and the order must be
+the plan's. Which way a metric is better (the bold mark) is the run record's declaration
+(``trainer.run_record.METRIC_DIRECTIONS``); a metric with no better direction is never bold.
 
 Layout: ``rows`` and ``cols`` are swept keys; swept keys in neither are pooled (their runs
 count as extra seeds of the cell). With ``cols``, each metric spans one column per value
@@ -15,7 +15,6 @@ combination of the ``cols`` keys.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 import sys
@@ -26,11 +25,12 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import render
-from analysis.history import add_history_metrics, is_history_metric
-from analysis.records import default_out_dir, open_source
+from analysis.cells import cell_sort_key, group_value, same_value
+from analysis.history import add_history_metrics, is_history_metric, parse_metric
+from analysis.sources import default_out_dir, open_source, runs_frame
 from analysis.stats import LEVEL, mean_ci, significance_mark, welch_p
+from trainer.run_record import Direction, RunStatus, direction
 
-NA = render.NA  # shown for absent swept keys and undefined statistics
 DEFAULT_METRICS = [
     "warmstart_eval_accuracy",
     "final_eval_accuracy",
@@ -40,53 +40,14 @@ DEFAULT_METRICS = [
 ]
 FORMATS = ("md", "latex", "csv", "html")
 SUFFIX = {"md": ".md", "latex": ".tex", "csv": ".csv", "html": ".html"}
-# Which way is better, for the bold mark. Default: higher. Substring match on the metric name.
-LOWER_IS_BETTER = ("lazy_frac", "truncated_frac", "wall_time", "logp_mismatch", "against_sign",
-                   "train/kl", "train/loss", "jitter")
-NO_BEST = ("response_length", "steps_completed", "/tokens", "token_frac", "bin", "flip_", "entropy",
-           "time/", "perf/", "train/asym", "ratio_mean", "clip_frac", "grad_norm")
 
 
-def direction(metric: str) -> str | None:
-    """``"max"``, ``"min"`` or None (no better direction: nothing bold) for a metric name."""
-    if any(s in metric for s in LOWER_IS_BETTER):
-        return "min"
-    if any(s in metric for s in NO_BEST):
-        return None
-    return "max"
-
-
-def _key_value(v):
-    """Hashable group value; NaN/None become the NA sentinel so they form a group."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return NA
-    if isinstance(v, (list, dict)):
-        return json.dumps(v, sort_keys=True)
-    return v.item() if hasattr(v, "item") and not isinstance(v, (str, bytes)) else v
-
-
-def same_value(a, b) -> bool:
-    """Swept values equal as shown (``0`` matches ``0.0``; ``"0.01"`` from the CLI matches 0.01)."""
-    if a == b or render.fmt_key(a) == render.fmt_key(b):
-        return True
-    try:
-        return float(a) == float(b)
-    except (TypeError, ValueError):
-        return False
-
-
-def _sort_key(v, order=()):
-    """Plan order first, then numbers (numerically), then strings, then the NA group last."""
-    for i, o in enumerate(order):
-        if same_value(v, o):
-            return (-1, float(i), "")
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return (0, float(v), "")
-    return (2, 0.0, "") if v == NA else (1, 0.0, str(v))
-
-
-def _cell_sort(keys, value_order):
-    return lambda t: tuple(_sort_key(v, value_order.get(k, ())) for k, v in zip(keys, t))
+def metric_direction(metric: str) -> Direction:
+    """Which way a table metric is better, for the bold mark: the run record's declared direction
+    (``trainer.run_record.direction``) of its summary key, or of the history key a derived metric
+    aggregates (``mean:diag/lld_lazy_frac`` → ``diag/lld_lazy_frac``, ``final_pass@k`` →
+    ``eval/pass@k``)."""
+    return direction(parse_metric(metric)[1] if is_history_metric(metric) else metric)
 
 
 def _resolve_baseline(cells, keys, baseline, plan_first):
@@ -129,11 +90,11 @@ def summarize(df: pd.DataFrame, metrics, group_keys=None, baseline=None, level: 
     absent = [c for c in keys + metrics if c not in df.columns]
     if absent:
         raise ValueError(f"columns not in records: {', '.join(absent)}")
-    done = df[df["status"] == "completed"]
+    done = df[df["status"] == RunStatus.completed.value]
     groups: dict[tuple, list] = {}
     for label, values in zip(done.index, done[keys].itertuples(index=False, name=None)):
-        groups.setdefault(tuple(_key_value(v) for v in values), []).append(label)
-    cells = sorted(groups, key=_cell_sort(keys, df.attrs.get("value_order", {})))
+        groups.setdefault(tuple(group_value(v) for v in values), []).append(label)
+    cells = sorted(groups, key=cell_sort_key(keys, df.attrs.get("value_order", {})))
     base = _resolve_baseline(cells, keys, baseline, df.attrs.get("plan_first", {}))
     numeric = {m: pd.to_numeric(done[m], errors="coerce") for m in metrics}
     values = {c: {m: numeric[m].loc[groups[c]].dropna().to_numpy(dtype=float) for m in metrics} for c in cells}
@@ -155,7 +116,8 @@ def summarize(df: pd.DataFrame, metrics, group_keys=None, baseline=None, level: 
         rows.append(row)
     stat_cols = [f"{m}/{s}" for m in metrics for s in ("mean", "std", "ci", "n", "delta", "p")]
     out = pd.DataFrame(rows, columns=keys + stat_cols + ["n_runs"])
-    excluded = Counter(df.loc[df["status"] != "completed", "status"].fillna("missing"))
+    not_done = df["status"] != RunStatus.completed.value
+    excluded = Counter(df.loc[not_done, "status"].fillna(RunStatus.missing.value))
     out.attrs.update(excluded=dict(sorted(excluded.items())), group_keys=keys, metrics=metrics,
                      baseline=dict(zip(keys, base)) if base is not None else None, level=level)
     return out
@@ -179,8 +141,9 @@ class Cell:
 
 
 @dataclass
-class Grid:
-    """A table laid out for rendering: ``body`` rows are (row-key values, cells, min n)."""
+class TableLayout:
+    """A table laid out for rendering (``analysis.render``): ``body`` rows are (row-key values,
+    cells, min n)."""
 
     row_keys: list
     col_keys: list
@@ -212,7 +175,20 @@ def _plural(n, one, many):
     return one if n == 1 else many
 
 
-def build_grid(summary: pd.DataFrame, metrics, rows, cols=()) -> Grid:
+def _bold_note(better: dict) -> str:
+    """What the bold marks, per metric direction (``better``: {metric: Direction})."""
+    higher, lower, unmarked = ([m for m, d in better.items() if d == want]
+                               for want in (Direction.higher, Direction.lower, Direction.none))
+    if not higher and not lower:
+        return "Nothing is bold: no metric here has a better direction."
+    if not higher:
+        which = "lower is better"
+    else:
+        which = "higher is better" + (f"; lower for {', '.join(lower)}" if lower else "")
+    return f"Bold: best mean per column ({which})" + (f"; none marked for {', '.join(unmarked)}." if unmarked else ".")
+
+
+def layout_table(summary: pd.DataFrame, metrics, rows, cols=()) -> TableLayout:
     """Lay ``summary`` (grouped by ``rows + cols``) out as rows × (metric, col values) cells."""
     metrics, rows, cols = list(metrics), list(rows), list(cols)
     row_vals = list(dict.fromkeys(tuple(r) for r in summary[rows].itertuples(index=False, name=None)))
@@ -221,7 +197,7 @@ def build_grid(summary: pd.DataFrame, metrics, rows, cols=()) -> Grid:
         row_vals = [()]
     if not col_vals:  # one data column per metric, even when no cell has completed runs
         col_vals = [()]
-    grid = Grid(rows, cols, [(m, cv) for m in metrics for cv in col_vals], show_n=not cols)
+    layout = TableLayout(rows, cols, [(m, cv) for m in metrics for cv in col_vals], show_n=not cols)
     base = summary.attrs.get("baseline")
     base_t = tuple(base[k] for k in rows + cols) if base else None
     lookup = {}
@@ -232,46 +208,41 @@ def build_grid(summary: pd.DataFrame, metrics, rows, cols=()) -> Grid:
     ns = [c.n for d in lookup.values() for c in d.values()]
     common = Counter(ns).most_common(1)[0][0] if ns else 0
     for rv in row_vals:
-        cells = [lookup.get(rv + cv, {}).get(m) for m, cv in grid.columns]
+        cells = [lookup.get(rv + cv, {}).get(m) for m, cv in layout.columns]
         present = [c for c in cells if c is not None]
         if cols:
             for c in present:
                 c.n_note = str(c.n) if c.n != common else ""
         # n: seeds behind the row's numbers; a metric this cell never logs (e.g. Lopti's stage
         # fractions in a GRPO row) is shown as "—" and does not make the row's n 0
-        grid.body.append((rv, cells, min((c.n for c in present if c.n > 0), default=0)))
-    for j, (metric, _) in enumerate(grid.columns):  # bold: best mean per column
-        how = direction(metric)
-        col = [row[1][j] for row in grid.body if row[1][j] is not None and math.isfinite(row[1][j].mean)]
-        if how and len({c.mean for c in col}) > 1:  # all equal: nothing is best
-            best = (max if how == "max" else min)(c.mean for c in col)
+        layout.body.append((rv, cells, min((c.n for c in present if c.n > 0), default=0)))
+    better = {m: metric_direction(m) for m in metrics}
+    for j, (metric, _) in enumerate(layout.columns):  # bold: best mean per column
+        col = [row[1][j] for row in layout.body if row[1][j] is not None and math.isfinite(row[1][j].mean)]
+        if better[metric] != Direction.none and len({c.mean for c in col}) > 1:  # all equal: nothing is best
+            best = (max if better[metric] == Direction.higher else min)(c.mean for c in col)
             for c in col:
                 c.best = c.mean == best
     level = round(100 * summary.attrs.get("level", LEVEL))
     n_text = "n = completed seeds per cell" if not cols else f"n = {common} seeds per cell unless marked"
-    grid.notes.append(f"Mean ± {level}% CI half-width over seeds (Student t, n−1 dof); {n_text}.")
+    layout.notes.append(f"Mean ± {level}% CI half-width over seeds (Student t, n−1 dof); {n_text}.")
     if base:
         desc = ", ".join(f"{k}={render.fmt_key(v)}" for k, v in base.items())
-        grid.notes.append(f"(Δ): difference of means vs the baseline cell {desc}; "
-                          "* p < 0.05, ** p < 0.01, Welch's two-sided t-test.")
-    lower = [m for m in metrics if direction(m) == "min"]
-    unmarked = [m for m in metrics if direction(m) is None]
-    bold = "Bold: best mean per column (higher is better"
-    bold += f"; lower for {', '.join(lower)})" if lower else ")"
-    bold += f"; none marked for {', '.join(unmarked)}." if unmarked else "."
-    grid.notes.append(bold)
+        layout.notes.append(f"(Δ): difference of means vs the baseline cell {desc}; "
+                            "* p < 0.05, ** p < 0.01, Welch's two-sided t-test.")
+    layout.notes.append(_bold_note(better))
     excluded = summary.attrs.get("excluded", {})
     total = sum(excluded.values())
     if total:
         detail = ", ".join(f"{s}: {c}" for s, c in excluded.items())
-        grid.footer = f"{total} {_plural(total, 'run was', 'runs were')} not completed ({detail}) and excluded."
-    return grid
+        layout.footer = f"{total} {_plural(total, 'run was', 'runs were')} not completed ({detail}) and excluded."
+    return layout
 
 
 def markdown_table(summary: pd.DataFrame, metrics, group_keys, digits: int = 3, cols=()) -> str:
     """GitHub Markdown of ``summary``; rows-only layouts end with ``n``, the smallest per-metric
     count of the row (the seeds every number in it rests on)."""
-    return render.markdown(build_grid(summary, metrics, [k for k in group_keys if k not in cols], cols), digits)
+    return render.markdown(layout_table(summary, metrics, [k for k in group_keys if k not in cols], cols), digits)
 
 
 def csv_table(summary: pd.DataFrame) -> str:
@@ -294,31 +265,18 @@ def csv_table(summary: pd.DataFrame) -> str:
 @dataclass
 class Table:
     summary: pd.DataFrame
-    grid: Grid
+    layout: TableLayout
 
     def render(self, fmt: str = "md", digits: int = 3) -> str:
         if fmt == "csv":
             return csv_table(self.summary)
-        return {"md": render.markdown, "latex": render.latex, "html": render.html_table}[fmt](self.grid, digits)
-
-
-def no_runs_error(source) -> ValueError:
-    root = getattr(source, "root", None)
-    where = f"(no meta.json) found under {root}" if root is not None else f"found in {getattr(source, 'url', source.name)}"
-    return ValueError(f"no runs {where}")
-
-
-def _records(source):
-    df = source.runs()
-    if df.empty:
-        raise no_runs_error(source)
-    return df
+        return {"md": render.markdown, "latex": render.latex, "html": render.html_table}[fmt](self.layout, digits)
 
 
 def build_table(source, metrics=None, rows=None, cols=None, baseline=None, level: float = LEVEL,
                 df: pd.DataFrame | None = None) -> Table:
     """Validate the keys against the records, derive history metrics, summarize and lay out."""
-    df = _records(source) if df is None else df
+    df = runs_frame(source) if df is None else df
     swept, available = df.attrs["swept_keys"], df.attrs["metric_keys"]
     if metrics is None:
         metrics = [m for m in DEFAULT_METRICS if m in available]
@@ -337,7 +295,7 @@ def build_table(source, metrics=None, rows=None, cols=None, baseline=None, level
     if set(keys) & set(cols):
         raise ValueError(f"keys both in rows and cols: {', '.join(sorted(set(keys) & set(cols)))}")
     summary = summarize(df, metrics, keys + cols, baseline=baseline, level=level)
-    return Table(summary, build_grid(summary, metrics, keys, cols))
+    return Table(summary, layout_table(summary, metrics, keys, cols))
 
 
 def render_table(sweep_dir, metrics=None, rows=None, cols=None, baseline=None, fmt: str = "md",

@@ -32,13 +32,16 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.records import MISSING, records_frame
+from analysis.records import records_frame
+from trainer.run_record import RunStatus
 
 SCHEME = "wandb://"
 SUMMARY_PREFIX = "summary/"
 META_KEY = "run_meta"
-_STATE = {"running": "running", "pending": "running", "failed": "failed", "crashed": "failed",
-          "killed": "failed", "preempting": "preempted", "preempted": "preempted"}
+# W&B's run states (``run.state``) → the run status they imply, for runs logged without one
+_STATE = {"running": RunStatus.running, "pending": RunStatus.running, "failed": RunStatus.failed,
+          "crashed": RunStatus.failed, "killed": RunStatus.failed, "preempting": RunStatus.preempted,
+          "preempted": RunStatus.preempted}
 
 
 def parse_url(url: str) -> tuple[str, str]:
@@ -139,7 +142,9 @@ class WandbSource:
             return self._plan
         metas = [m for m in (_plain(r.config).get(META_KEY) or {} for r in self._fetch().values()) if m]
         meta = metas[0] if metas else {}
-        plan = {"sweep_id": self.sweep_id, **({"code_version": meta["code_version"]} if meta.get("code_version") else {})}
+        plan = {"sweep_id": self.sweep_id}
+        if meta.get("code_version"):
+            plan["code_version"] = meta["code_version"]
         # The plan's run order, from each run's plan_index (runs logged before it existed: none)
         indexed = sorted((m["plan_index"], m.get("swept") or {}) for m in metas if isinstance(m.get("plan_index"), int))
         if indexed:
@@ -158,15 +163,18 @@ class WandbSource:
                 row["variant"] = run.job_type
             swept = meta.get("swept") if isinstance(meta.get("swept"), dict) else _swept_from_tags(run.tags)
             summary = _summary(run)
-            row["status"] = str(summary["status"]) if "status" in summary else _STATE.get(str(run.state).lower(), MISSING)
+            if "status" in summary:
+                row["status"] = str(summary["status"])
+            else:
+                row["status"] = _STATE.get(str(run.state).lower(), RunStatus.missing).value
             runs.append((row, swept, summary))
         runs.sort(key=lambda r: str(r[0]["run_id"]))  # DirSource's order: run dirs by name
         return records_frame(runs, self.plan)
 
     def history(self, run_dir: str) -> pd.DataFrame:
         if run_dir not in self._history:
-            rows = [{("step" if k == "_step" else k): v for k, v in row.items() if k == "_step" or not k.startswith("_")}
-                    for row in self._run(run_dir).scan_history()]
+            rows = [{("step" if k == "_step" else k): v for k, v in row.items()
+                     if k == "_step" or not k.startswith("_")} for row in self._run(run_dir).scan_history()]
             df = pd.DataFrame.from_records(rows)
             if "step" in df.columns:
                 df = df[["step", *(c for c in df.columns if c != "step")]]

@@ -24,7 +24,10 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-from trainer.config import ConfigError
+# Module level: only what stays light (no torch, no Hydra), so `grpolab status` and `table` start fast;
+# each command imports the heavy parts it needs.
+from trainer.knobs import ConfigError
+from trainer.run_record import RUNS_DIR, SWEEP_PLAN_FILE, RunStatus, SweepPaths, atomic_write_text
 
 
 def _cmd_config(args) -> int:
@@ -58,14 +61,13 @@ def _cmd_train(args) -> int:
     from trainer import distributed
     from trainer.identity import run_meta
     from trainer.run import run_training, start_ranks
-    from trainer.run_record import RunStatus
 
     cfg = compose(args.overrides)
     # Under torchrun (WORLD_SIZE > 1) every rank runs this; rank 0 names the run and writes its record.
     main = start_ranks(cfg) == 0
     if main:
         _print_warnings([cfg])
-    run_dir = Path(args.run_dir or Path(cfg.paths.output_root) / "runs" / dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    run_dir = Path(args.run_dir or Path(cfg.paths.output_root) / RUNS_DIR / dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
     run_dir = distributed.broadcast_object(run_dir)
     summary = run_training(cfg, run_dir, run_meta(cfg, run_dir, overrides=args.overrides))
     if main:
@@ -75,7 +77,6 @@ def _cmd_train(args) -> int:
 
 def _cmd_sweep(args) -> int:
     from sweeps.plan import make_plan, write_plan
-    from trainer.run_record import RunStatus
 
     plan = make_plan(args.overrides)
     launcher = plan.runs[0].cfg.launcher.name.value if plan.runs else "local"
@@ -105,7 +106,7 @@ def _cmd_sweep(args) -> int:
     print(f"sweep {plan.sweep_id}: {report.describe()}")
     if report.submitted:
         arrays = sorted({j.split("_")[0] for j in report.submitted.values()})
-        print(f"job array {', '.join(arrays)}; logs in {plan.sweep_dir / 'logs'}")
+        print(f"job array {', '.join(arrays)}; logs in {plan.paths.logs}")
     if args.detach:
         print(f"follow with: grpolab status {plan.sweep_dir}    table when done: grpolab collect {plan.sweep_dir}")
         print(f"sweep id: {plan.sweep_id}")
@@ -117,9 +118,10 @@ def _finish(sweep_dir: Path, failed: dict) -> int:
     """Write and print the ablation table; name the cells that did not complete."""
     from analysis.table import render_table
 
+    path = SweepPaths(sweep_dir).table
     table = render_table(sweep_dir)
-    (sweep_dir / "table.md").write_text(table + "\n")
-    print(f"\nAblation table ({sweep_dir / 'table.md'}):\n")
+    atomic_write_text(path, table + "\n")
+    print(f"\nAblation table ({path}):\n")
     print(table)
     if failed:
         print(f"\n{len(failed)} runs did not complete: {failed}", file=sys.stderr)
@@ -129,14 +131,16 @@ def _finish(sweep_dir: Path, failed: dict) -> int:
 
 def _sweep_dir(arg: str, root: str) -> Path:
     """A sweep dir given as a path, or as a sweep id under <root>/sweeps/."""
-    for candidate in (Path(arg), Path(root) / "sweeps" / arg):
-        if (candidate / "sweep.json").is_file():
+    candidates = (Path(arg), Path(root) / "sweeps" / arg)
+    for candidate in candidates:
+        if SweepPaths(candidate).plan.is_file():
             return candidate
-    raise ConfigError(f"no sweep {arg!r}: neither {arg}/sweep.json nor {Path(root) / 'sweeps' / arg}/sweep.json exists")
+    raise ConfigError(f"no sweep {arg!r}: neither {candidates[0] / SWEEP_PLAN_FILE} nor "
+                      f"{candidates[1] / SWEEP_PLAN_FILE} exists")
 
 
 def _cmd_status(args) -> int:
-    from sweeps.launch_slurm import format_status, sweep_status
+    from sweeps.status import format_status, sweep_status
 
     sweep_dir = _sweep_dir(args.sweep, args.root)
     print(format_status(sweep_dir.name, sweep_status(sweep_dir)))
@@ -147,7 +151,7 @@ def _collect(sweep_dir: Path, timeout_s: float | None, poll_s: float) -> int:
     """Wait until every cell has ended (progress on stderr every 30 s), then build the table."""
     import time
 
-    from sweeps.launch_slurm import format_status, sweep_status
+    from sweeps.status import CellState, format_status, sweep_status
 
     start = last = time.time()
     while True:
@@ -163,7 +167,7 @@ def _collect(sweep_dir: Path, timeout_s: float | None, poll_s: float) -> int:
             print(format_status(sweep_dir.name, cells).splitlines()[0], file=sys.stderr, flush=True)
         time.sleep(poll_s)
     print(format_status(sweep_dir.name, cells))
-    return _finish(sweep_dir, {c.name: c.state for c in cells if c.state != "completed"})
+    return _finish(sweep_dir, {c.name: str(c.state) for c in cells if c.state != CellState.completed})
 
 
 def _cmd_collect(args) -> int:
@@ -171,16 +175,18 @@ def _cmd_collect(args) -> int:
 
 
 def _cmd_tune(args) -> int:
+    from optuna.trial import TrialState
+
     from sweeps.compose import compose
-    from sweeps.tune import tune_from_config
+    from sweeps.tune_launch import tune_from_config
 
     study = tune_from_config(compose(args.overrides), args.overrides)
-    return 0 if any(t.state.name == "COMPLETE" for t in study.get_trials()) else 1
+    return 0 if any(t.state == TrialState.COMPLETE for t in study.get_trials()) else 1
 
 
 ANALYSIS = {"table": "analysis.table", "plot": "analysis.plots", "report": "analysis.report"}
-COMMANDS = {"tune": _cmd_tune, "train": _cmd_train, "sweep": _cmd_sweep, "config": _cmd_config, "status": _cmd_status,
-            "collect": _cmd_collect}
+COMMANDS = {"tune": _cmd_tune, "train": _cmd_train, "sweep": _cmd_sweep, "config": _cmd_config,
+            "status": _cmd_status, "collect": _cmd_collect}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         import importlib
 
         return importlib.import_module(ANALYSIS[argv[0]]).main(argv[1:])
-    parser = argparse.ArgumentParser(prog="grpolab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="grpolab", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="one run in this process")
     p.add_argument("--run-dir", help="where the run record goes (default outputs/runs/<time>)")

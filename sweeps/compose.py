@@ -16,11 +16,11 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from trainer.config import Config, ConfigError, valid_keys
-
-from trainer.validation import validate
-from trainer.provenance import REPO_ROOT
 from sweeps.configstore import register
+from trainer.config import Config, valid_keys
+from trainer.knobs import ConfigError
+from trainer.provenance import REPO_ROOT
+from trainer.validation import validate
 
 
 def conf_dir() -> Path:
@@ -39,10 +39,10 @@ def compose_dict(overrides: list[str]) -> DictConfig:
     try:
         return hydra_compose("config", overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(_explain(overrides, e)) from None
+        raise ConfigError(explain_error(overrides, e)) from None
 
 
-def _explain(overrides: list[str], e: BaseException) -> str:
+def explain_error(overrides: list[str], e: BaseException) -> str:
     """Hydra's message plus its causes (which hold the key, value and valid values) and, for an
     unknown key, the keys that exist there."""
     parts, seen = [], set()

@@ -9,13 +9,13 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
-
-from trainer.config import ConfigError
+from sweeps.hydra_adapter import parse_overrides
 
 
 @dataclass(frozen=True)
-class Grid:
+class SweepGrid:
+    """The cells a sweep command line expands to: overrides shared by all, and the swept axes."""
+
     base: tuple[str, ...]  # overrides shared by every cell
     axes: tuple[tuple[str, tuple[str, ...]], ...]  # (key, values as override strings)
 
@@ -33,12 +33,8 @@ class Grid:
 
 def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, tuple[str, ...]]]:
     """(plain overrides, {key: sweep values}) from command-line overrides."""
-    try:
-        parsed = OverridesParser.create().parse_overrides(list(overrides))
-    except Exception as e:  # noqa: BLE001 - hydra raises several types for bad syntax
-        raise ConfigError(f"cannot parse overrides {overrides}: {e}") from None
     plain, swept = [], {}
-    for text, o in zip(overrides, parsed):
+    for text, o in zip(overrides, parse_overrides(overrides)):
         if o.is_sweep_override():
             swept[o.get_key_element()] = tuple(o.sweep_string_iterator())
         else:
@@ -46,7 +42,7 @@ def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, tuple[st
     return plain, swept
 
 
-def build_grid(cli_overrides: list[str], sweep_params: dict[str, str], seeds: list[int]) -> Grid:
+def build_sweep_grid(cli_overrides: list[str], sweep_params: dict[str, str], seeds: list[int]) -> SweepGrid:
     plain, swept = split_overrides(cli_overrides)
     axes: dict[str, tuple[str, ...]] = {}
     for key, values in sweep_params.items():
@@ -61,4 +57,4 @@ def build_grid(cli_overrides: list[str], sweep_params: dict[str, str], seeds: li
     ordered = [(k, v) for k, v in axes.items() if k != "seed"]
     if "seed" in axes:
         ordered.append(("seed", axes["seed"]))
-    return Grid(tuple(plain), tuple(ordered))
+    return SweepGrid(tuple(plain), tuple(ordered))

@@ -17,6 +17,7 @@ Requeues are bounded by ``launcher.max_requeues`` (SLURM counts restarts in ``SL
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import signal
 import subprocess
@@ -28,7 +29,7 @@ from typing import Optional
 
 from trainer.config import Config
 from trainer.identity import run_meta, to_dict
-from trainer.run_record import Meta, RunStatus, Summary
+from trainer.run_record import Meta, RunRecord, RunStatus, Summary
 
 
 class StopFlag:
@@ -48,7 +49,7 @@ class StopFlag:
         except ValueError:
             pass
 
-    def _handle(self, signum, frame) -> None:  # noqa: ARG002 - signal handler signature
+    def _handle(self, signum, frame) -> None:
         if self.signum is None or signum == signal.SIGTERM:  # TERM wins: SLURM is already ending the job
             self.signum = signum
         print(f"[grpolab] caught {signal.Signals(signum).name}: checkpointing at the next step boundary", flush=True)
@@ -95,11 +96,10 @@ class CellJob:
         stop = StopFlag()
         stop.install()  # first: a signal during the imports below must not be lost
         from trainer.run import run_training  # heavy imports happen in the job process
-        from trainer.run_record import RunRecord
 
         t_imported = time.time()
 
-        log = lambda *a: print(*a, flush=True)  # noqa: E731
+        log = functools.partial(print, flush=True)
         rank = export_rank_env()
         restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
         limit = self.cfg.launcher.max_requeues

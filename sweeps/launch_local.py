@@ -19,28 +19,30 @@ from sweeps.job import CellJob
 from sweeps.plan import SweepPlan
 from trainer.run_record import RunRecord, RunStatus, Summary
 
+_EXITED = ("FINISHED", "COMPLETED")  # submitit's states of a job whose process returned normally
+
 
 def _steps_done(run_dir: Path) -> int:
     try:
-        with open(run_dir / "metrics.jsonl") as f:
+        with open(RunRecord(run_dir, writable=False).metrics_path) as f:
             return max(sum(1 for _ in f) - 1, 0)  # line 0 is the warm-start eval
     except FileNotFoundError:
         return 0
 
 
-def launch_local(plan: SweepPlan, console: Console | None = None, poll_s: float = 1.0) -> dict[str, str]:
+def launch_local(plan: SweepPlan, console: Console | None = None, poll_s: float = 1.0) -> dict[str, RunStatus]:
     """Run every pending cell; return {run name: final status}."""
     console = console or Console(stderr=True)
     runs = plan.to_run
     if not runs:
         return {}
     parallel = runs[0].cfg.launcher.max_parallel
-    executor = submitit.LocalExecutor(folder=str(plan.sweep_dir / "logs" / "%j"))
+    executor = submitit.LocalExecutor(folder=str(plan.paths.logs / "%j"))
     executor.update_parameters(timeout_min=24 * 60)
     total_steps = sum(r.cfg.train.steps for r in runs)
     queue = list(runs)
     active: dict[str, tuple[submitit.Job, Path]] = {}
-    statuses: dict[str, str] = {}
+    statuses: dict[str, RunStatus] = {}
     interactive = console.is_terminal
     last_print = 0.0
     with Progress(
@@ -51,15 +53,16 @@ def launch_local(plan: SweepPlan, console: Console | None = None, poll_s: float 
         while queue or active:
             while queue and len(active) < parallel:
                 run = queue.pop(0)
-                run_dir = plan.sweep_dir / "runs" / run.name
+                run_dir = plan.paths.run(run.name)
                 job = executor.submit(CellJob(run.cfg, str(run_dir), plan.meta_for(run)))
                 active[run.name] = (job, run_dir)
-                console.print(f"[start] {run.name}  {', '.join(f'{k}={v}' for k, v in run.swept.items())}", markup=False)
+                swept = ", ".join(f"{k}={v}" for k, v in run.swept.items())
+                console.print(f"[start] {run.name}  {swept}", markup=False)
             for name, (job, run_dir) in list(active.items()):
                 if job.done():
                     summary = RunRecord.peek_summary(run_dir) or Summary(status=RunStatus.failed)
                     status = summary.status
-                    if job.state not in ("FINISHED", "COMPLETED") and status == RunStatus.running:
+                    if job.state not in _EXITED and status == RunStatus.running:
                         status = RunStatus.failed
                     statuses[name] = status
                     del active[name]

@@ -19,6 +19,7 @@
   Create the study before starting concurrent workers (two processes creating one SQLite file race).
 
 Space grammar (docs/tracking.md): ``float:LOW:HIGH[:log]``, ``int:LOW:HIGH[:log]``, ``cat:A,B,C``.
+Nothing here knows the trainer: ``sweeps.tune_launch`` runs it as a ``launch_fn`` (``grpolab tune``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any, Callable, Optional, Sequence
 import optuna
 
 PRUNER_ATTR = "grpolab_pruner"  # study user attr: the pruner spec, so a job can rebuild the same pruner
+DEFAULT_DB = "optuna.db"  # the SQLite file of a study given no storage, in its root
 
 
 # ---------------------------------------------------------------- search space
@@ -107,12 +109,18 @@ def to_overrides(params: dict[str, Any]) -> list[str]:
 
 
 # ---------------------------------------------------------------- storage, study, pruner
-def open_storage(storage: Optional[str], default_dir: str | Path = "outputs/tune"):
-    """An Optuna storage from a string: None → ``sqlite:///<default_dir>/optuna.db``; ``journal:PATH``
-    or a path ending in .journal/.log → JournalStorage file; anything else is an RDB URL."""
+def default_storage(default_dir: str | Path) -> str:
+    """The storage of a study given none: ``sqlite:///<default_dir>/optuna.db`` (the dir created)."""
+    Path(default_dir).mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{Path(default_dir).resolve() / DEFAULT_DB}"
+
+
+def open_storage(storage, default_dir: str | Path = "outputs/tune") -> optuna.storages.BaseStorage:
+    """An Optuna storage from a string: None → ``default_storage(default_dir)``; ``journal:PATH`` or
+    a path ending in .journal/.log → JournalStorage file; anything else is an RDB URL. A storage
+    object is returned as is."""
     if storage is None:
-        Path(default_dir).mkdir(parents=True, exist_ok=True)
-        storage = f"sqlite:///{Path(default_dir).resolve() / 'optuna.db'}"
+        storage = default_storage(default_dir)
     if not isinstance(storage, str):
         return storage  # already a storage object
     if storage.startswith("journal:") or storage.endswith((".journal", ".log")):
@@ -144,7 +152,8 @@ def make_pruner(spec: str | None) -> optuna.pruners.BasePruner:
             return optuna.pruners.PercentilePruner(p, n_startup_trials=startup, n_warmup_steps=warmup)
     except ValueError:
         pass
-    raise ValueError(f"tune pruner={spec!r}: must be median[:STARTUP[:WARMUP]], percentile:P[:STARTUP[:WARMUP]] or none")
+    raise ValueError(f"tune pruner={spec!r}: must be median[:STARTUP[:WARMUP]], percentile:P[:STARTUP[:WARMUP]] "
+                     "or none")
 
 
 def make_sampler(name: str, seed: Optional[int] = None) -> optuna.samplers.BaseSampler:
@@ -162,16 +171,17 @@ def create_study(storage, study_name: str, directions: Sequence[str], *, pruner:
     """Create (or load) the study; do this once before any worker starts. ``sampler`` defaults to TPE
     for one objective and NSGA-II for several."""
     sampler = sampler or ("tpe" if len(directions) == 1 else "nsga2")
-    study = optuna.create_study(storage=open_storage(storage) if isinstance(storage, (str, type(None))) else storage,
-                                study_name=study_name, directions=list(directions), load_if_exists=True,
-                                sampler=make_sampler(sampler, sampler_seed), pruner=make_pruner(pruner))
+    study = optuna.create_study(storage=open_storage(storage), study_name=study_name, directions=list(directions),
+                                load_if_exists=True, sampler=make_sampler(sampler, sampler_seed),
+                                pruner=make_pruner(pruner))
     study.set_user_attr(PRUNER_ATTR, pruner or "median:2:0")
     return study
 
 
-def load_study(storage, study_name: str, *, sampler: str | None = None, sampler_seed: Optional[int] = None) -> optuna.Study:
+def load_study(storage, study_name: str, *, sampler: str | None = None,
+               sampler_seed: Optional[int] = None) -> optuna.Study:
     """The study as a worker or a job sees it: same pruner (from the study's user attrs)."""
-    st = open_storage(storage) if isinstance(storage, (str, type(None))) else storage
+    st = open_storage(storage)
     study = optuna.load_study(study_name=study_name, storage=st)
     n_obj = len(study.directions)
     return optuna.load_study(study_name=study_name, storage=st,
@@ -180,6 +190,26 @@ def load_study(storage, study_name: str, *, sampler: str | None = None, sampler_
 
 
 # ---------------------------------------------------------------- in-job pruning
+def trial_handle(study: optuna.Study, storage: optuna.storages.BaseStorage, trial_number: int) -> optuna.trial.Trial:
+    """The ``Trial`` of running trial ``trial_number`` of ``study`` (asked by another process), to
+    report to and ask the pruner. Optuna has no public way to get one (``study.ask()`` only makes
+    new trials): ``optuna.trial.Trial(study, trial_id)`` is the constructor ``Study.ask`` uses, the
+    one semi-private call left, kept here; ``tests/test_tune.py`` checks it against the installed
+    Optuna. RuntimeError, naming this function, when Optuna no longer builds it that way."""
+    study_id = storage.get_study_id_from_name(study.study_name)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial_number)
+    try:
+        trial = optuna.trial.Trial(study, trial_id)
+        number = trial.number
+    except (TypeError, AttributeError) as e:
+        raise RuntimeError(f"optuna {optuna.__version__} no longer builds a Trial as optuna.trial.Trial(study, "
+                           f"trial_id) ({type(e).__name__}: {e}); update sweeps.tune.trial_handle") from e
+    if number != trial_number:
+        raise RuntimeError(f"optuna {optuna.__version__}: optuna.trial.Trial(study, trial_id) gave trial {number}, "
+                           f"not {trial_number}; update sweeps.tune.trial_handle")
+    return trial
+
+
 @dataclass
 class TrialContext:
     """What a job needs to report to its trial: picklable, passed to ``launch_fn`` and into jobs."""
@@ -204,11 +234,11 @@ class TrialReporter:
 
     def _open(self) -> Optional[optuna.trial.Trial]:
         if self._trial is None:
-            study = load_study(self.ctx.storage, self.ctx.study_name)
+            storage = open_storage(self.ctx.storage)
+            study = load_study(storage, self.ctx.study_name)
             if len(study.directions) > 1:
                 return None
-            trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, self.ctx.trial_number)
-            self._trial = optuna.trial.Trial(study, trial_id)
+            self._trial = trial_handle(study, storage, self.ctx.trial_number)
         return self._trial
 
     def __call__(self, step: int, value: float) -> bool:
@@ -250,7 +280,7 @@ def run_trial(study: optuna.Study, trial: optuna.trial.Trial, params: list[Param
     except optuna.TrialPruned:
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         return
-    except Exception as e:  # noqa: BLE001 - a failed cell fails its trial, not the study
+    except Exception as e:  # a failed cell fails its trial, not the study
         trial.set_user_attr("error", f"{type(e).__name__}: {e}")
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         return
@@ -281,9 +311,7 @@ def run_study(base_overrides: list[str], space: dict[str, str], *, n_trials: int
     processes with ``processes=True``); return the study. ``storage`` must be a string (workers
     reopen it); None is SQLite under ``default_dir``."""
     parse_space(space)  # a bad space fails before anything is created
-    if storage is None:
-        Path(default_dir).mkdir(parents=True, exist_ok=True)
-        storage = f"sqlite:///{Path(default_dir).resolve() / 'optuna.db'}"
+    storage = default_storage(default_dir) if storage is None else storage
     create_study(storage, study_name, directions, pruner=pruner, sampler=sampler, sampler_seed=sampler_seed)
     quotas = [n_trials // workers + (i < n_trials % workers) for i in range(workers)]
     args = [(storage, study_name, list(base_overrides), dict(space), q, list(seeds), launch_fn) for q in quotas if q]
@@ -305,7 +333,7 @@ def run_study(base_overrides: list[str], space: dict[str, str], *, n_trials: int
         def target(a, i):
             try:
                 worker(*a, **kwargs, sampler_seed=None if sampler_seed is None else sampler_seed + i)
-            except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            except BaseException as e:  # re-raised in the caller's thread
                 errors.append(e)
 
         threads = [threading.Thread(target=target, args=(a, i)) for i, a in enumerate(args)]
@@ -316,106 +344,3 @@ def run_study(base_overrides: list[str], space: dict[str, str], *, n_trials: int
         if errors:
             raise errors[0]
     return load_study(storage, study_name)
-
-
-# ---------------------------------------------------------------- the real trainer as launch_fn
-@dataclass
-class TuneCellJob:
-    """One seed of one trial, run by the trainer (in this process or as a submitit job). Passes a
-    ``TrialReporter`` to ``run_training`` when it takes one (``reporter=``), so the run stops when
-    the trial is pruned."""
-    overrides: list
-    run_dir: str
-    meta: dict
-    ctx: TrialContext
-
-    def __call__(self) -> dict:
-        import inspect
-
-        from sweeps.compose import compose
-        from sweeps.job import slurm_job_id
-        from trainer.identity import run_meta
-        from trainer.run import run_training
-        from trainer.run_record import RunStatus
-
-        cfg = compose(self.overrides)
-        reporter = TrialReporter(self.ctx)
-        kwargs = {"reporter": reporter} if "reporter" in inspect.signature(run_training).parameters else {}
-        meta = run_meta(cfg, self.run_dir, **self.meta)
-        meta.slurm_job_id = slurm_job_id()  # None off SLURM, as for sweep cells
-        summary = run_training(cfg, Path(self.run_dir), meta, **kwargs)
-        return {"summary": summary, "pruned_at": reporter.pruned_at if summary.status == RunStatus.pruned else None}
-
-
-@dataclass
-class TrainerLaunch:
-    """``launch_fn`` running the real trainer: each (trial, seed) is a run record under
-    ``<root>/runs/t<trial>_s<seed>``; objectives are summary keys (``final_eval_accuracy``) or
-    metric names (``train/kl``: the mean of its logged values). ``executor``: a submitit executor
-    (LocalExecutor, or AutoExecutor/SlurmExecutor for SLURM); None runs in this process."""
-    root: str
-    objectives: Sequence[str] = ("final_eval_accuracy",)
-    executor: Any = None
-
-    def __call__(self, overrides: list, seed: int, ctx: TrialContext):
-        from trainer.run_record import read_jsonl
-
-        run_dir = Path(self.root) / "runs" / f"t{ctx.trial_number:04d}_s{seed}"
-        meta = {"sweep_id": ctx.study_name, "swept": {**ctx.params},
-                "tune": {"trial": ctx.trial_number, "seed_index": ctx.seed_index}}
-        job = TuneCellJob([*overrides, f"seed={seed}"], str(run_dir), meta, ctx)
-        out = job() if self.executor is None else self.executor.submit(job).result()
-        if out["pruned_at"] is not None:
-            raise optuna.TrialPruned(f"pruned at step {out['pruned_at']}")
-        summary = out["summary"].headline()
-        if out["summary"].status != "completed":
-            raise RuntimeError(f"run {run_dir} ended {out['summary'].status}: {out['summary'].error}")
-        rows = read_jsonl(run_dir / "metrics.jsonl")
-        values = []
-        for name in self.objectives:
-            if name in summary:
-                values.append(float(summary[name]))
-            else:
-                seen = [r[name] for r in rows if r.get(name) is not None]
-                if not seen:
-                    raise KeyError(f"tune objective {name!r}: not in summary.json nor metrics.jsonl of {run_dir}")
-                values.append(sum(seen) / len(seen))
-        return values
-
-
-# ---------------------------------------------------------------- `grpolab tune`
-def tune_from_config(cfg, overrides: list[str], log: Callable = print) -> optuna.Study:
-    """``grpolab tune [overrides]``: the study ``cfg.tune`` describes (space, n_trials, objectives,
-    directions, sampler, pruner, storage, study_name, workers), seeds from ``cfg.sweep.seeds``, each
-    cell run by ``cfg.launcher`` (local: a submitit LocalExecutor process per cell; slurm: one SLURM
-    job per cell, so use a journal or RDB storage the nodes can reach). Study and run records go
-    under ``<paths.output_root>/tune/<study name>/``."""
-    import datetime as dt
-
-    t = cfg.tune
-    name = t.study_name or cfg.sweep.id or dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    root = Path(cfg.paths.output_root) / "tune" / name
-    launcher = getattr(cfg.launcher.name, "value", cfg.launcher.name)
-    executor = None
-    if launcher == "local":
-        import submitit
-
-        executor = submitit.LocalExecutor(folder=str(root / "logs" / "%j"))
-        executor.update_parameters(timeout_min=24 * 60)
-    elif launcher == "slurm":  # each cell one SLURM job; the job reports to the storage itself
-        from sweeps.launch_slurm import make_executor
-
-        executor = make_executor(cfg.launcher, name, root / "logs", None)
-    elif launcher != "inprocess":
-        raise ValueError(f"launcher.name={launcher!r}: must be local or slurm")
-    study = run_study([o for o in overrides if not o.startswith("tune.")], dict(t.space), n_trials=t.n_trials,
-                      seeds=list(cfg.sweep.seeds), storage=t.storage, study_name=name,
-                      directions=list(t.directions), sampler=t.sampler, workers=t.workers,
-                      launch_fn=TrainerLaunch(str(root), tuple(t.objectives), executor), pruner=t.pruner,
-                      steps_per_seed=cfg.train.steps, default_dir=root)
-    states = [s.state.name for s in study.get_trials()]
-    log(f"study {name}: {len(states)} trials ({', '.join(f'{states.count(s)} {s.lower()}' for s in sorted(set(states)))})"
-        f" -> {root}")
-    for best in study.best_trials:
-        log(f"  best trial {best.number}: {dict(zip(t.objectives, best.values))}  {' '.join(to_overrides(best.params))}")
-    return study

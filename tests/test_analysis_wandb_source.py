@@ -18,7 +18,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis.records import DirSource, open_source
+from analysis.records import DirSource
+from analysis.sources import open_source
 from analysis.wandb_source import WandbSource, parse_url
 from trainer.tracking import read_offline_run, read_wandb_records
 
@@ -133,7 +134,8 @@ def test_urls_and_dirs_pick_their_source(tmp_path):
         with pytest.raises(ValueError, match="wandb://ENTITY/PROJECT/SWEEP_ID"):
             parse_url(bad)
     src = open_source("wandb://ent/proj/kl-sweep")
-    assert isinstance(src, WandbSource) and (src.project, src.sweep_id, src.name) == ("ent/proj", "kl-sweep", "kl-sweep")
+    assert isinstance(src, WandbSource)
+    assert (src.project, src.sweep_id, src.name) == ("ent/proj", "kl-sweep", "kl-sweep")
     assert src._api is None  # wandb.Api() is created on first use, not before
     assert isinstance(open_source(str(tmp_path)), DirSource)
     with pytest.raises(ValueError, match="sweep dir does not exist"):

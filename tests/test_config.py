@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from sweeps.compose import compose, conf_dir
-from sweeps.expand import build_grid
+from sweeps.expand import build_sweep_grid
 from trainer.config import Config, ConfigError
 from trainer.identity import config_hash
 from trainer.validation import validate
@@ -88,7 +88,8 @@ def test_all_errors_reported_at_once():
 
 def test_query_preserved_needs_multiple_of_group_size():
     with pytest.raises(ConfigError) as e:
-        compose(["batching=query_preserved", "rollout.n=6", "rollout.prompts_per_step=16", "batching.mini_batch_size=32", "batching.micro_batch_size=16"])
+        compose(["batching=query_preserved", "rollout.n=6", "rollout.prompts_per_step=16",
+                 "batching.mini_batch_size=32", "batching.micro_batch_size=16"])
     assert "multiple of rollout.n=6" in str(e.value)
 
 
@@ -131,7 +132,7 @@ def test_config_hash_ignores_seed_and_paths_but_not_knobs():
 
 
 def test_grid_expansion_cli_and_sweep_params():
-    grid = build_grid(["algorithm.kl.coef=0,0.1", "rollout.n=4"], {"algorithm.clip.high": "0.2,0.28"}, [0, 1, 2])
+    grid = build_sweep_grid(["algorithm.kl.coef=0,0.1", "rollout.n=4"], {"algorithm.clip.high": "0.2,0.28"}, [0, 1, 2])
     assert grid.keys == ["algorithm.clip.high", "algorithm.kl.coef", "seed"]
     cells = grid.cells()
     assert len(cells) == 2 * 2 * 3
@@ -140,12 +141,12 @@ def test_grid_expansion_cli_and_sweep_params():
 
 
 def test_cli_sweep_values_override_sweep_params():
-    grid = build_grid(["algorithm.kl.coef=0,0.5"], {"algorithm.kl.coef": "1,2,3"}, [0])
+    grid = build_sweep_grid(["algorithm.kl.coef=0,0.5"], {"algorithm.kl.coef": "1,2,3"}, [0])
     assert dict(grid.axes)["algorithm.kl.coef"] == ("0", "0.5")
 
 
 def test_range_sweep_syntax():
-    grid = build_grid(["seed=range(3)"], {}, [0])
+    grid = build_sweep_grid(["seed=range(3)"], {}, [0])
     assert dict(grid.axes)["seed"] == ("0", "1", "2")
 
 
@@ -171,7 +172,8 @@ def test_configuration_doc_is_generated_from_the_schema():
     (["algorithm.nthr.eta=two_abs"], "algorithm.nthr.eta='two_abs'"),
     (["algorithm.nthr.enabled=true", "task.format_reward=0.1"], "task.correct_threshold=null"),
     (["algorithm.lopti.enabled=true", "algorithm.ppo_epochs=2"], "algorithm.ppo_epochs=2"),
-    (["batching=query_preserved", "batching.mini_batch_size=12", "rollout.prompts_per_step=12"], "batching.mini_batch_size=12"),
+    (["batching=query_preserved", "batching.mini_batch_size=12", "rollout.prompts_per_step=12"],
+     "batching.mini_batch_size=12"),
     (["algorithm=dfpo"], "batching.mode=shuffled"),
     (["algorithm=dfpo", "batching=query_preserved", "batching.micro_batch_size=4"], "batching.micro_batch_size=4"),
     (["algorithm=grpo_fix", "algorithm.clip.dual=10"], "algorithm.clip.dual=10.0"),

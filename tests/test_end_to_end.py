@@ -49,7 +49,8 @@ def test_same_seed_gives_identical_metrics(tmp_path):
 
 
 def test_warm_start_success_rate_strictly_between_0_and_1(tmp_path):
-    cfg = compose(fast_overrides(tmp_path, steps=1) + ["model.hidden_size=64", "model.intermediate_size=128", "sft.steps=300", "task.n_eval=32", "rollout.eval_n=4"])
+    cfg = compose(fast_overrides(tmp_path, steps=1) + ["model.hidden_size=64", "model.intermediate_size=128",
+                                                       "sft.steps=300", "task.n_eval=32", "rollout.eval_n=4"])
     summary = run_training(cfg, tmp_path / "run", log=lambda *a: None)
     assert 0.0 < summary.warmstart_eval_accuracy < 1.0
 
@@ -69,7 +70,8 @@ def test_non_finite_loss_fails_the_run_with_step_and_cause(tmp_path, monkeypatch
 
 
 def _grpolab(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "sweeps.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, "-m", "sweeps.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
 
 
 def test_sweep_runs_every_cell_prints_table_and_skips_completed_on_rerun(tmp_path):
@@ -84,6 +86,9 @@ def test_sweep_runs_every_cell_prints_table_and_skips_completed_on_rerun(tmp_pat
     assert "algorithm.kl.coef" in table
     rows = [line for line in table.splitlines() if line.startswith("| 0")]
     assert len(rows) == 2 and all(line.rstrip().endswith("| 2 |") for line in rows)  # 2 cells × n=2 seeds
+    status = _grpolab("status", "t", "--root", str(tmp_path / "out"), cwd=root)  # a local sweep: records only
+    assert status.returncode == 0, status.stderr[-3000:]
+    assert status.stdout.splitlines()[0] == "sweep t: 4 cells: 4 completed; 8/8 steps (100%)"
     second = _grpolab(*args, cwd=root)
     assert second.returncode == 0 and "0 to run, 4 already completed" in second.stdout
 

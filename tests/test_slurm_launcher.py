@@ -1,4 +1,5 @@
-"""The SLURM launcher's pure parts (no cluster): what may reach sbatch, and how a cell's state is read."""
+"""The SLURM launcher's pure parts (no cluster): what may reach sbatch, how a sweep is planned, and
+what a job does past its requeue limit. How a cell's state is read: tests/test_sweep_status.py."""
 
 import shlex
 import subprocess
@@ -6,10 +7,11 @@ import subprocess
 import pytest
 
 from sweeps.compose import compose
-from sweeps.launch_slurm import cell_state, check_launcher, job_name
+from sweeps.launch_slurm import check_launcher, job_name
+from trainer.config import LauncherConfig
 from trainer.identity import run_meta
-from trainer.run_record import Summary
-from trainer.config import ConfigError, LauncherConfig
+from trainer.knobs import ConfigError
+from trainer.run_record import RunStatus
 
 
 def test_slurm_profile_composes_with_its_cluster_options(tmp_path):
@@ -45,35 +47,18 @@ def test_quoted_values_pass_through_verbatim():
     check_launcher(LauncherConfig(sbatch_extra={"comment": "a b $(touch /tmp/pwned) 'q'"}, env={"X": "$(id)"}))
     from submitit.slurm.slurm import _make_sbatch_string
 
-    text = _make_sbatch_string(command="true", folder="/tmp/f", additional_parameters={"comment": "a b $(id) 'q'"},
+    text = _make_sbatch_string(command="true", folder="/tmp/f",
+                               additional_parameters={"comment": "a b $(id) 'q'"},
                                setup=[f"export X={shlex.quote('$(id)')}"])
     line = next(ln for ln in text.splitlines() if ln.startswith("#SBATCH --comment="))
     assert shlex.split(line.split("=", 1)[1]) == ["a b $(id) 'q'"]
-    out = subprocess.run(["bash", "-c", f"export X={shlex.quote('$(id)')}; printf %s \"$X\""], capture_output=True, text=True)
+    out = subprocess.run(["bash", "-c", f"export X={shlex.quote('$(id)')}; printf %s \"$X\""],
+                         capture_output=True, text=True)
     assert out.stdout == "$(id)"
 
 
 def test_job_name_is_sanitized():
     assert job_name("my sweep;rm -rf /") == "grpolab-my_sweep_rm_-rf__"
-
-
-@pytest.mark.parametrize("status,slurm,expected", [
-    ("completed", None, "completed"),
-    ("completed", "RUNNING", "completed"),
-    (None, "PENDING", "pending"),
-    ("running", "RUNNING", "running"),
-    ("preempted", "PENDING", "preempted"),
-    ("preempted", "REQUEUED", "preempted"),
-    ("failed", "FAILED", "failed"),
-    ("failed", "COMPLETED", "failed"),
-    ("running", "CANCELLED", "failed"),  # killed mid-run without a checkpoint exit
-    (None, "OUT_OF_MEMORY", "failed"),
-    ("preempted", "CANCELLED", "preempted"),
-    (None, None, "missing"),
-])
-def test_cell_state_joins_the_run_record_and_slurm(status, slurm, expected):
-    summary = Summary(status=status) if status else None
-    assert cell_state(summary, slurm)[0] == expected
 
 
 def test_planned_cells_equal_hydras_own_compose_of_each_cell(tmp_path):
@@ -122,7 +107,7 @@ def test_a_job_requeued_more_than_max_requeues_fails_without_training(tmp_path, 
     cfg = compose([f"paths.output_root={tmp_path}", "launcher=slurm", "launcher.max_requeues=2"])
     monkeypatch.setenv("SLURM_RESTART_COUNT", "3")
     summary = CellJob(cfg, str(tmp_path / "run"), run_meta(cfg, tmp_path / "run"))()
-    assert summary.status == "failed" and "launcher.max_requeues=2" in summary.error["cause"]
+    assert summary.status == RunStatus.failed and "launcher.max_requeues=2" in summary.error["cause"]
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "failed"
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
@@ -144,3 +129,58 @@ def test_a_queued_job_survives_a_new_config_field():
     old = CellJob.__new__(CellJob)
     old.__setstate__(state)
     assert old.cfg.train.checkpoint_every == 0 and old.cfg.algorithm.nthr.beta == float("-inf")
+
+
+def _fake_slurm(tmp_path, monkeypatch):
+    """sbatch/squeue/sacct stand-ins first on PATH (no cluster here): sbatch answers as SLURM does,
+    with job ids 100, 101, ...; squeue prints ``squeue.txt``; sacct knows nothing."""
+    import os
+    import stat
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    scripts = {
+        "sbatch": f'n=$(cat {bin_dir}/n 2>/dev/null || echo 100); echo $((n + 1)) > {bin_dir}/n\n'
+                  'echo "Submitted batch job $n"\n',
+        "squeue": f"cat {bin_dir}/squeue.txt 2>/dev/null\n",
+        "sacct": "true\n",
+    }
+    for name, body in scripts.items():
+        (bin_dir / name).write_text("#!/bin/sh\n" + body)
+        (bin_dir / name).chmod(stat.S_IRWXU)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return bin_dir
+
+
+def test_submit_records_each_cells_job_and_a_rerun_skips_the_queued_one(tmp_path, monkeypatch):
+    import json
+    import pickle
+
+    from sweeps.launch_slurm import submit_slurm
+    from sweeps.plan import make_plan, write_plan
+    from sweeps.status import CellState, sweep_status
+    from trainer.provenance import code_version
+
+    bin_dir = _fake_slurm(tmp_path, monkeypatch)
+    args = [f"paths.output_root={tmp_path}/out", "sweep.id=s", "launcher=slurm", "launcher.snapshot_code=false",
+            "seed=0,1"]
+    plan = make_plan(args)
+    write_plan(plan, ["grpolab", "sweep", *args])  # as grpolab sweep does before submitting
+    a, b = (r.name for r in plan.runs)
+    report = submit_slurm(plan)
+    assert report.submitted == {a: "100_0", b: "100_1"} and report.missing == [a, b]
+    jobs_file = plan.sweep_dir / "jobs.json"
+    assert json.loads(jobs_file.read_text()) == {a: ["100_0"], b: ["100_1"]}
+    # each job runs its cell with the cell's labels and the code version taken at submit
+    with open(plan.sweep_dir / "logs" / "100_1" / "100_1_submitted.pkl", "rb") as f:
+        job = pickle.load(f).function
+    assert (job.meta.run_id, job.meta.sweep_id, job.meta.plan_index, job.meta.seed) == (b, "s", 1, 1)
+    assert job.meta.code_version == code_version() and job.run_dir.endswith(f"runs/{b}")
+
+    (bin_dir / "squeue.txt").write_text("100_0|RUNNING\n")
+    again = submit_slurm(make_plan(args))
+    assert again.active == [a] and again.submitted == {b: "101"}  # submitit: one job is no array
+    assert json.loads(jobs_file.read_text()) == {a: ["100_0"], b: ["100_1", "101"]}
+    (bin_dir / "squeue.txt").write_text("100_0|RUNNING\n101|PENDING\n")
+    assert [(c.state, c.job_id) for c in sweep_status(plan.sweep_dir)] == [
+        (CellState.running, "100_0"), (CellState.pending, "101")]

@@ -3,16 +3,18 @@ run files (read back from the .wandb transaction log), run ids across requeues, 
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from trainer.run_record import RunRecord, read_jsonl
-from trainer.tracking import (NullTracker, WandbTracker, is_secret_key, make_tracker, offline_run_files, read_wandb_records,
-                              read_offline_run, replay, resolve_mode, scrub_secrets, wandb_run_id)
+from trainer.run_record import Meta, RunRecord, RunStatus, Summary, read_jsonl
+from trainer.tracking import (NullTracker, WandbTracker, is_secret_key, make_tracker, offline_run_files,
+                              read_offline_run, read_wandb_records, replay, resolve_mode, scrub_secrets, wandb_run_id)
 
 SECRET = "sk-do-not-log-0123456789"
-META = {"run_id": "3f2a9c1b7e4d_s1", "sweep_id": "kl-demo", "cell_id": "3f2a9c1b7e4d", "seed": 1,
-        "swept": {"algorithm.kl.coef": 0.01, "algorithm.clip.high": 0.28}, "variant": "dapo",
-        "overrides": [f"launcher.env.HF_TOKEN={SECRET}"]}
+META = Meta(run_id="3f2a9c1b7e4d_s1", config_hash="3f2a9c1b7e4d", seed=1, variant="dapo", sweep_id="kl-demo",
+            cell_id="3f2a9c1b7e4d", swept={"algorithm.kl.coef": 0.01, "algorithm.clip.high": 0.28},
+            overrides=[f"launcher.env.HF_TOKEN={SECRET}"])
 CONFIG = {
     "seed": 1,
     "algorithm": {"name": "dapo", "kl": {"coef": 0.01, "estimator": "k3"}, "clip": {"low": 0.2, "high": 0.28}},
@@ -55,11 +57,11 @@ def test_secret_looking_keys_are_removed_at_any_depth_and_others_kept():
 
 
 def test_run_id_is_stable_per_sweep_and_cell_and_valid_for_wandb():
-    assert wandb_run_id(META) == wandb_run_id(dict(META)) == "kl-demo-3f2a9c1b7e4d_s1"
-    assert wandb_run_id({**META, "sweep_id": "other"}) != wandb_run_id(META)
-    long = wandb_run_id({**META, "sweep_id": "a/b:" + "x" * 100})
+    assert wandb_run_id(META) == wandb_run_id(dataclasses.replace(META)) == "kl-demo-3f2a9c1b7e4d_s1"
+    assert wandb_run_id(dataclasses.replace(META, sweep_id="other")) != wandb_run_id(META)
+    long = wandb_run_id(dataclasses.replace(META, sweep_id="a/b:" + "x" * 100))
     assert len(long) <= 64 and all(c.isalnum() or c in "_.-" for c in long)
-    assert long == wandb_run_id({**META, "sweep_id": "a/b:" + "x" * 100})
+    assert long == wandb_run_id(dataclasses.replace(META, sweep_id="a/b:" + "x" * 100))
 
 
 def test_mode_is_offline_unless_a_project_and_a_key_are_configured(monkeypatch, tmp_path):
@@ -89,12 +91,12 @@ def test_tracker_none_and_ranks_other_than_0_get_a_null_tracker(tmp_path, monkey
 
 def test_offline_run_holds_nested_config_tags_group_and_every_metric_step_aligned(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", "k" * 40)  # even a configured key never reaches the files
-    run_dir = tmp_path / "runs" / META["run_id"]
+    run_dir = tmp_path / "runs" / META.run_id
     record = _write_record(run_dir, range(0, 5))
     tracker = make_tracker(CONFIG, run_dir, META)
     assert isinstance(tracker, WandbTracker) and tracker.mode == "offline"
     assert replay(run_dir, tracker) == 5
-    tracker.finish("completed", {"status": "completed", "final_eval_accuracy": 0.4})
+    tracker.finish(Summary(status=RunStatus.completed, steps_completed=4, final_eval_accuracy=0.4))
 
     [path] = offline_run_files(run_dir)
     run = read_offline_run(path)
@@ -104,7 +106,7 @@ def test_offline_run_holds_nested_config_tags_group_and_every_metric_step_aligne
     cfg = run["config"]
     assert cfg["algorithm"]["kl"] == {"coef": 0.01, "estimator": "k3"}  # nested keys, not a bare β
     assert cfg["algorithm"]["clip"]["high"] == 0.28 and cfg["seed"] == 1
-    assert cfg["run_meta"]["swept"] == META["swept"] and "overrides" not in cfg["run_meta"]
+    assert cfg["run_meta"]["swept"] == META.swept and "overrides" not in cfg["run_meta"]
     assert cfg["launcher"]["env"] == {"HF_HOME": "/scratch/hf"}
     history = {h["_step"]: h for h in run["history"]}
     assert sorted(history) == [0, 1, 2, 3, 4]
@@ -118,12 +120,12 @@ def test_offline_run_holds_nested_config_tags_group_and_every_metric_step_aligne
 
 
 def test_requeued_run_resumes_the_same_id_without_logging_a_step_twice(tmp_path):
-    run_dir = tmp_path / META["run_id"]
+    run_dir = tmp_path / META.run_id
     # attempt 1 records and logs steps 0-3, then is preempted
     record = _write_record(run_dir, range(0, 4))
     first = WandbTracker(run_dir, CONFIG, META, system_stats=False)
     replay(run_dir, first)
-    first.finish("preempted")
+    first.finish(Summary(status=RunStatus.preempted, steps_completed=3))
     # attempt 2 (the requeued job) resumes from its step-2 checkpoint: the record is cut back to
     # step 2 and steps 3-6 are recorded again; the tracker gets each step once in all
     rows = [r for r in record.metrics() if r["step"] <= 2]
@@ -133,7 +135,7 @@ def test_requeued_run_resumes_the_same_id_without_logging_a_step_twice(tmp_path)
     assert second.last_step == 3
     assert replay(run_dir, second) == 3
     second.log({"train/reward": 9.0}, 6)  # the live hook after replay: a duplicate step is dropped
-    second.finish("completed")
+    second.finish(Summary(status=RunStatus.completed, steps_completed=6))
 
     runs = [read_offline_run(p) for p in offline_run_files(run_dir)]
     assert len(runs) == 2 and {r["run_id"] for r in runs} == {wandb_run_id(META)}
@@ -141,6 +143,26 @@ def test_requeued_run_resumes_the_same_id_without_logging_a_step_twice(tmp_path)
     assert steps == [0, 1, 2, 3, 4, 5, 6]
     last = runs[1]["history"][-1]
     assert last["train/reward"] == pytest.approx(_row(6)["train/reward"])
+
+
+@pytest.mark.parametrize("status,exit_code", [(RunStatus.completed, 0), (RunStatus.preempted, 0),
+                                              (RunStatus.failed, 1), (RunStatus.pruned, 1)])
+def test_finish_logs_the_summary_and_ends_the_run_as_its_status_says(tmp_path, status, exit_code):
+    """A run that completed, or stopped to resume (preempted, marked preempting), exits 0; one that
+    failed or was pruned exits 1. The summary's scalars land as ``summary/<key>``."""
+    run_dir = tmp_path / META.run_id
+    tracker = WandbTracker(run_dir, CONFIG, META, system_stats=False)
+    tracker.finish(Summary(status=status, steps_completed=2, final_eval_accuracy=0.25,
+                           error={"step": 2, "cause": "x"} if status != RunStatus.completed else None))
+    [path] = offline_run_files(run_dir)
+    records = list(read_wandb_records(path))
+    kinds = [r.WhichOneof("record_type") for r in records]
+    summary = {i.key: i.value_json for r in records if r.WhichOneof("record_type") == "summary"
+               for i in r.summary.update}
+    assert summary["summary/status"] == f'"{status.value}"'
+    assert summary["summary/final_eval_accuracy"] == "0.25" and summary["summary/steps_completed"] == "2"
+    assert [r.exit.exit_code for r in records if r.WhichOneof("record_type") == "exit"] == [exit_code]
+    assert ("preempting" in kinds) == (status == RunStatus.preempted)
 
 
 @pytest.mark.slow
@@ -161,7 +183,7 @@ def test_small_real_sweep_feeds_wandb_offline(tmp_path):
         config = to_dict(run.cfg)
         tracker = WandbTracker(run_dir, config, meta, system_stats=False)
         replay(run_dir, tracker)
-        tracker.finish(summary.status, summary.to_json())
+        tracker.finish(summary)
         [path] = offline_run_files(run_dir)
         wb = read_offline_run(path)
         assert wb["group"] == "wb", [r.WhichOneof("record_type") for r in read_wandb_records(path)]

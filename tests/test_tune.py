@@ -15,8 +15,9 @@ import time
 import optuna
 import pytest
 
-from sweeps.tune import (TrainerLaunch, TrialReporter, create_study, make_pruner, open_storage, parse_space,
-                         run_study, to_overrides)
+from sweeps.tune import (TrialReporter, create_study, default_storage, load_study, make_pruner, open_storage,
+                         parse_space, run_study, to_overrides, trial_handle)
+from sweeps.tune_launch import TrainerLaunch
 
 STEPS = 4
 GOOD, BAD = 0.01, 1e-4  # kl coef of a good and a bad trial for the fake objective
@@ -33,9 +34,10 @@ def fake_quality(kl_coef: float, eta: float) -> float:
 
 def fake_training(overrides: list[str], seed: int, ctx) -> float:
     """Like a run: eval accuracy climbs to its final value over STEPS, reported at each step."""
-    study = optuna.load_study(study_name=ctx.study_name, storage=open_storage(ctx.storage))
-    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, ctx.trial_number)
-    study._storage.set_trial_user_attr(trial_id, f"pid_s{seed}", os.getpid())
+    storage = open_storage(ctx.storage)
+    study_id = storage.get_study_id_from_name(ctx.study_name)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, ctx.trial_number)
+    storage.set_trial_user_attr(trial_id, f"pid_s{seed}", os.getpid())
     q = fake_quality(_param(overrides, "algorithm.kl.coef"), _param(overrides, "algorithm.lopti.eta"))
     final = q + 0.01 * seed  # seed noise, so the mean over seeds is distinguishable from any one seed
     report = TrialReporter(ctx)
@@ -50,9 +52,11 @@ SPACE = {"algorithm.kl.coef": "float:1e-4:1e-1:log", "algorithm.lopti.eta": "flo
 
 
 def test_space_grammar_parses_each_kind():
-    ps = {p.key: p for p in parse_space({**SPACE, "batching.mode": "cat:shuffled,query_preserved", "rollout.n": "int:4:16"})}
-    assert (ps["algorithm.kl.coef"].kind, ps["algorithm.kl.coef"].log, ps["algorithm.kl.coef"].low) == ("float", True, 1e-4)
-    assert (ps["algorithm.lopti.eta"].low, ps["algorithm.lopti.eta"].high, ps["algorithm.lopti.eta"].log) == (0.3, 0.7, False)
+    space = {**SPACE, "batching.mode": "cat:shuffled,query_preserved", "rollout.n": "int:4:16"}
+    ps = {p.key: p for p in parse_space(space)}
+    kl, eta = ps["algorithm.kl.coef"], ps["algorithm.lopti.eta"]
+    assert (kl.kind, kl.log, kl.low) == ("float", True, 1e-4)
+    assert (eta.low, eta.high, eta.log) == (0.3, 0.7, False)
     assert ps["batching.mode"].choices == ("shuffled", "query_preserved")
     assert (ps["rollout.n"].kind, ps["rollout.n"].low, ps["rollout.n"].high) == ("int", 4, 16)
 
@@ -65,8 +69,8 @@ def test_bad_space_is_refused_naming_the_key(space):
 
 
 def test_params_become_hydra_overrides():
-    assert to_overrides({"algorithm.kl.coef": 0.013, "batching": "query_preserved", "x.flag": True, "rollout.n": 8}) == [
-        "algorithm.kl.coef=0.013", "batching=query_preserved", "x.flag=true", "rollout.n=8"]
+    params = {"algorithm.kl.coef": 0.013, "batching": "query_preserved", "x.flag": True, "rollout.n": 8}
+    assert to_overrides(params) == ["algorithm.kl.coef=0.013", "batching=query_preserved", "x.flag=true", "rollout.n=8"]
 
 
 def test_pruner_spec():
@@ -75,6 +79,53 @@ def test_pruner_spec():
     assert isinstance(make_pruner("none"), optuna.pruners.NopPruner)
     with pytest.raises(ValueError, match="tune pruner"):
         make_pruner("sometimes")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_trial_handle_reports_to_the_trial_another_process_asked(tmp_path, kind):
+    """The one semi-private Optuna call (``optuna.trial.Trial(study, trial_id)``, kept in
+    ``sweeps.tune.trial_handle``): a handle built from the storage alone, as a job builds it, writes
+    into the trial the worker asked and asks the study's pruner about that trial. If this fails
+    after an Optuna upgrade, ``trial_handle`` needs updating."""
+    storage = f"sqlite:///{tmp_path}/h.db" if kind == "sqlite" else f"journal:{tmp_path}/h.journal"
+    study = create_study(storage, "h", ["maximize"], pruner="median:1:0")
+    done = study.ask()
+    done.report(1.0, 1)
+    study.tell(done, 1.0)  # median at step 1 is now 1.0
+    low, high = study.ask(), study.ask()  # asked by the worker; a job knows storage, study name, number
+    opened = open_storage(storage)
+    job_study = load_study(opened, "h")
+    for asked, value, pruned in ((low, 0.1, True), (high, 2.0, False)):
+        handle = trial_handle(job_study, opened, asked.number)
+        assert handle.number == asked.number
+        handle.report(value, 1)
+        assert bool(handle.should_prune()) is pruned
+    values = {t.number: t.intermediate_values for t in study.get_trials()}
+    assert values == {done.number: {1: 1.0}, low.number: {1: 0.1}, high.number: {1: 2.0}}
+    with pytest.raises(KeyError):
+        trial_handle(job_study, opened, high.number + 1)  # no such trial: Optuna's storage says so
+
+
+def test_trial_handle_fails_loudly_when_optuna_builds_trials_otherwise(tmp_path, monkeypatch):
+    storage = f"sqlite:///{tmp_path}/h.db"
+    study = create_study(storage, "h", ["maximize"])
+    number = study.ask().number
+
+    class Changed:  # as if a future Optuna took other arguments
+        def __init__(self, study, trial_id, *, required):
+            pass
+
+    monkeypatch.setattr(optuna.trial, "Trial", Changed)
+    with pytest.raises(RuntimeError, match=r"optuna .* no longer builds a Trial.*update sweeps.tune.trial_handle"):
+        trial_handle(load_study(storage, "h"), open_storage(storage), number)
+
+
+def test_a_study_without_storage_lives_in_one_sqlite_file_under_its_root(tmp_path):
+    url = default_storage(tmp_path / "root")
+    assert url == f"sqlite:///{(tmp_path / 'root').resolve()}/optuna.db" and (tmp_path / "root").is_dir()
+    create_study(open_storage(None, tmp_path / "root"), "s", ["maximize"])
+    assert (tmp_path / "root" / "optuna.db").is_file()
+    assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["s"]
 
 
 def test_study_with_two_worker_processes_on_journal_storage_prunes_and_averages_seeds(tmp_path):
@@ -161,7 +212,7 @@ def test_tune_from_config_runs_cells_as_local_submitit_jobs(tmp_path):
     from types import SimpleNamespace
 
     from sweeps.compose import compose
-    from sweeps.tune import tune_from_config
+    from sweeps.tune_launch import tune_from_config
     from tests.conftest import fast_overrides
 
     overrides = [*fast_overrides(tmp_path, steps=2), "sweep.seeds=[0,1]"]

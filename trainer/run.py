@@ -150,7 +150,7 @@ def _prepare(state: RunState) -> None:
     """Build everything the steps need; evaluate the warm start, or restore the checkpoint."""
     cfg, log = state.cfg, state.log
     if state.main:
-        state.tracker = make_tracker(to_dict(cfg), state.record.dir, state.meta.to_json())
+        state.tracker = make_tracker(to_dict(cfg), state.record.dir, state.meta)
         replay(state.record.dir, state.tracker)  # a resumed run: what the record holds and the tracker never got
     torch.set_num_threads(cfg.engine.threads or cfg.launcher.threads_per_job)
     device = resolve_device(cfg.engine.device)
@@ -240,7 +240,7 @@ def _loop(state: RunState, should_stop, reporter) -> None:
 def _finalize(state: RunState) -> None:
     state.summary.wall_time_s = state.wall_time()
     state.record.write_summary(state.summary)
-    state.tracker.finish(state.summary.status, state.summary.to_json())
+    state.tracker.finish(state.summary)
 
 
 def _save_checkpoint(state: RunState) -> None:

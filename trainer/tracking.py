@@ -25,7 +25,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Optional, Protocol
 
-from trainer.run_record import atomic_write_json, read_jsonl
+from trainer.run_record import Meta, RunRecord, RunStatus, Summary, atomic_write_json, read_json_object
 
 # A key is secret-looking when one of these is a whole word of it (``HF_TOKEN``, ``wandb_api_key``,
 # ``password``) — not a substring of a longer word (``max_new_tokens``, ``prompt_key`` stay).
@@ -34,15 +34,20 @@ SECRET_KEY = re.compile(
     re.IGNORECASE,
 )
 REDACTED = "<redacted>"
+WANDB_DIR = "wandb"  # in the run dir: W&B's files and the tracker's state
 STATE_FILE = "grpolab_tracker.json"
+_META_LOGGED = ("run_id", "sweep_id", "cell_id", "config_hash", "seed", "swept", "variant", "code_version", "created",
+                "plan_index")  # never ``overrides``: they may carry launcher.env values
 
 
 class Tracker(Protocol):
+    last_step: Optional[int]  # the last step this run has sent, by any attempt (None: none)
+
     def log(self, metrics: dict, step: int) -> None:
         """One step's metrics (the run record's row without ``step``)."""
 
-    def finish(self, status: str, summary: Optional[dict] = None) -> None:
-        """End the run; ``status`` is the run record's (completed/failed/preempted)."""
+    def finish(self, summary: Summary) -> None:
+        """End the run with the run record's final summary (its ``status`` says how it ended)."""
 
 
 class NullTracker:
@@ -53,7 +58,7 @@ class NullTracker:
     def log(self, metrics: dict, step: int) -> None:
         pass
 
-    def finish(self, status: str, summary: Optional[dict] = None) -> None:
+    def finish(self, summary: Summary) -> None:
         pass
 
 
@@ -70,11 +75,11 @@ def scrub_secrets(obj: Any) -> Any:
     return obj
 
 
-def wandb_run_id(meta: dict) -> str:
+def wandb_run_id(meta: Meta) -> str:
     """W&B run id of a run record: readable ``<sweep id>-<run id>`` when it fits W&B's rules
     (≤ 64 chars of ``[A-Za-z0-9_.-]``), else a hash of it. The same cell of the same sweep, however
     often it is requeued, always gets the same id; the same cell in another sweep does not."""
-    raw = f"{meta.get('sweep_id') or 'nosweep'}-{meta['run_id']}"
+    raw = f"{meta.sweep_id or 'nosweep'}-{meta.run_id}"
     clean = re.sub(r"[^A-Za-z0-9_.-]", "-", raw)
     if len(clean) <= 64:
         return clean
@@ -123,7 +128,7 @@ class WandbTracker:
         self,
         run_dir: str | Path,
         config: dict,
-        meta: dict,
+        meta: Meta,
         *,
         project: Optional[str] = None,
         entity: Optional[str] = None,
@@ -133,27 +138,25 @@ class WandbTracker:
     ):
         import wandb  # only a run with tracker=wandb pays for the import
 
-        meta = meta.to_json() if hasattr(meta, "to_json") else meta
         self.run_dir = Path(run_dir)
         self.mode = resolve_mode(mode, project)
         self.run_id = wandb_run_id(meta)
-        self._state_path = self.run_dir / "wandb" / STATE_FILE
-        state = self._read_state()
+        self._state_path = self.run_dir / WANDB_DIR / STATE_FILE
+        state = read_json_object(self._state_path) or {}
         self.last_step: Optional[int] = state.get("last_step") if state.get("run_id") == self.run_id else None
-        run_meta = {k: meta[k] for k in ("run_id", "sweep_id", "cell_id", "config_hash", "seed", "swept",
-                                         "variant", "code_version", "created", "plan_index") if k in meta}
-        (self.run_dir / "wandb").mkdir(parents=True, exist_ok=True)
+        run_meta = {k: v for k, v in meta.to_json().items() if k in _META_LOGGED}
+        (self.run_dir / WANDB_DIR).mkdir(parents=True, exist_ok=True)
         self.run = wandb.init(
             project=project or "grpolab",
             entity=entity,
             id=self.run_id,
-            name=str(meta["run_id"]),
+            name=meta.run_id,
             resume="allow",
             dir=str(self.run_dir),
             mode=self.mode,
-            group=meta.get("sweep_id") or None,
-            job_type=meta.get("variant") or None,
-            tags=wandb_tags(meta.get("swept") or {}, tags),
+            group=meta.sweep_id or None,
+            job_type=meta.variant or None,
+            tags=wandb_tags(meta.swept, tags),
             config={**scrub_secrets(config), "run_meta": scrub_secrets(run_meta)},
             reinit="create_new",  # several runs may be live in one process (tune workers are threads)
             settings=wandb.Settings(
@@ -168,12 +171,6 @@ class WandbTracker:
         )
         self._write_state()
 
-    def _read_state(self) -> dict:
-        try:
-            return json.loads(self._state_path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {}
-
     def _write_state(self) -> None:
         atomic_write_json(self._state_path, {"run_id": self.run_id, "last_step": self.last_step, "mode": self.mode})
 
@@ -185,15 +182,16 @@ class WandbTracker:
         self.last_step = int(step)
         self._write_state()
 
-    def finish(self, status: str, summary: Optional[dict] = None) -> None:
-        if summary:
-            flat = {f"summary/{k}": v for k, v in summary.items()
-                    if isinstance(v, (int, float, str, bool)) and not is_secret_key(k)}
-            self.run.summary.update(flat)
-        if status == "preempted":
+    def finish(self, summary: Summary) -> None:
+        """``summary/<key>`` for each scalar of the summary; exit code 0 for a run that completed or
+        will resume (preempted), 1 otherwise."""
+        flat = {f"summary/{k}": v for k, v in summary.to_json().items()
+                if isinstance(v, (int, float, str, bool)) and not is_secret_key(k)}
+        self.run.summary.update(flat)
+        if summary.status == RunStatus.preempted:
             self.run.mark_preempting()
         sync_file = Path(self.run.settings.sync_file)
-        self.run.finish(exit_code=0 if status in ("completed", "preempted") else 1)
+        self.run.finish(exit_code=0 if summary.status in (RunStatus.completed, RunStatus.preempted) else 1)
         if self.mode == "offline":
             _wait_for_exit_record(sync_file)
 
@@ -209,14 +207,14 @@ def _wait_for_exit_record(path: Path, timeout_s: float = 60.0) -> bool:
         try:
             if any(r.WhichOneof("record_type") == "exit" for r in read_wandb_records(path)):
                 return True
-        except Exception:  # noqa: BLE001 - a half-written chunk: read again
+        except Exception:  # a half-written chunk: read again
             pass
         if time.time() > deadline:
             return False
         time.sleep(0.05)
 
 
-def make_tracker(config: dict, run_dir: str | Path, meta: dict) -> Tracker:
+def make_tracker(config: dict, run_dir: str | Path, meta: Meta) -> Tracker:
     """The tracker a resolved config asks for: ``config["tracker"]`` holds ``name`` (none/wandb) and,
     for wandb, ``project``, ``entity``, ``mode`` (auto/offline/online/disabled), ``tags``. Ranks
     other than 0 (env ``RANK``) of a distributed run get a ``NullTracker``."""
@@ -236,7 +234,7 @@ def replay(run_dir: str | Path, tracker: Tracker) -> int:
 
     Steps the tracker already has (``tracker.last_step``) are skipped, so calling this at the start
     of a resumed run logs exactly the steps the previous attempt recorded but never sent."""
-    rows = sorted((r for r in read_jsonl(Path(run_dir) / "metrics.jsonl") if "step" in r), key=lambda r: r["step"])
+    rows = sorted((r for r in RunRecord(run_dir, writable=False).metrics() if "step" in r), key=lambda r: r["step"])
     last = getattr(tracker, "last_step", None)
     n = 0
     for row in rows:
@@ -309,4 +307,4 @@ def read_offline_run(path: str | Path) -> dict:
 
 def offline_run_files(run_dir: str | Path) -> list[Path]:
     """The ``.wandb`` files of a run dir, oldest attempt first (one per attempt of a requeued run)."""
-    return sorted(Path(run_dir).glob("wandb/offline-run-*/run-*.wandb"))
+    return sorted((Path(run_dir) / WANDB_DIR).glob("offline-run-*/run-*.wandb"))

@@ -1,0 +1,123 @@
+"""``grpolab tune``: the real trainer as ``sweeps.tune``'s ``launch_fn``, and the study a config describes.
+
+Each (trial, seed) is one run record under ``<root>/runs/t<trial>_s<seed>``, run by ``TuneCellJob``
+in this process or through a submitit executor (a LocalExecutor process, or a SLURM job that
+reports to the study's storage itself); its objectives are read back from the record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import optuna
+
+from sweeps.tune import TrialContext, TrialReporter, run_study, to_overrides
+from trainer.run_record import RunRecord, RunStatus, Summary, SweepPaths
+
+
+# ---------------------------------------------------------------- one cell
+@dataclass
+class TuneCellResult:
+    summary: Summary
+    pruned_at: Optional[int] = None  # the step the trial was pruned at, if it was
+
+
+@dataclass
+class TuneCellJob:
+    """One seed of one trial, run by the trainer (in this process or as a submitit job), with a
+    ``TrialReporter`` so the run stops when the trial is pruned. ``labels``: ``run_meta``'s keyword
+    arguments (sweep id, swept values, tune position)."""
+    overrides: list
+    run_dir: str
+    labels: dict
+    ctx: TrialContext
+
+    def __call__(self) -> TuneCellResult:
+        from sweeps.compose import compose
+        from sweeps.job import slurm_job_id
+        from trainer.identity import run_meta
+        from trainer.run import run_training
+
+        cfg = compose(self.overrides)
+        reporter = TrialReporter(self.ctx)
+        meta = run_meta(cfg, self.run_dir, **self.labels)
+        meta.slurm_job_id = slurm_job_id()  # None off SLURM, as for sweep cells
+        summary = run_training(cfg, Path(self.run_dir), meta, reporter=reporter)
+        return TuneCellResult(summary, reporter.pruned_at if summary.status == RunStatus.pruned else None)
+
+
+@dataclass
+class TrainerLaunch:
+    """``launch_fn`` running the real trainer: each (trial, seed) is a run record under
+    ``<root>/runs/t<trial>_s<seed>``; objectives are summary keys (``final_eval_accuracy``) or
+    metric names (``train/kl``: the mean of its logged values). ``executor``: a submitit executor
+    (LocalExecutor, or AutoExecutor/SlurmExecutor for SLURM); None runs in this process."""
+    root: str
+    objectives: Sequence[str] = ("final_eval_accuracy",)
+    executor: Any = None
+
+    def __call__(self, overrides: list, seed: int, ctx: TrialContext):
+        run_dir = SweepPaths(Path(self.root)).run(f"t{ctx.trial_number:04d}_s{seed}")
+        labels = {"sweep_id": ctx.study_name, "swept": {**ctx.params},
+                  "tune": {"trial": ctx.trial_number, "seed_index": ctx.seed_index}}
+        job = TuneCellJob([*overrides, f"seed={seed}"], str(run_dir), labels, ctx)
+        out = job() if self.executor is None else self.executor.submit(job).result()
+        if out.pruned_at is not None:
+            raise optuna.TrialPruned(f"pruned at step {out.pruned_at}")
+        if out.summary.status != RunStatus.completed:
+            raise RuntimeError(f"run {run_dir} ended {out.summary.status}: {out.summary.error}")
+        headline = out.summary.headline()
+        record = RunRecord(run_dir, writable=False)
+        rows = record.metrics()
+        values = []
+        for name in self.objectives:
+            if name in headline:
+                values.append(float(headline[name]))
+            else:
+                seen = [r[name] for r in rows if r.get(name) is not None]
+                if not seen:
+                    raise KeyError(f"tune objective {name!r}: in neither {record.summary_path.name} nor "
+                                   f"{record.metrics_path.name} of {run_dir}")
+                values.append(sum(seen) / len(seen))
+        return values
+
+
+# ---------------------------------------------------------------- `grpolab tune`
+def tune_from_config(cfg, overrides: list[str], log: Callable = print) -> optuna.Study:
+    """``grpolab tune [overrides]``: the study ``cfg.tune`` describes (space, n_trials, objectives,
+    directions, sampler, pruner, storage, study_name, workers), seeds from ``cfg.sweep.seeds``, each
+    cell run by ``cfg.launcher`` (local: a submitit LocalExecutor process per cell; slurm: one SLURM
+    job per cell, so use a journal or RDB storage the nodes can reach). Study and run records go
+    under ``<paths.output_root>/tune/<study name>/``."""
+    import datetime as dt
+
+    t = cfg.tune
+    name = t.study_name or cfg.sweep.id or dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    root = Path(cfg.paths.output_root) / "tune" / name
+    logs = SweepPaths(root).logs
+    launcher = getattr(cfg.launcher.name, "value", cfg.launcher.name)
+    if launcher == "local":
+        import submitit
+
+        executor = submitit.LocalExecutor(folder=str(logs / "%j"))
+        executor.update_parameters(timeout_min=24 * 60)
+    elif launcher == "slurm":  # each cell one SLURM job; the job reports to the storage itself
+        from sweeps.launch_slurm import make_executor
+
+        executor = make_executor(cfg.launcher, name, logs, None)
+    else:
+        raise ValueError(f"launcher.name={launcher!r}: must be local or slurm")
+    study = run_study([o for o in overrides if not o.startswith("tune.")], dict(t.space), n_trials=t.n_trials,
+                      seeds=list(cfg.sweep.seeds), storage=t.storage, study_name=name,
+                      directions=list(t.directions), sampler=t.sampler, workers=t.workers,
+                      launch_fn=TrainerLaunch(str(root), tuple(t.objectives), executor), pruner=t.pruner,
+                      steps_per_seed=cfg.train.steps, default_dir=root)
+    states = [s.state.name for s in study.get_trials()]
+    counts = ", ".join(f"{states.count(s)} {s.lower()}" for s in sorted(set(states)))
+    log(f"study {name}: {len(states)} trials ({counts}) -> {root}")
+    for best in study.best_trials:
+        values = dict(zip(t.objectives, best.values))
+        log(f"  best trial {best.number}: {values}  {' '.join(to_overrides(best.params))}")
+    return study
