@@ -48,7 +48,8 @@ def overheads(sweep_dir: Path) -> None:
         t = json.loads(path.read_text()).get("timing") or {}
         if "job_start_to_call_s" not in t:
             continue
-        setup = t["run_to_first_step_s"] - t["model_load_s"] - t.get("warm_eval_s", 0.0) - t.get("checkpoint_load_s", 0.0)
+        loads = t["model_load_s"] + t.get("warm_eval_s", 0.0) + t.get("checkpoint_load_s", 0.0)
+        setup = t["run_to_first_step_s"] - loads
         rows.append((t["job_start_to_call_s"], t["job_imports_s"], setup))
     if not rows:
         print(f"no timing blocks in {sweep_dir}")

@@ -10,7 +10,16 @@ import dataclasses
 import pytest
 import torch
 
-from trainer.config import AlgorithmConfig, BatchingConfig, ClipConfig, Config, KLConfig, LossAgg, OptimConfig, RolloutConfig
+from trainer.config import (
+    AlgorithmConfig,
+    BatchingConfig,
+    ClipConfig,
+    Config,
+    KLConfig,
+    LossAgg,
+    OptimConfig,
+    RolloutConfig,
+)
 from trainer.engine import TorchEngine
 from trainer.grpo import GRPOTrainer, ScoredBatch
 from trainer.logprobs import completion_logprobs

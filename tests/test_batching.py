@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from trainer.batching import MINIBATCHERS, balanced_partitions, minibatch_indices
 
-
 MODES = ["shuffled", "seqlen_balanced", "query_preserved", "sign_segregated"]
 FULL_EXCEPT_LAST = ["shuffled", "seqlen_balanced", "query_preserved"]
 SETTINGS = settings(max_examples=60, deadline=None)
@@ -103,7 +102,9 @@ def test_random_modes_depend_on_the_seed():
     group_ids = torch.arange(8).repeat_interleave(4)
     adv = torch.tensor([1.0, -1.0] * 16)
     for mode in ("shuffled", "query_preserved", "sign_segregated"):
-        layouts = {tuple(tuple(x.tolist()) for x in minibatch_indices(group_ids, adv, mode, 8, gen(s))) for s in range(5)}
+        layouts = {
+            tuple(tuple(x.tolist()) for x in minibatch_indices(group_ids, adv, mode, 8, gen(s))) for s in range(5)
+        }
         assert len(layouts) > 1, mode
 
 
@@ -215,7 +216,9 @@ def test_sign_segregated_adds_a_step_when_signs_cannot_share_ceil_b_over_m():
 
 def test_sign_segregated_order_of_steps_is_shuffled():
     adv = torch.tensor([1.0] * 8 + [-1.0] * 8)
-    first = {float(adv[minibatch_indices(torch.arange(16), adv, "sign_segregated", 8, gen(s))[0][0]]) for s in range(20)}
+    first = {
+        float(adv[minibatch_indices(torch.arange(16), adv, "sign_segregated", 8, gen(s))[0][0]]) for s in range(20)
+    }
     assert first == {1.0, -1.0}
 
 
@@ -288,11 +291,18 @@ def test_balanced_partitions_rejects_unequal_split():
 def test_seqlen_balanced_step_j_is_every_ranks_jth_chunk():
     lengths = torch.randint(10, 500, (64,), generator=gen(4))
     parts = balanced_partitions(lengths.tolist(), 4)
-    mbs = minibatch_indices(torch.arange(8).repeat_interleave(8), torch.zeros(64), "seqlen_balanced", 16,
-                            gen(), lengths=lengths, partitions=4)
+    mbs = minibatch_indices(
+        torch.arange(8).repeat_interleave(8),
+        torch.zeros(64),
+        "seqlen_balanced",
+        16,
+        gen(),
+        lengths=lengths,
+        partitions=4,
+    )
     assert len(mbs) == 4
     for j, mb in enumerate(mbs):
-        assert mb.tolist() == [i for p in parts for i in p[4 * j:4 * j + 4]]
+        assert mb.tolist() == [i for p in parts for i in p[4 * j : 4 * j + 4]]
 
 
 def test_seqlen_balanced_needs_lengths():
@@ -317,9 +327,11 @@ def test_seqlen_balanced_balances_each_emulated_rank_within_the_longest_response
 def test_seqlen_balanced_falls_back_to_gcd_ranks_when_ranks_do_not_divide_the_mini_batch():
     # m = 12 with 8 ranks: 4 ranks of 3 responses per step
     lengths = torch.randint(1, 300, (48,), generator=gen(6))
-    mbs = minibatch_indices(torch.arange(48), torch.zeros(48), "seqlen_balanced", 12, gen(), lengths=lengths, partitions=8)
+    mbs = minibatch_indices(
+        torch.arange(48), torch.zeros(48), "seqlen_balanced", 12, gen(), lengths=lengths, partitions=8
+    )
     parts = balanced_partitions(lengths.tolist(), 4)
-    assert [m.tolist() for m in mbs] == [[i for p in parts for i in p[3 * j:3 * j + 3]] for j in range(4)]
+    assert [m.tolist() for m in mbs] == [[i for p in parts for i in p[3 * j : 3 * j + 3]] for j in range(4)]
 
 
 def test_seqlen_balanced_scatters_groups_across_optimizer_steps():
@@ -328,7 +340,9 @@ def test_seqlen_balanced_scatters_groups_across_optimizer_steps():
     fractions = []
     for seed in range(5):
         lengths = torch.randint(50, 2000, (256,), generator=gen(seed))
-        mbs = minibatch_indices(group_ids, torch.zeros(256), "seqlen_balanced", 64, gen(), lengths=lengths, partitions=8)
+        mbs = minibatch_indices(
+            group_ids, torch.zeros(256), "seqlen_balanced", 64, gen(), lengths=lengths, partitions=8
+        )
         step_of = torch.empty(256, dtype=torch.long)
         for j, mb in enumerate(mbs):
             step_of[mb] = j

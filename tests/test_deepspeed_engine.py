@@ -83,9 +83,11 @@ def probe_logits(engine, ids) -> torch.Tensor:
 
 
 def params_of(engine) -> dict[str, torch.Tensor]:
-    return engine.full_state_dict() if hasattr(engine, "full_state_dict") else {
-        k: v.detach().clone() for k, v in engine.model.state_dict().items()
-    }
+    return (
+        engine.full_state_dict()
+        if hasattr(engine, "full_state_dict")
+        else {k: v.detach().clone() for k, v in engine.model.state_dict().items()}
+    )
 
 
 def assert_params_close(got: dict, want: dict) -> None:
@@ -150,10 +152,13 @@ def test_config_carries_adamw_and_clip_from_optim():
 
 
 @pytest.mark.parametrize(
-    "precision,on_gpu,bf16", [("auto", False, False), ("fp32", False, False), ("auto", True, True), ("bf16", True, True), ("fp32", True, False)]
+    "precision,on_gpu,bf16",
+    [("auto", False, False), ("fp32", False, False), ("auto", True, True), ("bf16", True, True), ("fp32", True, False)],
 )
 def test_config_precision(precision, on_gpu, bf16):
-    cfg = deepspeed_config(EngineConfig(precision=Precision(precision)), OPTIM, micro_batch_per_gpu=1, world_size=1, on_gpu=on_gpu)
+    cfg = deepspeed_config(
+        EngineConfig(precision=Precision(precision)), OPTIM, micro_batch_per_gpu=1, world_size=1, on_gpu=on_gpu
+    )
     assert cfg["bf16"]["enabled"] is bf16
 
 
@@ -172,8 +177,11 @@ def test_config_rejects_impossible_combinations_naming_the_key(engine_kw, key):
 
 def test_config_offload_sections():
     cfg = deepspeed_config(
-        EngineConfig(zero_stage=3, offload_optimizer=True, offload_params=True), OPTIM,
-        micro_batch_per_gpu=1, world_size=1, on_gpu=True,
+        EngineConfig(zero_stage=3, offload_optimizer=True, offload_params=True),
+        OPTIM,
+        micro_batch_per_gpu=1,
+        world_size=1,
+        on_gpu=True,
     )
     zero = cfg["zero_optimization"]
     assert zero["offload_optimizer"] == {"device": "cpu", "pin_memory": True}
@@ -182,15 +190,26 @@ def test_config_offload_sections():
 
 def test_user_json_is_deep_merged_and_wins(tmp_path):
     path = tmp_path / "ds.json"
-    path.write_text(json.dumps({"zero_optimization": {"reduce_bucket_size": 1000}, "optimizer": {"params": {"torch_adam": False}}}))
-    cfg = deepspeed_config(EngineConfig(zero_stage=1, ds_config=str(path)), OPTIM, micro_batch_per_gpu=1, world_size=1, on_gpu=False)
+    path.write_text(
+        json.dumps({"zero_optimization": {"reduce_bucket_size": 1000}, "optimizer": {"params": {"torch_adam": False}}})
+    )
+    cfg = deepspeed_config(
+        EngineConfig(zero_stage=1, ds_config=str(path)), OPTIM, micro_batch_per_gpu=1, world_size=1, on_gpu=False
+    )
     assert cfg["zero_optimization"] == {"stage": 1, "reduce_bucket_size": 1000}
     assert cfg["optimizer"]["params"]["torch_adam"] is False
     assert cfg["optimizer"]["params"]["lr"] == 1e-3
 
 
 @pytest.mark.parametrize(
-    "preset,stage", [("deepspeed_zero0", 0), ("deepspeed_zero1", 1), ("deepspeed_zero2", 2), ("deepspeed_zero3", 3), ("deepspeed_zero3_offload", 3)]
+    "preset,stage",
+    [
+        ("deepspeed_zero0", 0),
+        ("deepspeed_zero1", 1),
+        ("deepspeed_zero2", 2),
+        ("deepspeed_zero3", 3),
+        ("deepspeed_zero3_offload", 3),
+    ],
 )
 def test_engine_presets_compose_into_a_deepspeed_config(preset, stage):
     from sweeps.compose import compose
@@ -240,7 +259,11 @@ def test_one_process_zero_matches_torch_engine(case, tiny_dir, data, reference, 
 def test_checkpoint_resume_equals_uninterrupted_run(stage, tiny_dir, data, reference, tmp_path, request):
     if stage != "torch":
         request.getfixturevalue("in_process_group")
-    make = (lambda: TorchEngine(load_policy(tiny_dir), OPTIM)) if stage == "torch" else (lambda: ds_engine(tiny_dir, stage))
+    make = (
+        (lambda: TorchEngine(load_policy(tiny_dir), OPTIM))
+        if stage == "torch"
+        else (lambda: ds_engine(tiny_dir, stage))
+    )
     first = make()
     train(first, *data, range(2))
     first.save_checkpoint(tmp_path / "ckpt", client_state={"step": 2})

@@ -30,7 +30,9 @@ def _t(rows) -> torch.Tensor:
 
 
 def _close(actual, expected, tol=1e-9):
-    torch.testing.assert_close(torch.as_tensor(actual, dtype=F64), torch.as_tensor(expected, dtype=F64), rtol=0, atol=tol)
+    torch.testing.assert_close(
+        torch.as_tensor(actual, dtype=F64), torch.as_tensor(expected, dtype=F64), rtol=0, atol=tol
+    )
 
 
 def _cfg(transform="none", *, keep_clip_mask=False, stop_gradient=True, agg=LossAgg.seq_mean_token_mean, **kw):
@@ -48,7 +50,9 @@ def _random_groups(seed: int, n_groups: int = 20, g: int = 8, binary: bool = Tru
     """s̄ [n·g] = sign-aware clip of ratios e^{0.5·z}, Â from group_advantages, group ids [n·g]."""
     gen = torch.Generator().manual_seed(seed)
     ids = torch.arange(n_groups).repeat_interleave(g)
-    rewards = (torch.rand(n_groups * g, generator=gen) < 0.4).double() if binary else torch.randn(n_groups * g, generator=gen)
+    rewards = (
+        (torch.rand(n_groups * g, generator=gen) < 0.4).double() if binary else torch.randn(n_groups * g, generator=gen)
+    )
     adv = group_advantages(rewards, ids).double()
     s = torch.exp(0.5 * torch.randn(n_groups * g, generator=gen, dtype=F64))
     return sign_aware_clip(s, adv, 0.2, 0.28), adv, ids
@@ -149,9 +153,13 @@ def _qp_brute_force(s_bar: np.ndarray, adv: np.ndarray) -> np.ndarray:
 
 def _qp_slsqp(s_bar: np.ndarray, adv: np.ndarray) -> np.ndarray:
     res = minimize(
-        lambda v: 0.5 * np.sum((v - s_bar) ** 2), x0=np.ones_like(s_bar), jac=lambda v: v - s_bar,
+        lambda v: 0.5 * np.sum((v - s_bar) ** 2),
+        x0=np.ones_like(s_bar),
+        jac=lambda v: v - s_bar,
         constraints=[{"type": "eq", "fun": lambda v: adv @ v, "jac": lambda v: adv}],
-        bounds=[(0.0, None)] * len(s_bar), method="SLSQP", options={"ftol": 1e-15, "maxiter": 500},
+        bounds=[(0.0, None)] * len(s_bar),
+        method="SLSQP",
+        options={"ftol": 1e-15, "maxiter": 500},
     )
     assert res.success, res.message
     return res.x
@@ -256,7 +264,9 @@ def _dfpo_grad(cfg, delta=DELTA, adv=ADV, group=GROUP):
 
 def _hand_grad(s_tilde, adv, keep=(True, True, True), n_seqs=3):
     """(1/n) Σ_i sg(s̃_i)·Â_i·(1/|y_i|)·Σ_t ∇ℓ_{i,t} as a loss gradient: −s̃_i Â_i / (|y_i|·n) per token."""
-    rows = [[-s_tilde[i] * adv[i] / (LENGTHS[i] * n_seqs) * keep[i] * float(MASK[i, t]) for t in range(3)] for i in range(3)]
+    rows = [
+        [-s_tilde[i] * adv[i] / (LENGTHS[i] * n_seqs) * keep[i] * float(MASK[i, t]) for t in range(3)] for i in range(3)
+    ]
     return _t(rows)
 
 
@@ -359,7 +369,11 @@ def test_policy_loss_reports_asym_of_its_trajectory_weights(loss, weights):
     if weights == "s":
         w = S
     else:
-        w = [(math.exp(0.3) + math.exp(-0.1) + math.exp(0.1)) / 3, (math.exp(0.05) + math.exp(-0.15)) / 2, math.exp(0.3)]
+        w = [
+            (math.exp(0.3) + math.exp(-0.1) + math.exp(0.1)) / 3,
+            (math.exp(0.05) + math.exp(-0.15)) / 2,
+            math.exp(0.3),
+        ]
     wa = np.array(w) * ADV.numpy()
     _close(stats["asym"], np.var(wa))
     _, stats = policy_loss(logp, OLD, ADV, MASK, _cfg(loss=loss))

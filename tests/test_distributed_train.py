@@ -25,7 +25,14 @@ from trainer.modeling import load_policy, load_tokenizer  # noqa: E402
 from trainer.rollout import build_rollout  # noqa: E402
 
 STEPS = 3
-KEYS = ("train/loss", "train/pg_loss", "train/grad_norm", "train/clip_frac_low", "train/clip_frac_high", "train/entropy")
+KEYS = (
+    "train/loss",
+    "train/pg_loss",
+    "train/grad_norm",
+    "train/clip_frac_low",
+    "train/clip_frac_high",
+    "train/entropy",
+)
 
 
 def _cfg(zero: int) -> Config:
@@ -39,16 +46,19 @@ def _cfg(zero: int) -> Config:
 
 
 def _worker(rank, world, port, model_dir, out, zero):
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     torch.set_num_threads(1)
     cfg = _cfg(zero)
     tok = load_tokenizer(model_dir)
-    engine = build_engine("deepspeed", load_policy(model_dir), cfg.optim, cfg.engine,
-                          micro_batch_per_gpu=cfg.batching.micro_batch_size)
+    engine = build_engine(
+        "deepspeed", load_policy(model_dir), cfg.optim, cfg.engine, micro_batch_per_gpu=cfg.batching.micro_batch_size
+    )
     task = HashTask()
-    trainer = GRPOTrainer(cfg, engine.module, None, tok, engine,
-                          build_rollout("hf", engine.module, tok, torch.device("cpu")), task)
+    trainer = GRPOTrainer(
+        cfg, engine.module, None, tok, engine, build_rollout("hf", engine.module, tok, torch.device("cpu")), task
+    )
     metrics = [trainer.step(task.train, step) for step in range(1, STEPS + 1)]
     params = torch.cat([p.detach().flatten() for p in engine.full_state_dict().values()])
     if rank == 0:

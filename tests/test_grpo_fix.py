@@ -23,7 +23,9 @@ def _t(rows) -> torch.Tensor:
 
 
 def _close(actual, expected, tol=1e-9):
-    torch.testing.assert_close(torch.as_tensor(actual, dtype=F64), torch.as_tensor(expected, dtype=F64), rtol=0, atol=tol)
+    torch.testing.assert_close(
+        torch.as_tensor(actual, dtype=F64), torch.as_tensor(expected, dtype=F64), rtol=0, atol=tol
+    )
 
 
 # ================================================================ GRPO-fix (Eq. 79–81) on single tokens
@@ -93,8 +95,14 @@ def _shared_token_grad_sum(cfg, r_star: float) -> float:
     ids = torch.zeros(4, dtype=torch.long)
     adv = group_advantages(torch.tensor([1.0, 0.0, 0.0, 0.0]), ids).double()  # ΣÂ = 0
     old = torch.zeros(4, 3, dtype=F64)
-    delta = _t([[math.log(r_star), 0.05, -0.1], [math.log(r_star), 0.2, 0.1],
-                [math.log(r_star), -0.3, 0.0], [math.log(r_star), 0.1, 0.4]])
+    delta = _t(
+        [
+            [math.log(r_star), 0.05, -0.1],
+            [math.log(r_star), 0.2, 0.1],
+            [math.log(r_star), -0.3, 0.0],
+            [math.log(r_star), 0.1, 0.4],
+        ]
+    )
     logp = (old + delta).requires_grad_(True)
     loss, _ = policy_loss(logp, old, adv, torch.ones(4, 3, dtype=F64), cfg)
     (grad,) = torch.autograd.grad(loss, logp)

@@ -150,7 +150,9 @@ def test_megabyte_completion_finishes():
         assert parse_number(text) is None
 
 
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FAST = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 
 
 @FAST
@@ -169,7 +171,14 @@ def test_huge_numbers(s):
 
 
 @FAST
-@given(st.lists(st.sampled_from(["{", "}", "\\boxed{", "\\fbox{", "\\", "\\frac", "1", "/", " ", "$", "####", "answer is", "x"]), max_size=200).map("".join))
+@given(
+    st.lists(
+        st.sampled_from(
+            ["{", "}", "\\boxed{", "\\fbox{", "\\", "\\frac", "1", "/", " ", "$", "####", "answer is", "x"]
+        ),
+        max_size=200,
+    ).map("".join)
+)
 def test_brace_soup(s):
     out = extract_answer(s)
     assert out is None or isinstance(out, str)

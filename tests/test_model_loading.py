@@ -56,7 +56,10 @@ def test_chat_template_wraps_prompts_when_the_checkpoint_has_one(tmp_path):
     d = build_tiny(ModelConfig(hidden_size=32, intermediate_size=64, num_layers=2), tmp_path / "m", seed=0)
     tok = load_tokenizer(d)
     assert format_prompt(tok, "1+2=") == "1+2="
-    tok.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}{% if add_generation_prompt %}>{% endif %}"
+    tok.chat_template = (
+        "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
+        "{% if add_generation_prompt %}>{% endif %}"
+    )
     tok.save_pretrained(d)
     tok = load_tokenizer(d)  # the template survives save/load, as with a real checkpoint
     assert format_prompt(tok, "1+2=") == "<user>1+2=>"

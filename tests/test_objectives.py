@@ -12,8 +12,8 @@ import torch
 
 from trainer.config import AlgorithmConfig, ClipConfig, KLConfig, KLPlacement, LossAgg
 from trainer.objectives import Normalizer, aggregate, kl_estimate, policy_loss
-from trainer.token_loss import sequence_log_ratio
 from trainer.registry import LOSSES
+from trainer.token_loss import sequence_log_ratio
 
 F64 = torch.float64
 LOG2 = math.log(2.0)
@@ -29,7 +29,9 @@ def _t(rows) -> torch.Tensor:
 
 
 def _close(actual, expected, tol=1e-9):
-    torch.testing.assert_close(torch.as_tensor(actual, dtype=F64), torch.as_tensor(expected, dtype=F64), rtol=0, atol=tol)
+    torch.testing.assert_close(
+        torch.as_tensor(actual, dtype=F64), torch.as_tensor(expected, dtype=F64), rtol=0, atol=tol
+    )
 
 
 # ================================================================ aggregation

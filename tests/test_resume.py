@@ -53,7 +53,7 @@ def test_periodic_checkpoint_bounds_the_loss_of_a_crash(tmp_path):
     """A crash (here an interrupt after step 3) resumes from the step-2 checkpoint, not from scratch."""
     cfg = compose(fast_overrides(tmp_path, steps=4) + ["train.checkpoint_every=2"])
 
-    def crash_after_3(calls={"n": 0}):  # noqa: B006 - call counter
+    def crash_after_3(calls={"n": 0}):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt

@@ -14,10 +14,10 @@ import torch
 
 from tests.conftest import one_trainer_step
 from trainer.config import BatchingConfig, Config, ConfigError, OldLogpSource, RolloutConfig
-from trainer.validation import validate
 from trainer.logprobs import completion_logprobs
 from trainer.modeling import load_policy, load_tokenizer
 from trainer.rollout import SamplingParams, build_rollout
+from trainer.validation import validate
 
 PROMPTS = ["1+2=", "33+4=", "5=", "12+30=", "7+7="]
 

@@ -42,16 +42,26 @@ def _cluster_up(env) -> bool:
 def slurm(tmp_path_factory):
     """The environment (SLURM_CONF) of a running cluster; started here if needed, stopped if started here."""
     # slurm/env.sh decides where the cluster lives (and moves it out of a repo its daemons can't reach)
-    slurm_dir = Path(subprocess.run(["bash", "-c", f"source {ROOT / 'slurm' / 'env.sh'}; echo $GRPOLAB_SLURM_DIR"],
-                                    capture_output=True, text=True, check=True).stdout.strip())
+    slurm_dir = Path(
+        subprocess.run(
+            ["bash", "-c", f"source {ROOT / 'slurm' / 'env.sh'}; echo $GRPOLAB_SLURM_DIR"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     env = {**os.environ, "GRPOLAB_SLURM_DIR": str(slurm_dir), "SLURM_CONF": str(slurm_dir / "etc" / "slurm.conf")}
     started = False
     if not _cluster_up(env):
         if os.geteuid() != 0:
             pytest.skip("SLURM test cluster not running and slurm/start.sh needs root")
         if not shutil.which("slurmctld"):
-            pytest.skip("SLURM packages missing: run slurm/install.sh (Debian: slurmctld slurmd munge slurmdbd mariadb-server)")
-        out = subprocess.run(["bash", str(ROOT / "slurm" / "start.sh")], env=env, capture_output=True, text=True, timeout=300)
+            pytest.skip(
+                "SLURM packages missing: run slurm/install.sh (Debian: slurmctld slurmd munge slurmdbd mariadb-server)"
+            )
+        out = subprocess.run(
+            ["bash", str(ROOT / "slurm" / "start.sh")], env=env, capture_output=True, text=True, timeout=300
+        )
         if out.returncode != 0 or not _cluster_up(env):
             pytest.skip(f"SLURM test cluster could not start: {(out.stderr or out.stdout)[-800:]}")
         started = True
@@ -67,8 +77,9 @@ def slurm(tmp_path_factory):
 
 
 def grpolab(env, *args, timeout=900):
-    return subprocess.run([sys.executable, "-m", "sweeps.cli", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "sweeps.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _ok(out):
@@ -129,8 +140,15 @@ def test_rerun_submits_nothing_and_a_deleted_record_resubmits_exactly_that_cell(
 
 def test_invalid_cell_submits_nothing_and_names_cell_and_key(slurm, tmp_path):
     before = subprocess.run(["squeue", "-h", "-o", "%i"], env=slurm, capture_output=True, text=True).stdout
-    out = grpolab(slurm, "sweep", *fast_overrides(tmp_path), "launcher=slurm_local", "sweep.id=bad",
-                  "algorithm.clip.low=0.2,1.5", "--detach")
+    out = grpolab(
+        slurm,
+        "sweep",
+        *fast_overrides(tmp_path),
+        "launcher=slurm_local",
+        "sweep.id=bad",
+        "algorithm.clip.low=0.2,1.5",
+        "--detach",
+    )
     assert out.returncode == 2
     assert "cell 1" in out.stderr and "algorithm.clip.low=1.5" in out.stderr and "nothing was launched" in out.stderr
     assert not (tmp_path / "out" / "sweeps" / "bad").exists()
@@ -161,7 +179,7 @@ def test_preempted_job_resumes_from_its_checkpoint_and_matches_an_uninterrupted_
     overrides = [*fast_overrides(tmp_path, steps=40), "train.eval_every=10", "rollout.max_new_tokens=24"]
     _ok(grpolab(slurm, "sweep", *overrides, "launcher=slurm_local", f"sweep.id={how}", "--detach"))
     sweep = tmp_path / "out" / "sweeps" / how
-    (name, (job_id,)), = json.loads((sweep / "jobs.json").read_text()).items()
+    ((name, (job_id,)),) = json.loads((sweep / "jobs.json").read_text()).items()
     run_dir = sweep / "runs" / name
     _wait(lambda: _steps_done(run_dir) >= 2, 300, "the job's second step")
     if how == "usr2":
@@ -188,8 +206,19 @@ def test_a_job_reaching_its_time_limit_checkpoints_requeues_itself_and_completes
     overrides = [*fast_overrides(tmp_path, steps=500), "train.eval_every=100"]
     # ~15 s of each 1-minute attempt trains; how many attempts 500 steps need depends on the
     # machine's load, so the requeue bound is generous (the bound itself is tested elsewhere)
-    _ok(grpolab(slurm, "sweep", *overrides, "launcher=slurm_local", "launcher.time_min=1",
-                "launcher.signal_delay_s=45", "launcher.max_requeues=20", "sweep.id=tl", "--detach"))
+    _ok(
+        grpolab(
+            slurm,
+            "sweep",
+            *overrides,
+            "launcher=slurm_local",
+            "launcher.time_min=1",
+            "launcher.signal_delay_s=45",
+            "launcher.max_requeues=20",
+            "sweep.id=tl",
+            "--detach",
+        )
+    )
     sweep = tmp_path / "out" / "sweeps" / "tl"
     _ok(grpolab(slurm, "collect", str(sweep), "--poll", "1", "--timeout", "600"))
     (run_dir,) = (sweep / "runs").iterdir()
@@ -205,13 +234,23 @@ def test_a_cell_of_two_tasks_is_one_data_parallel_run_that_survives_preemption(s
     USR2 mid-run: both ranks agree to stop at the same step, checkpoint together, rank 0 requeues
     the job once; the resumed 2-rank run equals an uninterrupted 2-rank run (torchrun)."""
     pytest.importorskip("deepspeed")
-    overrides = [*fast_overrides(tmp_path, steps=30), "model.hidden_size=64", "model.intermediate_size=128",
-                 "model.num_layers=2", "sft.steps=150", "train.eval_every=10", "rollout.max_new_tokens=24",
-                 "engine=deepspeed_zero2"]
-    _ok(grpolab(slurm, "sweep", *overrides, "launcher=slurm_local", "launcher.tasks_per_node=2",
-                "sweep.id=dp", "--detach"))
+    overrides = [
+        *fast_overrides(tmp_path, steps=30),
+        "model.hidden_size=64",
+        "model.intermediate_size=128",
+        "model.num_layers=2",
+        "sft.steps=150",
+        "train.eval_every=10",
+        "rollout.max_new_tokens=24",
+        "engine=deepspeed_zero2",
+    ]
+    _ok(
+        grpolab(
+            slurm, "sweep", *overrides, "launcher=slurm_local", "launcher.tasks_per_node=2", "sweep.id=dp", "--detach"
+        )
+    )
     sweep = tmp_path / "out" / "sweeps" / "dp"
-    (name, (job_id,)), = json.loads((sweep / "jobs.json").read_text()).items()
+    ((name, (job_id,)),) = json.loads((sweep / "jobs.json").read_text()).items()
     run_dir = sweep / "runs" / name
     _wait(lambda: _steps_done(run_dir) >= 2, 300, "the job's second step")
     subprocess.run(["scancel", "--signal=USR2", job_id], env=slurm, check=True)
@@ -222,8 +261,25 @@ def test_a_cell_of_two_tasks_is_one_data_parallel_run_that_survives_preemption(s
     rows = read_jsonl(run_dir / "metrics.jsonl")
     assert [r["step"] for r in rows] == list(range(31))
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    whole = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                            "-m", "sweeps.cli", "train", *overrides, "--run-dir", str(tmp_path / "whole")],
-                           cwd=ROOT, env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    whole = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "sweeps.cli",
+            "train",
+            *overrides,
+            "--run-dir",
+            str(tmp_path / "whole"),
+        ],
+        cwd=ROOT,
+        env={**env, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     _ok(whole)
     assert _deterministic(rows) == _deterministic(read_jsonl(tmp_path / "whole" / "metrics.jsonl"))

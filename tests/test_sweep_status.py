@@ -115,5 +115,5 @@ def test_grpolab_status_and_table_import_neither_torch_nor_the_schema(tmp_path):
     table = f"from sweeps.cli import main\nassert main(['table', {str(sweep)!r}]) == 0"
     assert _imports_after(status) == []
     assert _imports_after(table) == []
-    # the probe sees what it looks for: the SLURM launcher needs the schema
-    assert _imports_after("import sweeps.launch_slurm") == ["trainer.config"]
+    # the probe sees what it looks for: the SLURM launcher needs the schema (and the schema, the variants' torch)
+    assert "trainer.config" in _imports_after("import sweeps.launch_slurm")

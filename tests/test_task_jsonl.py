@@ -13,7 +13,9 @@ def write_jsonl(path, rows):
 
 
 def gsm8k_rows(n=20):
-    return [{"question": f"Q{i}: what is {i} + 70 - {i} + 2?", "answer": f"{i} + 70 = ...\n#### {72 + i}"} for i in range(n)]
+    return [
+        {"question": f"Q{i}: what is {i} + 70 - {i} + 2?", "answer": f"{i} + 70 = ...\n#### {72 + i}"} for i in range(n)
+    ]
 
 
 MATH_ROWS = [
@@ -69,7 +71,9 @@ def test_split_deterministic_and_disjoint(tmp_path):
 def test_explicit_eval_path_keys_and_template(tmp_path):
     train = write_jsonl(tmp_path / "train.jsonl", [{"q": "one", "a": "1", "s": "so 1", "tag": "T"}])
     evalp = write_jsonl(tmp_path / "test.jsonl", [{"q": "two", "a": "2", "s": "so 2", "tag": "E"}] * 3)
-    task = JsonlTask(train, eval_path=evalp, prompt_key="q", answer_key="a", solution_key="s", prompt_template="[{tag}] {question}")
+    task = JsonlTask(
+        train, eval_path=evalp, prompt_key="q", answer_key="a", solution_key="s", prompt_template="[{tag}] {question}"
+    )
     assert [ex.prompt for ex in task.train] == ["[T] one"]
     assert [ex.answer for ex in task.eval] == ["2", "2", "2"]
     assert task.train[0].solution == "so 1"
@@ -82,7 +86,9 @@ def test_chat_prompt_and_dotted_key(tmp_path):
             "reward_model": {"ground_truth": "42", "style": "rule"},
         }
     ]
-    task = JsonlTask(write_jsonl(tmp_path / "dapo.jsonl", rows), answer_key="reward_model.ground_truth", eval_fraction=0.0)
+    task = JsonlTask(
+        write_jsonl(tmp_path / "dapo.jsonl", rows), answer_key="reward_model.ground_truth", eval_fraction=0.0
+    )
     assert task.train[0].prompt == "What is 6*7?" and task.train[0].answer == "42"
 
 
@@ -134,7 +140,9 @@ def test_bad_json_line(tmp_path):
 
 def test_missing_key_names_file_line_and_keys(tmp_path):
     path = write_jsonl(tmp_path / "m.jsonl", [{"question": "q", "answer": "1"}, {"question": "q2", "label": "2"}])
-    with pytest.raises(ValueError, match=r"m\.jsonl:2: missing answer key .*'answer'.*keys present: \['label', 'question'\]"):
+    with pytest.raises(
+        ValueError, match=r"m\.jsonl:2: missing answer key .*'answer'.*keys present: \['label', 'question'\]"
+    ):
         JsonlTask(path)
     with pytest.raises(ValueError, match=r"m\.jsonl:1: missing prompt key 'text'"):
         JsonlTask(path, prompt_key="text")

@@ -8,8 +8,19 @@ import dataclasses
 import pytest
 
 from trainer.run_record import Meta, RunRecord, RunStatus, Summary, read_jsonl
-from trainer.tracking import (NullTracker, WandbTracker, is_secret_key, make_tracker, offline_run_files,
-                              read_offline_run, read_wandb_records, replay, resolve_mode, scrub_secrets, wandb_run_id)
+from trainer.tracking import (
+    NullTracker,
+    WandbTracker,
+    is_secret_key,
+    make_tracker,
+    offline_run_files,
+    read_offline_run,
+    read_wandb_records,
+    replay,
+    resolve_mode,
+    scrub_secrets,
+    wandb_run_id,
+)
 
 SECRET = "sk-do-not-log-0123456789"
 META = Meta(run_id="3f2a9c1b7e4d_s1", config_hash="3f2a9c1b7e4d", seed=1, variant="dapo", sweep_id="kl-demo",

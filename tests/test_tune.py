@@ -15,8 +15,18 @@ import time
 import optuna
 import pytest
 
-from sweeps.tune import (TrialReporter, create_study, default_storage, load_study, make_pruner, open_storage,
-                         parse_space, run_study, to_overrides, trial_handle)
+from sweeps.tune import (
+    TrialReporter,
+    create_study,
+    default_storage,
+    load_study,
+    make_pruner,
+    open_storage,
+    parse_space,
+    run_study,
+    to_overrides,
+    trial_handle,
+)
 from sweeps.tune_launch import TrainerLaunch
 
 STEPS = 4

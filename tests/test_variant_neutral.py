@@ -15,17 +15,17 @@ import pytest
 import torch
 
 from tests.conftest import HashTask, one_trainer_step
-from trainer.config import AlgorithmConfig, BatchingConfig, Config, RolloutConfig
-from trainer.variants.grpo_fix import GRPOFixConfig
-from trainer.variants.lopti import LoptiConfig
-from trainer.variants.nthr import NTHRConfig
-from trainer.engine import TorchEngine
 from trainer import update_plan
+from trainer.config import AlgorithmConfig, BatchingConfig, Config, RolloutConfig
+from trainer.engine import TorchEngine
 from trainer.grpo import GRPOTrainer
 from trainer.modeling import load_policy, load_tokenizer
 from trainer.objectives import policy_loss
 from trainer.rollout import build_rollout
 from trainer.variants.adv_reweight import advantage_reweight
+from trainer.variants.grpo_fix import GRPOFixConfig
+from trainer.variants.lopti import LoptiConfig
+from trainer.variants.nthr import NTHRConfig
 
 
 def _cfg(**algorithm) -> Config:

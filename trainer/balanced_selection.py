@@ -167,11 +167,15 @@ def select_balanced(
     otherwise), so a selection is found whenever one exists.
     """
     if not 0.0 < min_frac <= 0.5:  # the function's domain (the config refuses other values earlier)
-        raise ValueError(f"select_balanced: min_frac={min_frac} (batching.reward_balanced.min_frac) must be in (0, 0.5]")
+        raise ValueError(
+            f"select_balanced: min_frac={min_frac} (batching.reward_balanced.min_frac) must be in (0, 0.5]"
+        )
     pos, neg = pos.bool(), neg.bool()
     if not pos.shape == neg.shape == unit_ids.shape or pos.dim() != 1:
-        raise ValueError(f"select_balanced: pos, neg, unit_ids must share one shape [B], got "
-                         f"{tuple(pos.shape)}, {tuple(neg.shape)}, {tuple(unit_ids.shape)}")
+        raise ValueError(
+            f"select_balanced: pos, neg, unit_ids must share one shape [B], got "
+            f"{tuple(pos.shape)}, {tuple(neg.shape)}, {tuple(unit_ids.shape)}"
+        )
     if steps is not None and steps.shape != pos.shape:
         raise ValueError(f"select_balanced: steps must be [B] like pos, got {tuple(steps.shape)}")
     if (pos & neg).any():

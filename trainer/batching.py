@@ -81,7 +81,9 @@ def balanced_partitions(lengths: Sequence[int], k: int) -> list[list[int]]:
 
 
 @register_minibatcher("seqlen_balanced")
-def seqlen_balanced(group_ids, advantages, mini_batch_size, generator, *, lengths=None, partitions=8) -> list[torch.Tensor]:
+def seqlen_balanced(
+    group_ids, advantages, mini_batch_size, generator, *, lengths=None, partitions=8
+) -> list[torch.Tensor]:
     """verl's default layout, emulated on one process (cancellation.md §8 "What the baseline really is").
 
     ``RayPPOTrainer._balance_batch`` reorders the batch with an equal-size balanced partition of
@@ -126,7 +128,9 @@ def seqlen_balanced(group_ids, advantages, mini_batch_size, generator, *, length
 
 # ------------------------------------------------------------------ query_preserved (QB)
 @register_minibatcher("query_preserved")
-def query_preserved(group_ids, advantages, mini_batch_size, generator, *, lengths=None, partitions=8) -> list[torch.Tensor]:
+def query_preserved(
+    group_ids, advantages, mini_batch_size, generator, *, lengths=None, partitions=8
+) -> list[torch.Tensor]:
     """Whole groups are shuffled and packed, so every rollout of a prompt shares a mini-batch.
 
     Groups are taken in a random order and packed greedily: a mini-batch is closed when the next
@@ -155,7 +159,9 @@ def query_preserved(group_ids, advantages, mini_batch_size, generator, *, length
 
 # ------------------------------------------------------------------ sign_segregated (anti-control)
 @register_minibatcher("sign_segregated")
-def sign_segregated(group_ids, advantages, mini_batch_size, generator, *, lengths=None, partitions=8) -> list[torch.Tensor]:
+def sign_segregated(
+    group_ids, advantages, mini_batch_size, generator, *, lengths=None, partitions=8
+) -> list[torch.Tensor]:
     """A>0 and A<0 rollouts never share a mini-batch (cancellation §4.2, the anti-control).
 
     The paper "partition[s] each sampling batch by advantage sign, placing positive and negative

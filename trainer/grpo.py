@@ -133,7 +133,8 @@ class GRPOTrainer:
             "time/step_s": t2 - t0,
             "perf/rollout_tokens_per_s": sampled_tokens / max(t1 - t0, 1e-9),
             "perf/update_tokens_per_s": (
-                float(sb.loss_mask.sum()) * self.cfg.algorithm.ppo_epochs / max(t2 - t1, 1e-9) if sb is not None else 0.0
+                float(sb.loss_mask.sum()) * self.cfg.algorithm.ppo_epochs / max(t2 - t1, 1e-9)
+                if sb is not None else 0.0
             ),
         })
         return metrics
@@ -155,7 +156,8 @@ class GRPOTrainer:
         old = self.old_policy(batch, mask, correct)
         ref_logp = self._forward(self.ref, batch) if self.ref is not None else None
         if batch.rollout_logp is not None and not self.old_from_rollout:
-            stats["train/logp_mismatch"] = float(((batch.rollout_logp - old.logp).abs() * mask).sum() / mask.sum().clamp(min=1))
+            gap = ((batch.rollout_logp - old.logp).abs() * mask).sum() / mask.sum().clamp(min=1)
+            stats["train/logp_mismatch"] = float(gap)
         seq_adv = self.advantages(rewards, batch.group_ids, old.logp, ref_logp, mask)
         ctx = TokenContext(old.logp, mask, correct, batch.group_ids, seq_adv)
         adv = self.transform_advantages(seq_adv.unsqueeze(-1).expand_as(old.logp).clone(), ctx, old, stats)
@@ -217,7 +219,7 @@ class GRPOTrainer:
             stats.update({f"train/{k}": v for k, v in st.items()})
         return adv
 
-    def select_update_batch(self, sb: Optional[ScoredBatch], step: int) -> tuple[Optional[ScoredBatch], dict[str, float]]:
+    def select_update_batch(self, sb: Optional[ScoredBatch], step: int) -> tuple[Optional[ScoredBatch], dict]:
         """The enabled update buffer decides what to update on; without one, the fresh batch."""
         if self.buffer is None:
             return sb, {}
@@ -252,7 +254,8 @@ class GRPOTrainer:
         norm = Normalizer.of(stage.denom[mb], self._max_len())
         rows = update_plan.live_rows(self.cfg, mb, stage)
         mb_loss, bad = 0.0, None
-        for micro, weight in update_plan.micro_batches(self.cfg, rows, self.engine.rank, self.engine.world_size, lengths):
+        rank, world = self.engine.rank, self.engine.world_size
+        for micro, weight in update_plan.micro_batches(self.cfg, rows, rank, world, lengths):
             loss, stats = self.micro_loss(sb, micro, norm, stage)
             if not torch.isfinite(loss) and bad is None:
                 bad = f"policy loss = {float(loss.detach())} ({_first_nonfinite(stats)})"
@@ -314,7 +317,8 @@ class GRPOTrainer:
                                 top_p=r.top_p, top_k=r.top_k, greedy=greedy)
         batch = self.rollout.generate([e.prompt for e in examples], params)
         correct = torch.tensor([
-            self.task.reward(t, examples[g]) >= self.threshold for t, g in zip(batch.completions, batch.group_ids.tolist())
+            self.task.reward(t, examples[g]) >= self.threshold
+            for t, g in zip(batch.completions, batch.group_ids.tolist())
         ]).view(len(examples), r.eval_n)
         c = correct.sum(-1).tolist()
         return {

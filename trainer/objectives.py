@@ -81,7 +81,9 @@ def _policy_stats(tok: TokenLoss, adv, mask, group_ids) -> dict[str, torch.Tenso
         **(tok.stats or {}),
     }
     if group_ids is not None and tok.seq_weight is not None:
-        stats["asym"] = torch.tensor(asym(tok.seq_weight, sequence_advantage(adv, mask), group_ids), dtype=torch.float64)
+        stats["asym"] = torch.tensor(
+            asym(tok.seq_weight, sequence_advantage(adv, mask), group_ids), dtype=torch.float64
+        )
     return stats
 
 
@@ -110,8 +112,15 @@ def policy_loss(
     mask = mask.to(logp.dtype)
     adv = advantages.unsqueeze(-1).expand_as(logp) if advantages.dim() == 1 else advantages
     surrogate = registry.one(cfg, registry.Surrogate)
-    tok = registry.loss_of(cfg).fn(logp, old_logp, adv, mask, cfg, group_ids=group_ids,
-                                   surrogate=surrogate.role.fn if surrogate is not None else clipped_surrogate)
+    tok = registry.loss_of(cfg).fn(
+        logp,
+        old_logp,
+        adv,
+        mask,
+        cfg,
+        group_ids=group_ids,
+        surrogate=surrogate.role.fn if surrogate is not None else clipped_surrogate,
+    )
     per_token = tok.loss
     stats = _policy_stats(tok, adv, mask, group_ids)
     n = mask.sum().clamp(min=1)

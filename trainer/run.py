@@ -125,7 +125,7 @@ def run_training(
     except NonFiniteLoss as e:
         state.summary.status, state.summary.error = RunStatus.failed, {"step": e.step, "cause": e.cause}
         log(f"[{state.name}] FAILED: {e}")
-    except Exception as e:  # noqa: BLE001 - record the failure, then let the launcher see it
+    except Exception as e:
         state.summary.status = RunStatus.failed
         state.summary.error = {"step": state.step, "cause": f"{type(e).__name__}: {e}",
                                "traceback": traceback.format_exc(limit=8)}

@@ -40,11 +40,13 @@ def start_ranks(cfg) -> int:
         if cfg.engine.backend.value != "deepspeed":
             raise ConfigError(
                 f"WORLD_SIZE={world} but engine.backend={cfg.engine.backend.value} is single-process: "
-                "use engine=deepspeed_zero{0,1,2,3} for several ranks")
+                "use engine=deepspeed_zero{0,1,2,3} for several ranks"
+            )
         if registry.needs(cfg).whole_groups:
             raise ConfigError(
                 f"WORLD_SIZE={world} but algorithm.loss={cfg.algorithm.loss} needs whole prompt groups per "
-                "micro-batch, which sharding a mini-batch over ranks breaks; run it in one process")
+                "micro-batch, which sharding a mini-batch over ranks breaks; run it in one process"
+            )
         distributed.init_from_env(str(resolve_device(cfg.engine.device)))
     return distributed.rank()
 
@@ -105,7 +107,9 @@ def process_age_s() -> Optional[float]:
     """Seconds since this process started (Linux /proc), for the job-overhead figures."""
     try:
         ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime"))
+        btime = next(
+            int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime")
+        )
         return time.time() - (btime + ticks / os.sysconf("SC_CLK_TCK"))
     except (OSError, ValueError, IndexError, StopIteration):
         return None

@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 
 from trainer.config import Config
-
 from trainer.identity import stable_hash
 from trainer.modeling import build_tiny, load_policy, load_tokenizer
 from trainer.tasks import Task
@@ -87,9 +86,9 @@ def sft_batch(tok, examples, device):
     ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
     lab = torch.full((len(rows), width), -100, dtype=torch.long)
     att = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, (r, l) in enumerate(zip(rows, labels)):
+    for i, (r, target) in enumerate(zip(rows, labels)):
         ids[i, : len(r)] = torch.tensor(r)
-        lab[i, : len(l)] = torch.tensor(l)
+        lab[i, : len(target)] = torch.tensor(target)
         att[i, : len(r)] = 1
     return ids.to(device), att.to(device), lab.to(device)
 

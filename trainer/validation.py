@@ -92,7 +92,8 @@ def _cross_errors(cfg: Config) -> list[str]:
         errors.append("task.jsonl.path=null: task=jsonl needs a local JSONL/Parquet file")
     if t.name == TaskName.arithmetic and t.arithmetic.max_operand < t.arithmetic.min_operand:
         errors.append(
-            f"task.arithmetic.max_operand={t.arithmetic.max_operand}: must be >= task.arithmetic.min_operand={t.arithmetic.min_operand}"
+            f"task.arithmetic.max_operand={t.arithmetic.max_operand}: "
+            f"must be >= task.arithmetic.min_operand={t.arithmetic.min_operand}"
         )
     bad_ops = [op for op in t.arithmetic.ops if op not in ("+", "-", "*")]
     if bad_ops:
@@ -103,10 +104,18 @@ def _cross_errors(cfg: Config) -> list[str]:
     if kk.max_people < kk.min_people:
         errors.append(f"task.knights_knaves.max_people={kk.max_people}: must be >= min_people={kk.min_people}")
     if r.eval_temperature == 0 and r.eval_n != 1:
-        errors.append(f"rollout.eval_n={r.eval_n}: greedy eval (rollout.eval_temperature=0) gives one answer per prompt; set eval_n=1")
+        errors.append(
+            f"rollout.eval_n={r.eval_n}: greedy eval (rollout.eval_temperature=0) gives one answer per prompt; "
+            "set eval_n=1"
+        )
     if cfg.engine.device not in ("cpu", "cuda", "auto") and not cfg.engine.device.startswith("cuda:"):
         errors.append(f"engine.device={cfg.engine.device!r}: must be cpu, cuda, cuda:N or auto")
-    if r.backend == RolloutBackend.vllm and m.path is None and cfg.engine.device == "cpu" and m.hidden_size // m.num_heads < 16:
+    if (
+        r.backend == RolloutBackend.vllm
+        and m.path is None
+        and cfg.engine.device == "cpu"
+        and m.hidden_size // m.num_heads < 16
+    ):
         errors.append(
             f"model.hidden_size={m.hidden_size}: vLLM's CPU attention needs a head size >= 16 "
             f"(hidden_size / num_heads = {m.hidden_size // m.num_heads}); widen the tiny model or use rollout=hf"
@@ -118,8 +127,10 @@ def _cross_errors(cfg: Config) -> list[str]:
     order = list(a.transform_order)
     unknown = [n for n in order if n not in transforms]
     if unknown or len(set(order)) != len(order):
-        errors.append(f"algorithm.transform_order={order}: each must be one registered token transform "
-                      f"({', '.join(transforms)}), at most once")
+        errors.append(
+            f"algorithm.transform_order={order}: each must be one registered token transform "
+            f"({', '.join(transforms)}), at most once"
+        )
     return errors
 
 
@@ -127,8 +138,7 @@ def _cross_errors(cfg: Config) -> list[str]:
 def _components_on(cfg: Config) -> list[tuple[str, Any]]:
     """(how a user switched it on, its registry entry) for the loss and every enabled feature."""
     loss = registry.loss_of(cfg)
-    return [(f"algorithm.loss={loss.name}", loss),
-            *((f"{f.key}.enabled=true", f) for f in registry.features_on(cfg))]
+    return [(f"algorithm.loss={loss.name}", loss), *((f"{f.key}.enabled=true", f) for f in registry.features_on(cfg))]
 
 
 def _variant_errors(cfg: Config) -> list[str]:
@@ -144,23 +154,33 @@ def _variant_errors(cfg: Config) -> list[str]:
     if order:
         on_names = [f.name for f in registry.features_on(cfg, registry.TokenTransform)]
         if sorted(order) != sorted(on_names):
-            errors.append(f"algorithm.transform_order={order}: must list exactly the enabled token transforms "
-                          f"({', '.join(on_names) or 'none'})")
+            errors.append(
+                f"algorithm.transform_order={order}: must list exactly the enabled token transforms "
+                f"({', '.join(on_names) or 'none'})"
+            )
     for who, entry in on:
         needs = entry.needs
         if needs.whole_groups:
             if b.mode != "query_preserved":
-                errors.append(f"batching.mode={b.mode}: {who} works on whole prompt groups, so it needs "
-                              "batching.mode=query_preserved")
+                errors.append(
+                    f"batching.mode={b.mode}: {who} works on whole prompt groups, so it needs "
+                    "batching.mode=query_preserved"
+                )
             if b.micro_batch_size % r.n:
-                errors.append(f"batching.micro_batch_size={b.micro_batch_size}: {who} needs whole groups per "
-                              f"micro-batch, so a multiple of rollout.n={r.n}")
+                errors.append(
+                    f"batching.micro_batch_size={b.micro_batch_size}: {who} needs whole groups per "
+                    f"micro-batch, so a multiple of rollout.n={r.n}"
+                )
             if launcher.nodes * launcher.tasks_per_node > 1:
-                errors.append(f"launcher.tasks_per_node={launcher.tasks_per_node}: {who} needs whole groups per "
-                              "micro-batch, which sharding a mini-batch over ranks breaks; run it in one process per cell")
+                errors.append(
+                    f"launcher.tasks_per_node={launcher.tasks_per_node}: {who} needs whole groups per "
+                    "micro-batch, which sharding a mini-batch over ranks breaks; run it in one process per cell"
+                )
         if needs.old_forward and a.old_logp_source == OldLogpSource.rollout:
-            errors.append(f"algorithm.old_logp_source=rollout: {who} reads the π_old forward's hidden states and "
-                          "logits; use algorithm.old_logp_source=recompute with it")
+            errors.append(
+                f"algorithm.old_logp_source=rollout: {who} reads the π_old forward's hidden states and "
+                "logits; use algorithm.old_logp_source=recompute with it"
+            )
         if entry.check is not None:
             errors += entry.check(cfg)
     return errors
@@ -172,8 +192,10 @@ def config_warnings(cfg: Config) -> list[str]:
     a, b, r = cfg.algorithm, cfg.batching, cfg.rollout
     if a.old_logp_source == OldLogpSource.rollout and r.backend == RolloutBackend.vllm and (r.top_k > 0 or r.top_p < 1):
         warnings.append(
-            f"algorithm.old_logp_source=rollout with rollout.top_k={r.top_k}, top_p={r.top_p}: vLLM's log-probs are of the "
-            "truncated, renormalized distribution, the trainer's π is not; ratios start away from 1")
+            f"algorithm.old_logp_source=rollout with rollout.top_k={r.top_k}, top_p={r.top_p}: "
+            "vLLM's log-probs are of the "
+            "truncated, renormalized distribution, the trainer's π is not; ratios start away from 1"
+        )
     needs = registry.needs(cfg)
     one_minibatch = b.mini_batch_size >= r.prompts_per_step * r.n
     on_policy = one_minibatch and a.ppo_epochs == 1 and not needs.off_policy and r.backend == RolloutBackend.hf

@@ -51,7 +51,8 @@ def import_deepspeed(on_gpu: bool):
         from deepspeed.accelerator import get_accelerator, set_accelerator
     except ImportError as e:
         raise ImportError(
-            "engine.backend=deepspeed needs DeepSpeed: DS_BUILD_OPS=0 pip install -c constraints/cpu.txt -e '.[deepspeed]'"
+            "engine.backend=deepspeed needs DeepSpeed: "
+            "DS_BUILD_OPS=0 pip install -c constraints/cpu.txt -e '.[deepspeed]'"
         ) from e
     # DS_ACCELERATOR only counts if it is set before DeepSpeed first resolves its accelerator, and
     # transformers may import DeepSpeed earlier (loading a model checks for ZeRO-3); on a GPU host
@@ -62,7 +63,8 @@ def import_deepspeed(on_gpu: bool):
         set_accelerator(CPU_Accelerator())
     if on_gpu and get_accelerator().device_name() == "cpu":
         raise ValueError(
-            f"engine.device=cuda, but DeepSpeed's accelerator is cpu (DS_ACCELERATOR={os.environ.get('DS_ACCELERATOR')!r}); "
+            "engine.device=cuda, but DeepSpeed's accelerator is cpu "
+            f"(DS_ACCELERATOR={os.environ.get('DS_ACCELERATOR')!r}); "
             "unset DS_ACCELERATOR or use engine.device=cpu"
         )
     logging.getLogger("DeepSpeed").setLevel(logging.WARNING)

@@ -9,7 +9,9 @@ from trainer.rollout.base import RolloutBackend, RolloutBatch, SamplingParams
 __all__ = ["RolloutBackend", "RolloutBatch", "SamplingParams", "build_rollout"]
 
 
-def build_rollout(backend: str, model, tokenizer, device: torch.device, *, model_dir=None, **vllm_kwargs) -> RolloutBackend:
+def build_rollout(
+    backend: str, model, tokenizer, device: torch.device, *, model_dir=None, **vllm_kwargs
+) -> RolloutBackend:
     """HF ``generate`` on the training model, or a colocated vLLM engine started from ``model_dir``
     (the policy's checkpoint) that takes the trainer's weights after each update."""
     if backend == "hf":

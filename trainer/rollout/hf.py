@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from trainer.rollout.base import RolloutBatch, SamplingParams, pad_completion
@@ -60,7 +59,8 @@ class HFRollout:
             rollout_logp = torch.cat([pad_completion(lp, width - prompt_len) for lp in logps])
         completion_mask, truncated = completion_mask_from_eos(completion, self.tok.eos_token_id)
         attention_mask = torch.cat([enc["attention_mask"], completion_mask], dim=1)
-        texts = self.tok.batch_decode(completion * completion_mask + self.tok.pad_token_id * (1 - completion_mask), skip_special_tokens=True)
+        shown = completion * completion_mask + self.tok.pad_token_id * (1 - completion_mask)
+        texts = self.tok.batch_decode(shown, skip_special_tokens=True)
         return RolloutBatch(
             input_ids=seqs,
             attention_mask=attention_mask,
@@ -98,7 +98,9 @@ class SampledLogprobs(LogitsProcessor):
         if self._prev is not None:
             self._out.append(self._prev.gather(-1, sequences[:, -1:]).squeeze(-1))
             self._prev = None
-        return torch.stack(self._out, dim=-1) if self._out else sequences.new_zeros((sequences.shape[0], 0), dtype=torch.float32)
+        if not self._out:
+            return sequences.new_zeros((sequences.shape[0], 0), dtype=torch.float32)
+        return torch.stack(self._out, dim=-1)
 
 
 def format_prompt(tokenizer, prompt: str) -> str:

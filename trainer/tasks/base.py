@@ -55,6 +55,6 @@ class Task:
                 return 1.0
             if self.format_reward and self.is_well_formatted(completion, example):
                 return self.format_reward
-        except Exception:  # noqa: BLE001 - a malformed completion must not kill a run
+        except Exception:
             pass
         return 0.0

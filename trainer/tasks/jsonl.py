@@ -141,7 +141,9 @@ class JsonlTask(Task):
         self.train = [ex for i, ex in enumerate(examples) if i not in eval_ids]
         self.eval = [ex for i, ex in enumerate(examples) if i in eval_ids]
 
-    def _field(self, record: dict, key: str | None, candidates: tuple[str, ...], what: str, where: str) -> tuple[str, Any]:
+    def _field(
+        self, record: dict, key: str | None, candidates: tuple[str, ...], what: str, where: str
+    ) -> tuple[str, Any]:
         """(key, value) for an explicit key or the first present candidate; ValueError otherwise."""
         for k in (key,) if key is not None else candidates:
             value = _lookup(record, k)

@@ -14,8 +14,9 @@ from trainer.registry import Feature, TokenTransform, register_feature
 @dataclass
 class AdvReweightConfig:
     enabled: bool = knob(False, "Advantage Reweighting: token advantage × (α·π_old(y_t) + 1 − α).")
-    alpha: float = knob(0.3, "AR α (Lopti paper: 0.3 on K&K, 0.1 on math); 0 leaves advantages as they are.",
-                        ge=0.0, le=1.0)
+    alpha: float = knob(
+        0.3, "AR α (Lopti paper: 0.3 on K&K, 0.1 on math); 0 leaves advantages as they are.", ge=0.0, le=1.0
+    )
 
 
 def per_token(advantages: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -44,7 +45,11 @@ def _apply(adv, ctx, section):
     return advantage_reweight(adv, ctx.old_logp, section.alpha), {}
 
 
-register_feature(Feature(
-    "adv_reweight", AdvReweightConfig, TokenTransform(_apply, order=20),
-    "Advantage Reweighting (Lopti paper §3).",
-))
+register_feature(
+    Feature(
+        "adv_reweight",
+        AdvReweightConfig,
+        TokenTransform(_apply, order=20),
+        "Advantage Reweighting (Lopti paper §3).",
+    )
+)

@@ -26,7 +26,9 @@ class DFPOTransform(str, Enum):
 
 @dataclass
 class DFPOConfig:
-    transform: DFPOTransform = knob(DFPOTransform.min_replace, "Intra-group transform of GSPO's post-clip sequence weights.")
+    transform: DFPOTransform = knob(
+        DFPOTransform.min_replace, "Intra-group transform of GSPO's post-clip sequence weights."
+    )
     keep_clip_mask: bool = knob(False, "Zero gradient where GSPO's clip is active (false = coefficient only, Eq. 85).")
     stop_gradient: bool = knob(True, "Treat the transformed weights as constants (false = the paper's ablation).")
     floor: float = knob(1e-3, "ϵ floor of the closed-form Orth-Proj (Eq. 52; the paper gives no value).", gt=0.0)
@@ -44,8 +46,10 @@ def dfpo_loss(logp, old_logp, adv, mask, cfg, *, group_ids=None, surrogate=None)
     """
     d = cfg.dfpo
     if group_ids is None:
-        raise ValueError("algorithm.loss=dfpo transforms weights within each prompt group, so policy_loss "
-                         "needs group_ids [B] (the rollout's group index of each response)")
+        raise ValueError(
+            "algorithm.loss=dfpo transforms weights within each prompt group, so policy_loss "
+            "needs group_ids [B] (the rollout's group index of each response)"
+        )
     a_seq = sequence_advantage(adv, mask).detach()
     s = torch.exp(sequence_log_ratio(logp, old_logp, mask))
     s_bar = sign_aware_clip(s, a_seq, cfg.clip.low, cfg.clip.high)
@@ -55,8 +59,12 @@ def dfpo_loss(logp, old_logp, adv, mask, cfg, *, group_ids=None, surrogate=None)
     loss = -_carrier(logp, s_tilde, keep, d.stop_gradient) * adv
     low, high = (clipped & (a_seq < 0))[:, None], (clipped & (a_seq > 0))[:, None]
     return TokenLoss(
-        loss, s.detach()[:, None].expand_as(logp), low.expand_as(logp), high.expand_as(logp),
-        torch.zeros_like(logp, dtype=torch.bool), seq_weight=s_tilde.detach(),
+        loss,
+        s.detach()[:, None].expand_as(logp),
+        low.expand_as(logp),
+        high.expand_as(logp),
+        torch.zeros_like(logp, dtype=torch.bool),
+        seq_weight=s_tilde.detach(),
         stats=_stats(s_bar.detach(), s_tilde.detach(), a_seq, group_ids, mask),
     )
 
@@ -85,13 +93,23 @@ def _check(cfg) -> list[str]:
     a = cfg.algorithm
     errors = []
     if a.clip.dual is not None:
-        errors.append(f"algorithm.clip.dual={a.clip.dual}: DFPO's sign-aware clip (Eq. 47) has no dual clip; set it to null")
+        errors.append(
+            f"algorithm.clip.dual={a.clip.dual}: DFPO's sign-aware clip (Eq. 47) has no dual clip; set it to null"
+        )
     if a.grpo_fix.enabled:
-        errors.append("algorithm.grpo_fix.enabled=true: GRPO-fix replaces the clip that DFPO transforms; use one of them")
+        errors.append(
+            "algorithm.grpo_fix.enabled=true: GRPO-fix replaces the clip that DFPO transforms; use one of them"
+        )
     return errors
 
 
-register_loss(Loss(
-    "dfpo", dfpo_loss, "DFPO: GSPO with an intra-group transform of its post-clip weights (loss=dfpo).",
-    needs=Needs(whole_groups=True, sequence_ratio=True, inert_on_policy=True), config=DFPOConfig, check=_check,
-))
+register_loss(
+    Loss(
+        "dfpo",
+        dfpo_loss,
+        "DFPO: GSPO with an intra-group transform of its post-clip weights (loss=dfpo).",
+        needs=Needs(whole_groups=True, sequence_ratio=True, inert_on_policy=True),
+        config=DFPOConfig,
+        check=_check,
+    )
+)

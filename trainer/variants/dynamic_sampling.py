@@ -23,5 +23,11 @@ def _keep(rewards, group_ids, section):
     return keep, {"dynamic_sampling_kept_frac": keep.numel() / max(rewards.numel(), 1)}
 
 
-register_feature(Feature("dynamic_sampling", DynamicSamplingConfig, BatchFilter(_keep),
-                         "Dynamic sampling: drop groups without reward variance (DAPO)."))
+register_feature(
+    Feature(
+        "dynamic_sampling",
+        DynamicSamplingConfig,
+        BatchFilter(_keep),
+        "Dynamic sampling: drop groups without reward variance (DAPO).",
+    )
+)

@@ -49,7 +49,13 @@ def _check(cfg) -> list[str]:
     return []
 
 
-register_feature(Feature(
-    "grpo_fix", GRPOFixConfig, Surrogate(symmetric_clip), "GRPO-fix symmetric clipping.",
-    needs=Needs(inert_on_policy=True), check=_check,
-))
+register_feature(
+    Feature(
+        "grpo_fix",
+        GRPOFixConfig,
+        Surrogate(symmetric_clip),
+        "GRPO-fix symmetric clipping.",
+        needs=Needs(inert_on_policy=True),
+        check=_check,
+    )
+)

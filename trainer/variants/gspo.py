@@ -17,5 +17,6 @@ def gspo_loss(logp, old_logp, adv, mask, cfg, *, group_ids=None, surrogate=clipp
     return tok._replace(seq_weight=torch.exp(log_s))
 
 
-register_loss(Loss("gspo", gspo_loss, "Sequence-level ratio, clipped per response (GSPO).",
-                   needs=Needs(sequence_ratio=True)))
+register_loss(
+    Loss("gspo", gspo_loss, "Sequence-level ratio, clipped per response (GSPO).", needs=Needs(sequence_ratio=True))
+)

@@ -29,7 +29,9 @@ class LoptiConfig:
     eta: float = knob(0.5, "Lopti η: probability threshold; low = π_old < η, high = π_old ≥ η.", gt=0.0, lt=1.0)
     order: LoptiOrder = knob(LoptiOrder.low_first, "Which token set updates first (high_first = collapse ablation).")
     denominator: LoptiDenominator = knob(LoptiDenominator.all_tokens, "Loss normalizer of each stage.")
-    recompute_old_logp: bool = knob(False, "Refresh π_old (the ratio base; the split stays) between stages; reference: no.")
+    recompute_old_logp: bool = knob(
+        False, "Refresh π_old (the ratio base; the split stays) between stages; reference: no."
+    )
     mask_kl: bool = knob(True, "KL and entropy terms only on the active stage's tokens (reference code).")
 
 
@@ -53,17 +55,26 @@ def lopti_stages(old_logp: torch.Tensor, loss_mask: torch.Tensor, lo: LoptiConfi
     if lo.order == LoptiOrder.high_first:
         sets.reverse()
     by_stage = lo.denominator == LoptiDenominator.stage_tokens
-    return [Stage(name, m, m.float() if by_stage else loss_mask, mask_all_terms=lo.mask_kl,
-                  refresh_old_logp=i > 0 and lo.recompute_old_logp)
-            for i, (name, m) in enumerate(sets)]
+    return [
+        Stage(
+            name,
+            m,
+            m.float() if by_stage else loss_mask,
+            mask_all_terms=lo.mask_kl,
+            refresh_old_logp=i > 0 and lo.recompute_old_logp,
+        )
+        for i, (name, m) in enumerate(sets)
+    ]
 
 
 def _check(cfg) -> list[str]:
     epochs = cfg.algorithm.ppo_epochs
     if epochs > 1:
-        return [f"algorithm.ppo_epochs={epochs}: Lopti already makes two passes over each rollout batch "
-                "(stage 1 on one token set, stage 2 on the other, each over every mini-batch); ppo_epochs > 1 would "
-                "repeat each stage, which no paper ran. Use ppo_epochs=1 with Lopti"]
+        return [
+            f"algorithm.ppo_epochs={epochs}: Lopti already makes two passes over each rollout batch "
+            "(stage 1 on one token set, stage 2 on the other, each over every mini-batch); ppo_epochs > 1 would "
+            "repeat each stage, which no paper ran. Use ppo_epochs=1 with Lopti"
+        ]
     return []
 
 
@@ -73,7 +84,14 @@ def _warn(cfg) -> list[str]:
     return []
 
 
-register_feature(Feature(
-    "lopti", LoptiConfig, StagePlan(lopti_stages), "Low-probability token isolation (Lopti paper §4).",
-    needs=Needs(off_policy=True), check=_check, warn=_warn,
-))
+register_feature(
+    Feature(
+        "lopti",
+        LoptiConfig,
+        StagePlan(lopti_stages),
+        "Low-probability token isolation (Lopti paper §4).",
+        needs=Needs(off_policy=True),
+        check=_check,
+        warn=_warn,
+    )
+)

@@ -34,7 +34,9 @@ def _eta_error(eta) -> str | None:
     if isinstance(eta, str):
         return None if eta in ETA_SCHEDULES else f"must be a number in [0, 1] or a schedule: {', '.join(ETA_SCHEDULES)}"
     if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0.0 <= eta <= 1.0:
-        return f"must be in [0, 1] (η < 1 reduces the penalty, 1 = plain GRPO) or a schedule: {', '.join(ETA_SCHEDULES)}"
+        return (
+            f"must be in [0, 1] (η < 1 reduces the penalty, 1 = plain GRPO) or a schedule: {', '.join(ETA_SCHEDULES)}"
+        )
     return None
 
 
@@ -44,12 +46,16 @@ def _beta_error(beta) -> str | None:
 
 @dataclass
 class NTHRConfig:
-    enabled: bool = knob(False, "Scale the advantage of negative tokens whose NTHR score exceeds τ (mixed groups only).")
-    beta: float = knob(1.0, "NTHR β: τ = β·min_i s̄⁺_i; -inf scales every negative token (ablation {-inf,0,0.1,1}).",
-                       valid=_beta_error)
+    enabled: bool = knob(
+        False, "Scale the advantage of negative tokens whose NTHR score exceeds τ (mixed groups only)."
+    )
+    beta: float = knob(
+        1.0, "NTHR β: τ = β·min_i s̄⁺_i; -inf scales every negative token (ablation {-inf,0,0.1,1}).", valid=_beta_error
+    )
     eta: Any = knob(
         "auto",
-        "NTHR η: a number in [0,1] (1 = no change) or a schedule of the group success rate p: auto = 2|0.5−p|, p, one_minus_p.",
+        "NTHR η: a number in [0,1] (1 = no change) or a schedule of the group success rate p: "
+        "auto = 2|0.5−p|, p, one_minus_p.",
         valid=_eta_error,
     )
     vocab: NTHRVocab = knob(NTHRVocab.group_union, "Vocabulary of the prediction errors g = e_y − π.")
@@ -81,8 +87,9 @@ def _logsumexp_rows(logits: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.cat(out).reshape(logits.shape[:-1])
 
 
-def nthr_scores(hidden, logits, tokens, mask, correct, *, beta: float = 1.0,
-                vocab: Union[str, NTHRVocab] = "group_union") -> tuple[torch.Tensor, float]:
+def nthr_scores(
+    hidden, logits, tokens, mask, correct, *, beta: float = 1.0, vocab: Union[str, NTHRVocab] = "group_union"
+) -> tuple[torch.Tensor, float]:
     """NTHR scores [N,T] and threshold τ for ONE group of N responses (Eq. 7, 9).
 
     ``hidden`` [N,T,d] is the final-layer (post-norm) hidden state at the position predicting
@@ -186,8 +193,9 @@ class NTHRScores:
             if bool(ok.all()) or not bool(ok.any()):
                 taus.append(math.nan)  # not a mixed group: NTHR is undefined there
                 continue
-            s, tau = nthr_scores(stats.hidden[sl], stats.logits[sl], tokens[sl], mask[sl], ok,
-                                 beta=cfg.beta, vocab=cfg.vocab)
+            s, tau = nthr_scores(
+                stats.hidden[sl], stats.logits[sl], tokens[sl], mask[sl], ok, beta=cfg.beta, vocab=cfg.vocab
+            )
             scores[sl] = s.to(scores.dtype)
             taus.append(float(tau))
         return cls(scores, taus, rows, mask, correct, cfg.eta)
@@ -216,7 +224,9 @@ class NTHRScores:
         for idx, tau in zip(self.rows, self.taus):
             if math.isnan(tau):
                 continue  # not a mixed group: NTHR is undefined there and leaves it alone
-            adv, sel = nthr_advantages(advantages[idx], self.scores[idx], tau, self.mask[idx], self.correct[idx], self.eta)
+            adv, sel = nthr_advantages(
+                advantages[idx], self.scores[idx], tau, self.mask[idx], self.correct[idx], self.eta
+            )
             out[idx] = adv.to(out.dtype)
             selected += float(sel.sum())
             negatives += float((self.mask[idx] * (~self.correct[idx]).unsqueeze(-1)).sum())
@@ -258,8 +268,10 @@ def _apply(adv, ctx, section):
 def _check(cfg) -> list[str]:
     t = cfg.task
     if t.format_reward > 0 and t.correct_threshold is None:
-        return [f"task.correct_threshold=null: task.format_reward={t.format_reward} makes rewards non-binary, "
-                "and NTHR needs to know which responses are correct; set a reward threshold (e.g. 1.0)"]
+        return [
+            f"task.correct_threshold=null: task.format_reward={t.format_reward} makes rewards non-binary, "
+            "and NTHR needs to know which responses are correct; set a reward threshold (e.g. 1.0)"
+        ]
     return []
 
 
@@ -270,7 +282,14 @@ def _warn(cfg) -> list[str]:
     return []
 
 
-register_feature(Feature(
-    "nthr", NTHRConfig, TokenTransform(_apply, observe=_observe, combine=NTHRScores.concat, order=10),
-    "Negative token hidden reward (NTHR paper Eq. 7-9).", needs=Needs(old_forward=True), check=_check, warn=_warn,
-))
+register_feature(
+    Feature(
+        "nthr",
+        NTHRConfig,
+        TokenTransform(_apply, observe=_observe, combine=NTHRScores.concat, order=10),
+        "Negative token hidden reward (NTHR paper Eq. 7-9).",
+        needs=Needs(old_forward=True),
+        check=_check,
+        warn=_warn,
+    )
+)

@@ -62,7 +62,9 @@ class RewardBalancedConfig:
     min_frac: float = knob(0.25, "ρ: minimum fraction of each sign in an update batch.", gt=0.0, le=0.5)
     unit: RBUnit = knob(RBUnit.group, "Select whole groups (keeps Σ A = 0 per group) or single rollouts.")
     count_by: RBCountBy = knob(RBCountBy.reward, "What makes a rollout positive or negative.")
-    zero_adv_groups: RBZeroAdvGroups = knob(RBZeroAdvGroups.exclude, "All-correct/all-wrong groups: count, exclude or drop.")
+    zero_adv_groups: RBZeroAdvGroups = knob(
+        RBZeroAdvGroups.exclude, "All-correct/all-wrong groups: count, exclude or drop."
+    )
     leftover: RBLeftover = knob(RBLeftover.carry, "Rollouts not selected: carry to the next step or discard.")
     max_staleness: int = knob(2, "Drop buffered rollouts sampled more than this many steps ago.", ge=0)
     update_size: RBUpdateSize = knob(RBUpdateSize.fixed, "Update batch size: fixed (one rollout batch) or variable.")
@@ -104,8 +106,9 @@ class RewardBalancedBuffer:
 
     def _reset(self) -> None:
         self.payloads: dict[int, Any] = {}
-        self.rows = {k: torch.zeros(0, dtype=torch.bool if k in ("pos", "neg", "zero_adv") else torch.long)
-                     for k in _ROW_FIELDS}
+        self.rows = {
+            k: torch.zeros(0, dtype=torch.bool if k in ("pos", "neg", "zero_adv") else torch.long) for k in _ROW_FIELDS
+        }
         self.next_uid = 0
         self.next_entry = 0
         self.pending_zero_adv_dropped = 0
@@ -133,12 +136,16 @@ class RewardBalancedBuffer:
         return pos, neg, zero_adv
 
     # ------------------------------------------------------------ API
-    def add(self, step: int, payload: Any, group_ids: torch.Tensor, rewards: torch.Tensor, advantages: torch.Tensor) -> None:
+    def add(
+        self, step: int, payload: Any, group_ids: torch.Tensor, rewards: torch.Tensor, advantages: torch.Tensor
+    ) -> None:
         """Buffer one step's scored batch. ``advantages`` are per response [B] (sequence level)."""
         n = group_ids.numel()
         if rewards.shape != (n,) or advantages.shape != (n,):
-            raise ValueError(f"RewardBalancedBuffer.add: group_ids, rewards, advantages must be [B]; got "
-                             f"{tuple(group_ids.shape)}, {tuple(rewards.shape)}, {tuple(advantages.shape)}")
+            raise ValueError(
+                f"RewardBalancedBuffer.add: group_ids, rewards, advantages must be [B]; got "
+                f"{tuple(group_ids.shape)}, {tuple(rewards.shape)}, {tuple(advantages.shape)}"
+            )
         if n == 0:
             return
         pos, neg, zero_adv = self.classify(group_ids, rewards.float(), advantages.float())
@@ -158,12 +165,16 @@ class RewardBalancedBuffer:
             "local": local,
             "uid": group_rank + self.next_uid,
             "step": torch.full((local.numel(),), int(step), dtype=torch.long),
-            "pos": pos[local], "neg": neg[local], "zero_adv": zero_adv[local],
+            "pos": pos[local],
+            "neg": neg[local],
+            "zero_adv": zero_adv[local],
         }
         self.next_uid += int(group_rank.max()) + 1
         self.rows = {k: torch.cat([self.rows[k], new[k]]) for k in _ROW_FIELDS}
 
-    def pop_update(self, step: int, generator: Optional[torch.Generator] = None) -> tuple[Optional[Any], dict[str, float]]:
+    def pop_update(
+        self, step: int, generator: Optional[torch.Generator] = None
+    ) -> tuple[Optional[Any], dict[str, float]]:
         """Drop stale rows, try a balanced selection, apply the leftover policy.
 
         Returns (payload of the update batch or None, stats). Ties between units of one step are
@@ -190,15 +201,19 @@ class RewardBalancedBuffer:
         out, n_left = None, 0
         self.last_group_ids = None
         if idx is None:
-            stats.update(updated=0.0, selected=0.0, n_pos=0.0, n_neg=0.0, balance=0.0,
-                         mixed_group_frac=0.0, staleness_mean=0.0)
+            stats.update(
+                updated=0.0, selected=0.0, n_pos=0.0, n_neg=0.0, balance=0.0, mixed_group_frac=0.0, staleness_mean=0.0
+            )
         else:
             out = self._gather(idx)
             n_pos, n_neg = int(rows["pos"][idx].sum()), int(rows["neg"][idx].sum())
             uids, first = torch.unique(rows["uid"][idx], return_inverse=True)
             mixed = torch.zeros(uids.numel(), dtype=torch.bool).scatter_(0, first, ~rows["zero_adv"][idx])
             stats.update(
-                updated=1.0, selected=float(idx.numel()), n_pos=float(n_pos), n_neg=float(n_neg),
+                updated=1.0,
+                selected=float(idx.numel()),
+                n_pos=float(n_pos),
+                n_neg=float(n_neg),
                 balance=min(n_pos, n_neg) / idx.numel(),
                 mixed_group_frac=float(mixed.float().mean()),
                 staleness_mean=float((int(step) - rows["step"][idx]).float().mean()),
@@ -260,8 +275,12 @@ class RewardBalancedUpdates:
 
     def __init__(self, cfg):
         r = cfg.rollout
-        self.buffer = RewardBalancedBuffer(cfg.batching.reward_balanced, update_size=r.prompts_per_step * r.n,
-                                           correct_threshold=correct_threshold(cfg.task), seed=cfg.seed)
+        self.buffer = RewardBalancedBuffer(
+            cfg.batching.reward_balanced,
+            update_size=r.prompts_per_step * r.n,
+            correct_threshold=correct_threshold(cfg.task),
+            seed=cfg.seed,
+        )
 
     def add(self, step: int, scored) -> None:
         self.buffer.add(step, scored, scored.group_ids, scored.rewards, scored.seq_advantages)
@@ -282,16 +301,26 @@ def _check(cfg) -> list[str]:
     if rb.unit != RBUnit.rollout:
         return []
     if cfg.batching.mode == "query_preserved":
-        return ["batching.reward_balanced.unit=rollout: selecting single rollouts splits groups, "
-                "which batching.mode=query_preserved forbids; use unit=group"]
+        return [
+            "batching.reward_balanced.unit=rollout: selecting single rollouts splits groups, "
+            "which batching.mode=query_preserved forbids; use unit=group"
+        ]
     if needs(cfg).whole_groups:
-        return [f"batching.reward_balanced.unit=rollout: algorithm.loss={cfg.algorithm.loss} needs whole groups; "
-                "use unit=group"]
+        return [
+            f"batching.reward_balanced.unit=rollout: algorithm.loss={cfg.algorithm.loss} needs whole groups; "
+            "use unit=group"
+        ]
     return []
 
 
-register_feature(Feature(
-    "reward_balanced", RewardBalancedConfig, UpdateBuffer(RewardBalancedUpdates),
-    "Reward-balanced buffering (cancellation paper Sec. 4).", parent="batching", needs=Needs(off_policy=True),
-    check=_check,
-))
+register_feature(
+    Feature(
+        "reward_balanced",
+        RewardBalancedConfig,
+        UpdateBuffer(RewardBalancedUpdates),
+        "Reward-balanced buffering (cancellation paper Sec. 4).",
+        parent="batching",
+        needs=Needs(off_policy=True),
+        check=_check,
+    )
+)

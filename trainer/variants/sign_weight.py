@@ -43,7 +43,12 @@ def _warn(cfg) -> list[str]:
     return []
 
 
-register_feature(Feature(
-    "sign_weight", SignWeightConfig, TokenTransform(_apply, order=30),
-    "Sign-weighted advantages (positive-only / negative-only training).", warn=_warn,
-))
+register_feature(
+    Feature(
+        "sign_weight",
+        SignWeightConfig,
+        TokenTransform(_apply, order=30),
+        "Sign-weighted advantages (positive-only / negative-only training).",
+        warn=_warn,
+    )
+)
