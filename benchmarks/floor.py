@@ -284,8 +284,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         f"rollout batch: {r.prompts_per_step} prompts × G={r.n} = {r.prompts_per_step * r.n} completions, "
         f"max {r.max_new_tokens} new tokens; padded [rows, prompt+completion] shapes seen: {sorted(padded)}",
         f"update: μ={cfg.algorithm.ppo_epochs}, mini-batch {b.mini_batch_size} ({r.prompts_per_step * r.n // b.mini_batch_size} "
-        f"optimizer steps per pass), micro-batch {b.micro_batch_size}, batching.mode={b.mode.value}; loss "
-        f"{cfg.algorithm.loss.value}, {cfg.algorithm.loss_agg.value}, kl.coef {cfg.algorithm.kl.coef:g}",
+        f"optimizer steps per pass), micro-batch {b.micro_batch_size}, batching.mode={b.mode}; loss "
+        f"{cfg.algorithm.loss}, {cfg.algorithm.loss_agg.value}, kl.coef {cfg.algorithm.kl.coef:g}",
         f"AdamW lr {cfg.optim.lr:g}, betas ({cfg.optim.beta1}, {cfg.optim.beta2}), weight decay "
         f"{cfg.optim.weight_decay:g}, grad-norm clip {cfg.optim.grad_clip:g} (grpolab and the AdamW floor)",
         f"sampling: temperature {r.temperature:g}, top_p {r.top_p:g}, top_k {r.top_k}; grpolab's rollout and the bare "

@@ -120,7 +120,7 @@ class Settings:
     @classmethod
     def of(cls, cfg: Config) -> "Settings":
         r, b, o, a = cfg.rollout, cfg.batching, cfg.optim, cfg.algorithm
-        if a.loss_agg.value != "token_mean" or a.kl.coef != 0 or a.loss.value != "ppo_clip":
+        if a.loss_agg.value != "token_mean" or a.kl.coef != 0 or a.loss != "ppo_clip":
             raise SystemExit("the comparison pairs grpolab's ppo_clip + token_mean + kl.coef=0 with TRL's dapo loss")
         return cls(r.prompts_per_step, r.n, r.max_new_tokens, a.ppo_epochs, b.mini_batch_size, b.micro_batch_size,
                    o.lr, (o.beta1, o.beta2), o.weight_decay, o.grad_clip, a.clip.low, a.clip.high,
@@ -226,12 +226,12 @@ class Grpolab:
 
     def _counting(self, collect):
         def wrapped(examples, step):
-            sb, stats = collect(examples, step)
-            if sb is not None:
-                b = sb.rollout
+            out = collect(examples, step)
+            if out.scored is not None:
+                b = out.scored.rollout
                 self.tokens.completion += float(b.completion_mask.sum())
                 self.tokens.prompt += float(b.attention_mask[:, : b.prompt_len].sum())
-            return sb, stats
+            return out
         return wrapped
 
     def step(self) -> dict[str, float]:
