@@ -51,7 +51,10 @@ def main(argv: list[str]) -> int:
         return 1
     n_params = _param_count(out / "cache")
     steady = rows[1:] or rows  # the first step pays compilation / allocator warm-up
-    med = lambda k: sorted(r[k] for r in steady)[len(steady) // 2]  # noqa: E731
+
+    def med(key: str) -> float:
+        return sorted(r[key] for r in steady)[len(steady) // 2]
+
     tokens_per_step = med("perf/rollout_tokens_per_s") * med("time/rollout_s")
     seq_tokens = tokens_per_step  # completion tokens; prompts are a few tokens here
     # update: forward + backward = 6·N·tokens per epoch; π_old forward in rollout: 2·N·tokens
