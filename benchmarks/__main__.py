@@ -1,4 +1,4 @@
-"""Every benchmark of issue 7 in sequence, then one Markdown summary (``make bench``).
+"""Every benchmark in sequence, then one Markdown summary (``make bench``).
 
     python -m benchmarks [--quick | --full] [--out benchmarks/results/summary.md] [--only NAME ...]
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import datetime as dt
 import importlib.util
 import os
 import signal
@@ -30,6 +29,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
+
+from benchmarks.machine import date_fact, environment, load_fact
+from benchmarks.report import bullets, command_line, markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "summary.md"
@@ -157,16 +159,12 @@ def demote(markdown: str) -> str:
 
 
 def render(cmd: str, quick: bool, total_s: float, facts: list[tuple[str, str]], outcomes: list[Outcome]) -> str:
-    def cell(s: str) -> str:
-        return s.replace("|", "\\|").replace("\n", " ")
-
     size = "quick sizes (`--full` for the long ones)" if quick else "full sizes"
+    table = markdown_table(["benchmark", "what", "status", "wall s", "budget s"], "lllrr", [
+        [f"`{o.bench.name}`", o.bench.what, o.status, f"{o.wall_s:.0f}" if o.wall_s is not None else "—",
+         str(o.bench.budget_s)] for o in outcomes])
     lines = ["# grpolab benchmarks", "", f"`{cmd}`: {size}; total wall time **{total_s:.0f} s** "
-             f"({total_s / 60:.1f} min)", "", *[f"- {k}: {v}" for k, v in facts], "",
-             "| benchmark | what | status | wall s | budget s |", "|---|---|---|---:|---:|"]
-    for o in outcomes:
-        wall = f"{o.wall_s:.0f}" if o.wall_s is not None else "—"
-        lines.append(f"| `{o.bench.name}` | {o.bench.what} | {cell(o.status)} | {wall} | {o.bench.budget_s} |")
+             f"({total_s / 60:.1f} min)", "", *bullets(facts), "", table]
     for o in outcomes:
         if o.section.strip():
             lines += ["", demote(o.section)]
@@ -189,7 +187,6 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     quick = not args.full
-    from benchmarks.sweep_overhead import environment
 
     chosen = [b for b in BENCHES if not args.only or b.name in args.only]
     t_start = time.perf_counter()
@@ -200,19 +197,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     with tempfile.TemporaryDirectory(prefix="grpolab-bench-") as workdir:
         for i, b in enumerate(chosen, 1):
             limit = args.timeout or (2 * b.budget_s if quick else FULL_TIMEOUT_S)
-            print(f"[benchmarks] {i}/{len(chosen)} {b.name} (elapsed {time.perf_counter() - t_start:.0f} s)", flush=True)
+            print(f"[benchmarks] {i}/{len(chosen)} {b.name} (elapsed {time.perf_counter() - t_start:.0f} s)",
+                  flush=True)
             o = run_one(b, quick, limit, Path(workdir))
             outcomes.append(o)
             took = f" in {o.wall_s:.0f} s" if o.wall_s is not None else ""
             print(f"[benchmarks] {b.name}: {o.status}{took} (elapsed {time.perf_counter() - t_start:.0f} s)",
                   flush=True)
     total = time.perf_counter() - t_start
-    facts = environment() + [
-        ("load average (1 min)", f"{load_start[0]:.2f} at start, {os.getloadavg()[0]:.2f} at end"),
-        ("date", dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")),
-    ]
-    cmd = " ".join(["python -m benchmarks", *(sys.argv[1:] if argv is None else argv)])
-    summary = render(cmd, quick, total, facts, outcomes)
+    facts = environment() + [load_fact(load_start), date_fact()]
+    summary = render(command_line("python -m benchmarks", argv), quick, total, facts, outcomes)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(summary)
     print(f"\n[benchmarks] total {total:.0f} s ({total / 60:.1f} min); wrote {args.out}")

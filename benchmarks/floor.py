@@ -4,8 +4,8 @@
                                [--mu 1] [--profile] [--out PATH] [--json PATH]
 
 One process, the default tiny Qwen2 from the cached SFT warm start, the default GRPO config with
-diagnostics off (``benchmarks.trl_compare.grpolab_config``: 64 prompts × 8, 2 mini-batches of
-256, micro-batches of 128, μ = 1). Each round samples one rollout batch with grpolab
+diagnostics off (``benchmarks.grpolab_setup.grpolab_config``, the same as ``trl_compare``'s: 64
+prompts × 8, 2 mini-batches of 256, micro-batches of 128, μ = 1). Each round samples one rollout batch with grpolab
 (``GRPOTrainer.collect``, not timed) and then times, in a fresh random order, each of:
 
 - ``grpolab update``: ``GRPOTrainer.update`` on that batch (the whole ``time/update_s`` phase with
@@ -33,9 +33,7 @@ from __future__ import annotations
 import argparse
 import copy
 import cProfile
-import datetime as dt
 import gc
-import json
 import os
 import random
 import statistics
@@ -51,18 +49,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 from transformers.utils import logging as transformers_logging  # noqa: E402
 
-from benchmarks.trl_compare import grpolab_config, profile_text  # noqa: E402
-from benchmarks.variant_overhead import Ratio, environment  # noqa: E402
+from benchmarks.grpolab_setup import build_trainer, grpolab_config  # noqa: E402
+from benchmarks.machine import date_fact, load_fact, torch_environment  # noqa: E402
+from benchmarks.profiling import framework_text  # noqa: E402
+from benchmarks.report import bullets, command_line, markdown_table, write_json, write_text  # noqa: E402
+from benchmarks.stats import Ratio, verdict  # noqa: E402
 from sweeps.compose import compose  # noqa: E402
-from trainer.engine import build_engine  # noqa: E402
-from trainer.grpo import GRPOTrainer, _mix  # noqa: E402
 from trainer import update_plan  # noqa: E402
+from trainer.grpo import _mix  # noqa: E402
 from trainer.logprobs import content_span, position_ids_for  # noqa: E402
-from trainer.modeling import load_policy, load_tokenizer  # noqa: E402
 from trainer.provenance import REPO_ROOT  # noqa: E402
-from trainer.rollout import build_rollout  # noqa: E402
 from trainer.rollout.hf import format_prompt  # noqa: E402
-from trainer.run import PromptStream, resolve_device  # noqa: E402
+from trainer.run import PromptStream  # noqa: E402
 from trainer.scored_batch import ScoredBatch  # noqa: E402
 from trainer.sft import warm_start_dir  # noqa: E402
 from trainer.tasks import build_task  # noqa: E402
@@ -78,12 +76,8 @@ class Bench:
 
     def __init__(self, cfg, init_dir: Path, task):
         self.cfg = cfg
-        device = resolve_device(cfg.engine.device)
-        self.policy = load_policy(init_dir).to(device)
-        self.tok = load_tokenizer(init_dir)
-        self.engine = build_engine(cfg.engine.backend.value, self.policy, cfg.optim)
-        rollout = build_rollout(cfg.rollout.backend.value, self.policy, self.tok, device)
-        self.trainer = GRPOTrainer(cfg, self.policy, None, self.tok, self.engine, rollout, task)
+        self.trainer = build_trainer(cfg, init_dir, task)
+        self.policy, self.tok, self.engine = self.trainer.policy, self.trainer.tok, self.trainer.engine
         self.weights = {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
         self.fresh_optimizer = copy.deepcopy(self.engine.optimizer.state_dict())
         o = cfg.optim
@@ -100,8 +94,7 @@ class Bench:
 
     def sample_batch(self, examples, step: int) -> ScoredBatch:
         torch.manual_seed(_mix(self.cfg.seed, step, 1))
-        sb = self.trainer.collect(examples, step).scored
-        return sb
+        return self.trainer.collect(examples, step).scored
 
     # ------------------------------------------------------------ the update, grpolab's and the floor
     def grpolab_update(self, sb: ScoredBatch, step: int) -> None:
@@ -109,8 +102,9 @@ class Bench:
         self.trainer.rollout.sync_weights(self.policy)
 
     def floor_update(self, sb: ScoredBatch, step: int, optimizer_step: bool) -> None:
-        """grpolab's micro-batches (same rows, length-sorted micro-batches, same trimmed shapes) through the plainest policy-gradient
-        loss; per mini-batch, gradients zeroed (and, with ``optimizer_step``, clipped and stepped)."""
+        """grpolab's micro-batches (same rows, length-sorted micro-batches, same trimmed shapes) through the
+        plainest policy-gradient loss; per mini-batch, gradients zeroed (and, with ``optimizer_step``, clipped
+        and stepped)."""
         b, clip = sb.rollout, self.cfg.optim.grad_clip
         p = b.prompt_len
         lengths = update_plan.row_lengths(b.attention_mask, p)
@@ -183,21 +177,14 @@ def table(rows: list[dict[str, float]], tokens: list[float], mu: int) -> tuple[s
     ratios = {c: Ratio.of([r[c] / r[base] for r in rows]) for c, base in pairs.items()}
     vs_fwd_bwd = Ratio.of([r["grpolab update"] / r["floor: fwd+bwd"] for r in rows])
     tok = statistics.median(tokens)
-    lines = ["| phase | s (median) | completion tokens/s | × its floor [90% CI] | floor |", "|---|---:|---:|---:|---|"]
+    lines = []
     for c in CASES:
         work = tok * (mu if c in CASES[:3] else 1)
         x, base = (ratios[c].text(), pairs[c]) if c in ratios else ("—", "")
-        lines.append(f"| {c} | {med[c]:.3f} | {work / med[c]:,.0f} | {x} | {base} |")
-    lines.append(f"| grpolab update vs fwd+bwd alone | | | {vs_fwd_bwd.text()} | floor: fwd+bwd |")
-    return "\n".join(lines), ratios
-
-
-def verdict(r: Ratio) -> str:
-    if r.hi <= GOAL:
-        return "pass"
-    if r.lo > GOAL:
-        return "**miss**"
-    return ("pass" if r.median <= GOAL else "miss") + ", within noise"
+        lines.append([c, f"{med[c]:.3f}", f"{work / med[c]:,.0f}", x, base])
+    lines.append(["grpolab update vs fwd+bwd alone", "", "", vs_fwd_bwd.text(), "floor: fwd+bwd"])
+    header = ["phase", "s (median)", "completion tokens/s", "× its floor [90% CI]", "floor"]
+    return markdown_table(header, "lrrrl", lines), ratios
 
 
 # ---------------------------------------------------------------- main
@@ -213,7 +200,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--micro", type=int, default=None, help="micro-batch size (default: the config's, 128)")
     p.add_argument("--profile", action="store_true",
                    help="after measuring, cProfile one grpolab update and one floor update (with AdamW)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="Markdown report (default benchmarks/results/floor.md)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                   help="Markdown report (default benchmarks/results/floor.md)")
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write every round's times here")
     args = p.parse_args(argv)
     if args.quick:
@@ -232,8 +220,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     transformers_logging.disable_progress_bar()
 
     base = compose([])
-    cfg = grpolab_config(args.prompts or base.rollout.prompts_per_step, args.max_new_tokens or base.rollout.max_new_tokens,
-                         args.mu, args.minibatches, args.micro)
+    cfg = grpolab_config(args.prompts or base.rollout.prompts_per_step,
+                         args.max_new_tokens or base.rollout.max_new_tokens, args.mu, args.minibatches, args.micro)
     task = build_task(cfg.task)
     bench = Bench(cfg, warm_start_dir(cfg, task), task)
     stream = PromptStream(task.train, cfg.rollout.prompts_per_step, cfg.seed)
@@ -279,43 +267,62 @@ def main(argv: Optional[list[str]] = None) -> int:
               + ", ".join(f"{k} {times[k]:.2f}s" for k in CASES), flush=True)
 
     text, ratios = table(rows, tokens, cfg.algorithm.ppo_epochs)
-    r, b = cfg.rollout, cfg.batching
-    settings = [
+    settings = settings_lines(cfg, padded, same, args.threads)
+    facts = [
+        ("rounds", f"{warmup} warm-up + {args.steps} measured; the five calls in a fresh random order each round"),
+        load_fact(load_start),
+        ("run time", f"{time.perf_counter() - t_start:.0f}s"),
+        date_fact(),
+    ]
+    report = render(argv, args.threads, settings, facts, text, ratios)
+    print()
+    print(report)
+    for name, prof in profiles.items():
+        print(framework_text(name, prof))
+    write_text(args.out, report + "\n")
+    if args.json:
+        write_json(args.json, {"settings": settings, "rounds": rows, "tokens": tokens})
+    return 0
+
+
+def settings_lines(cfg, padded: set, same: list[bool], threads: int) -> list[str]:
+    r, b, a, o = cfg.rollout, cfg.batching, cfg.algorithm, cfg.optim
+    return [
         f"rollout batch: {r.prompts_per_step} prompts × G={r.n} = {r.prompts_per_step * r.n} completions, "
         f"max {r.max_new_tokens} new tokens; padded [rows, prompt+completion] shapes seen: {sorted(padded)}",
-        f"update: μ={cfg.algorithm.ppo_epochs}, mini-batch {b.mini_batch_size} ({r.prompts_per_step * r.n // b.mini_batch_size} "
-        f"optimizer steps per pass), micro-batch {b.micro_batch_size}, batching.mode={b.mode.value}; loss "
-        f"{cfg.algorithm.loss.value}, {cfg.algorithm.loss_agg.value}, kl.coef {cfg.algorithm.kl.coef:g}",
-        f"AdamW lr {cfg.optim.lr:g}, betas ({cfg.optim.beta1}, {cfg.optim.beta2}), weight decay "
-        f"{cfg.optim.weight_decay:g}, grad-norm clip {cfg.optim.grad_clip:g} (grpolab and the AdamW floor)",
+        f"update: μ={a.ppo_epochs}, mini-batch {b.mini_batch_size} ({r.prompts_per_step * r.n // b.mini_batch_size} "
+        f"optimizer steps per pass), micro-batch {b.micro_batch_size}, batching.mode={b.mode}; loss "
+        f"{a.loss}, {a.loss_agg.value}, kl.coef {a.kl.coef:g}",
+        f"AdamW lr {o.lr:g}, betas ({o.beta1}, {o.beta2}), weight decay "
+        f"{o.weight_decay:g}, grad-norm clip {o.grad_clip:g} (grpolab and the AdamW floor)",
         f"sampling: temperature {r.temperature:g}, top_p {r.top_p:g}, top_k {r.top_k}; grpolab's rollout and the bare "
         f"generate drew the same samples in {sum(same)}/{len(same)} rounds",
         "tokens/s: completion tokens (up to and including EOS) of the round's batch ÷ time (× μ for the updates)",
-        f"threads: {args.threads}; diagnostics.every=0",
+        f"threads: {threads}; diagnostics.every=0",
     ]
-    facts = [
-        ("rounds", f"{warmup} warm-up + {args.steps} measured; the five calls in a fresh random order each round"),
-        ("load average (1 min)", f"{load_start[0]:.2f} at start, {os.getloadavg()[0]:.2f} at end"),
-        ("run time", f"{time.perf_counter() - t_start:.0f}s"),
-        ("date", dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")),
-    ]
-    cmd = " ".join(["python -m benchmarks.floor", *(sys.argv[1:] if argv is None else argv)])
+
+
+def render(argv: Optional[list[str]], threads: int, settings: list[str], facts: list[tuple[str, str]], table_text: str,
+           ratios: dict[str, Ratio]) -> str:
     upd, gen = ratios["grpolab update"], ratios["grpolab rollout"]
-    report = "\n".join([
+    return "\n".join([
         "## grpolab against the bare-torch floor",
         "",
-        f"`{cmd}`",
+        f"`{command_line('python -m benchmarks.floor', argv)}`",
         "",
-        f"grpolab's update = **{upd.text()}** × the bare fwd+bwd+AdamW floor (goal ≤ {GOAL:g}×: {verdict(upd)}); "
+        f"grpolab's update = **{upd.text()}** × the bare fwd+bwd+AdamW floor "
+        f"(goal ≤ {GOAL:g}×: {verdict(upd, GOAL)}); "
         f"its rollout (sampling only) = **{gen.text()}** × a bare `model.generate`.",
         "",
-        text,
+        table_text,
         "",
-        "Seconds per call, medians over the measured rounds; `× its floor`: median over rounds of the call ÷ its floor",
+        "Seconds per call, medians over the measured rounds; `× its floor`: median over rounds of the call ÷ its "
+        "floor",
         "in the same round, [90% bootstrap interval]. The floors run grpolab's own micro-batches (same rows, grouped",
         "by length, cut to the columns some row uses) through `model(...)`, log-softmax, gather and",
         "`-(logp·A·mask).sum()/n` backward;",
-        "the AdamW floor adds `clip_grad_norm_` and `AdamW.step` per mini-batch. grpolab's update adds the clipped-ratio",
+        "the AdamW floor adds `clip_grad_norm_` and `AdamW.step` per mini-batch. grpolab's update adds the "
+        "clipped-ratio",
         "loss, the entropy, its statistics (ratio, clip fractions, Asym) and the update bookkeeping.",
         "",
         "Settings:",
@@ -324,20 +331,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         "",
         "Environment:",
         "",
-        *[f"- {k}: {v}" for k, v in environment(args.threads) + facts],
+        *bullets(torch_environment(threads) + facts),
     ])
-    print()
-    print(report)
-    for name, prof in profiles.items():
-        print(profile_text(name, prof))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report + "\n")
-    print(f"[bench] wrote {args.out}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"settings": settings, "rounds": rows, "tokens": tokens}, indent=1) + "\n")
-        print(f"[bench] wrote {args.json}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def main(argv: list[str]) -> int:
 
     from sweeps.compose import compose
     from trainer.run import run_training
-    from trainer.run_record import read_jsonl
+    from trainer.run_record import RunStatus, read_jsonl
 
     out = Path(tempfile.mkdtemp(prefix="gpu_step_"))
     cfg = compose([*DEFAULTS, f"paths.output_root={out}", f"paths.cache_dir={out}/cache", *argv])
@@ -46,12 +46,15 @@ def main(argv: list[str]) -> int:
     summary = run_training(cfg, out / "run")
     wall = time.time() - t0
     rows = [r for r in read_jsonl(out / "run" / "metrics.jsonl") if r["step"] >= 1]
-    if summary["status"] != "completed" or not rows:
-        print(json.dumps(summary, indent=1))
+    if summary.status is not RunStatus.completed or not rows:
+        print(json.dumps(summary.to_json(), indent=1))
         return 1
     n_params = _param_count(out / "cache")
     steady = rows[1:] or rows  # the first step pays compilation / allocator warm-up
-    med = lambda k: sorted(r[k] for r in steady)[len(steady) // 2]  # noqa: E731
+
+    def med(key: str) -> float:
+        return sorted(r[key] for r in steady)[len(steady) // 2]
+
     tokens_per_step = med("perf/rollout_tokens_per_s") * med("time/rollout_s")
     seq_tokens = tokens_per_step  # completion tokens; prompts are a few tokens here
     # update: forward + backward = 6·N·tokens per epoch; π_old forward in rollout: 2·N·tokens

@@ -1,5 +1,5 @@
 """`grpolab table` on 1,000 synthetic run records (20 cells × 50 seeds): in-process and as a fresh
-command (imports included), median of several runs. The issue's goal: under 2 s.
+command (imports included), median of several runs. Goal: under 2 s.
 
     python -m benchmarks.table_1000 [--repeats 5]
 
