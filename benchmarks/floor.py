@@ -46,24 +46,24 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tiny model is local; any hub
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import torch  # noqa: E402
-from transformers.utils import logging as transformers_logging  # noqa: E402
+import torch
+from transformers.utils import logging as transformers_logging
 
-from benchmarks.grpolab_setup import build_trainer, grpolab_config  # noqa: E402
-from benchmarks.machine import date_fact, load_fact, torch_environment  # noqa: E402
-from benchmarks.profiling import framework_text  # noqa: E402
-from benchmarks.report import bullets, command_line, markdown_table, write_json, write_text  # noqa: E402
-from benchmarks.stats import Ratio, verdict  # noqa: E402
-from sweeps.compose import compose  # noqa: E402
-from trainer import update_plan  # noqa: E402
-from trainer.grpo import _mix  # noqa: E402
-from trainer.logprobs import content_span, position_ids_for  # noqa: E402
-from trainer.provenance import REPO_ROOT  # noqa: E402
-from trainer.rollout.hf import format_prompt  # noqa: E402
-from trainer.run import PromptStream  # noqa: E402
-from trainer.scored_batch import ScoredBatch  # noqa: E402
-from trainer.sft import warm_start_dir  # noqa: E402
-from trainer.tasks import build_task  # noqa: E402
+from benchmarks.grpolab_setup import build_trainer, grpolab_config
+from benchmarks.machine import date_fact, load_fact, torch_environment
+from benchmarks.profiling import framework_text
+from benchmarks.report import bullets, command_line, markdown_table, write_json, write_text
+from benchmarks.stats import Ratio, verdict
+from sweeps.compose import compose
+from trainer import update_plan
+from trainer.grpo import _mix
+from trainer.logprobs import content_span, position_ids_for
+from trainer.provenance import REPO_ROOT
+from trainer.rollout.hf import format_prompt
+from trainer.run import PromptStream
+from trainer.scored_batch import ScoredBatch
+from trainer.sft import warm_start_dir
+from trainer.tasks import build_task
 
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "floor.md"
 GOAL = 1.3  # grpolab update ≤ GOAL × the bare fwd+bwd+AdamW floor

@@ -40,11 +40,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tiny model is local; any hub
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from benchmarks.machine import date_fact, environment, load_fact  # noqa: E402
-from benchmarks.report import bullets, command_line, markdown_table, write_text  # noqa: E402
-from benchmarks.sweep_common import FULL, QUICK, ROOT, Row, last_line  # noqa: E402
-from benchmarks.sweep_local import local_cells, local_submission  # noqa: E402
-from benchmarks.sweep_slurm import slurm_rows  # noqa: E402
+from benchmarks.machine import date_fact, environment, load_fact
+from benchmarks.report import bullets, command_line, markdown_table, write_text
+from benchmarks.sweep_common import FULL, QUICK, ROOT, Row, last_line
+from benchmarks.sweep_local import local_cells, local_submission
+from benchmarks.sweep_slurm import slurm_rows
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "sweep_overhead.md"
 

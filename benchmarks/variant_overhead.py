@@ -36,22 +36,22 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tiny model is local; any hub
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import torch  # noqa: E402
-from transformers.utils import logging as transformers_logging  # noqa: E402
+import torch
+from transformers.utils import logging as transformers_logging
 
-from benchmarks.grpolab_setup import build_trainer  # noqa: E402
-from benchmarks.machine import date_fact, load_fact  # noqa: E402
-from benchmarks.profiling import project_listing  # noqa: E402
-from benchmarks.report import write_json, write_text  # noqa: E402
-from benchmarks.variant_cases import Case, cases, select  # noqa: E402
-from benchmarks.variant_report import PHASES, render, summarize  # noqa: E402
-from sweeps.compose import compose  # noqa: E402
-from trainer.config import Config  # noqa: E402
-from trainer.grpo import GRPOTrainer  # noqa: E402
-from trainer.provenance import REPO_ROOT  # noqa: E402
-from trainer.run import PromptStream  # noqa: E402
-from trainer.sft import warm_start_dir  # noqa: E402
-from trainer.tasks import build_task  # noqa: E402
+from benchmarks.grpolab_setup import build_trainer
+from benchmarks.machine import date_fact, load_fact
+from benchmarks.profiling import project_listing
+from benchmarks.report import write_json, write_text
+from benchmarks.variant_cases import Case, cases, select
+from benchmarks.variant_report import PHASES, render, summarize
+from sweeps.compose import compose
+from trainer.config import Config
+from trainer.grpo import GRPOTrainer
+from trainer.provenance import REPO_ROOT
+from trainer.run import PromptStream
+from trainer.sft import warm_start_dir
+from trainer.tasks import build_task
 
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "variant_overhead.md"
 WARMUP = 1  # rounds before measuring (first-call allocations, lazy imports)
