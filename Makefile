@@ -30,13 +30,16 @@ demo: install
 system-deps:
 	bash scripts/system-deps.sh
 
+# ruff first (pyproject.toml configures it), then every test, the slow end-to-end ones included
 test: install system-deps
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=900 tests
 
 test-fast: install
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -m "not slow" tests
 
-# Issue 7's benchmarks at their quick sizes (< 10 min on the 2-core box): benchmarks/results/summary.md
+# Every benchmark at its quick size (< 10 min on the 2-core box): benchmarks/results/summary.md
 bench: $(VENV)/.bench-deps
 	$(BIN)/python -m benchmarks
 
