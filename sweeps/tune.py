@@ -11,7 +11,7 @@
 - Samplers: TPE (default, one objective) and NSGA-II (several, e.g. eval accuracy vs KL).
 - Pruning from inside the job: the trainer calls a ``TrialReporter(step, value) -> should_stop`` at
   its eval steps; the reporter opens the same storage by study name and trial number, so it works
-  in another process or on another node (hydra-optuna-sweeper cannot: Hydra issue 1954). Seeds run
+  in another process or on another node (hydra-optuna-sweeper cannot: facebookresearch/hydra#1954). Seeds run
   one after another and seed i reports at ``i·(steps+1) + step``: every trial has the same schedule,
   so the pruner compares like with like.
 - Storage: ``sqlite:///path.db`` (default), a JournalStorage file (``journal:PATH`` or a path ending

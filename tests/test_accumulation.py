@@ -1,4 +1,4 @@
-"""Micro-batch gradient accumulation never changes the math (ALGORITHMS.md §1).
+"""Micro-batch gradient accumulation never changes the math (docs/algorithms.md §1.7).
 
 Every micro-batch is normalized by the *mini-batch's* counts, so Σ_micro ∇agg(micro) = ∇agg(mini).
 Checked on a real tiny HF causal LM in float64 with left-padded prompts and ragged completions,

@@ -77,7 +77,7 @@ def test_ar_property_interpolates_and_never_flips_or_grows(alpha, adv, prob):
     assert bool((out.abs() <= full.abs() + 1e-12).all())  # weight ≤ 1
 
 
-# ---------------------------------------------------------------- Lopti split (Lopti paper §4)
+# ---------------------------------------------------------------- Lopti split (arXiv 2505.12929)
 def test_lopti_hand_values_with_token_at_eta_and_padding():
     probs = [[0.1, 0.5, 0.9, 0.3], [0.6, 0.49, 0.7, 0.2]]
     mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])

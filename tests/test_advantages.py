@@ -1,4 +1,4 @@
-"""Group-relative advantages (ALGORITHMS.md §1).
+"""Group-relative advantages (docs/algorithms.md §1.1).
 
 A_i = (R_i − mean_g R) / (std_g R + eps), broadcast to tokens; knobs: std normalization on/off
 (Dr.GRPO), unbiased vs biased std, group-level vs batch-level scaling. Expected values are

@@ -1,4 +1,4 @@
-"""Mini-batch layouts (ALGORITHMS.md §5, cancellation.md §4.1, §8).
+"""Mini-batch layouts (docs/algorithms.md §5).
 
 Expected values are independent of the implementation: coverage and group/sign integrity are
 checked on the output, verl's balance against brute force and a provable bound.

@@ -105,7 +105,7 @@ def test_unknown_group_option_lists_available():
 
 
 def test_no_bare_greek_letters_as_keys():
-    """ALGORITHMS.md §0: β, η, α, ε, ρ appear only under the paper's namespace (algorithm.nthr.beta,
+    """docs/algorithms.md §0.2: β, η, α, ε, ρ appear only under the paper's namespace (algorithm.nthr.beta,
     algorithm.lopti.eta, ...), never as algorithm.beta or a top-level key."""
     bare = {"beta", "eta", "alpha", "epsilon", "eps_clip", "rho"}
     namespaces = {"algorithm.nthr", "algorithm.lopti", "algorithm.adv_reweight"}

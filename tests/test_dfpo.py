@@ -83,7 +83,7 @@ def test_min_replace_by_hand():
 
 
 def test_min_replace_includes_zero_advantage_responses():
-    # dfpo.md §7.8: the min runs over all G, the Â = 0 response included: min(1.1, 0.7, 0.9) = 0.7
+    # docs/algorithms.md §6.2: the min runs over all G, the Â = 0 response included: min(1.1, 0.7, 0.9) = 0.7
     _close(dfpo_weights(_t([1.1, 0.7, 0.9]), _t([1.0, 0.0, -1.0]), "min_replace"), [0.7, 0.7, 0.7])
 
 
@@ -310,7 +310,7 @@ def test_dfpo_keep_clip_mask_zeroes_clipped_sequences():
 
 
 def test_dfpo_without_stop_gradient_min_replace_has_zero_gradient():
-    # dfpo.md §3.4: L = (1/G) Σ_i −s̄_min(θ)·Â_i = −s̄_min(θ)·ΣÂ/G ≡ 0 under seq_mean_token_mean
+    # docs/algorithms.md §6.6: L = (1/G) Σ_i −s̄_min(θ)·Â_i = −s̄_min(θ)·ΣÂ/G ≡ 0 under seq_mean_token_mean
     _, grad, _ = _dfpo_grad(_cfg("min_replace", stop_gradient=False))
     _close(grad, torch.zeros(3, 3), tol=1e-12)
 
@@ -325,7 +325,7 @@ def test_dfpo_without_stop_gradient_is_nonzero_under_token_mean():
 @pytest.mark.parametrize("transform", TRANSFORMS)
 @pytest.mark.parametrize("keep_clip_mask", [False, True])
 def test_dfpo_equals_gspo_at_the_old_policy(transform, keep_clip_mask):
-    # θ = θ_old: s = 1, s̃ = 1, so DFPO's loss and gradient are GSPO's (dfpo.md §3.4)
+    # θ = θ_old: s = 1, s̃ = 1, so DFPO's loss and gradient are GSPO's (docs/algorithms.md §6.9)
     torch.manual_seed(5)
     old = torch.randn(8, 5, dtype=F64)
     mask = (torch.rand(8, 5) < 0.8).double()

@@ -1,4 +1,4 @@
-"""Update diagnostics (ALGORITHMS.md §7): LLD (NTHR Eq. 2), token flips (cancellation App. C,
+"""Update diagnostics (docs/algorithms.md §7): LLD (NTHR Eq. 2), token flips (cancellation App. C,
 Eq. 16), π_old-bin statistics (Lopti Fig. 1/3, Prop. 4.2) and DFPO's Jitter₂ (Eq. 20).
 
 Expected values are worked out by hand in the comments. Padded positions hold inf/nan on purpose:

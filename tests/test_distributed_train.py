@@ -1,5 +1,5 @@
 """Data-parallel GRPO: 2 processes under DeepSpeed ZeRO-2 (gloo, CPU) follow the same loss
-trajectory as 1 process on the same global batch (issue 5's acceptance).
+trajectory as 1 process on the same global batch.
 
 Every rank samples the whole rollout batch (same seed), takes a contiguous shard of each
 mini-batch, and normalizes by the whole mini-batch; DeepSpeed all-reduces the gradients.

@@ -1,4 +1,4 @@
-"""Policy losses, KL estimators and loss aggregation (ALGORITHMS.md §1).
+"""Policy losses, KL estimators and loss aggregation (docs/algorithms.md §1).
 
 Per-token surrogate L = −min(r A, clip(r, 1−ε_low, 1+ε_high) A), optional dual clip c for A < 0;
 KL estimators k1/k2/k3; the four aggregations; GSPO's sequence ratio; the entropy bonus.

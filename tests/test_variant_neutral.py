@@ -1,4 +1,4 @@
-"""Each variant at its neutral setting reproduces plain GRPO (issue 3's acceptance).
+"""Each variant at its neutral setting reproduces plain GRPO.
 
 Whole trainer steps on a real tiny float64 model and real HF sampling; the task is a hash of the
 completion text (a fixed reward function that gives mixed groups from an untrained model, so NTHR,

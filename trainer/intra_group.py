@@ -1,4 +1,4 @@
-"""Intra-group transforms of sequence weights (DFPO; ALGORITHMS.md §6, dfpo.md §3).
+"""Intra-group transforms of sequence weights (DFPO, arXiv 2604.13088; docs/algorithms.md §6).
 
 DFPO (Ding et al. 2026, "Token Gradient Cancellation", App. B) rewrites GSPO's clip as a sign-aware
 post-clip weight s̄_i (Eq. 47) and then replaces the group's weights s̄ by s̃ with Âᵀs̃ = 0, s̃ ≥ 0,

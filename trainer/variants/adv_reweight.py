@@ -50,6 +50,6 @@ register_feature(
         "adv_reweight",
         AdvReweightConfig,
         TokenTransform(_apply, order=20),
-        "Advantage Reweighting (Lopti paper §3).",
+        "Advantage Reweighting (arXiv 2505.12929, Eq. 4).",
     )
 )

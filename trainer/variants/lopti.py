@@ -1,4 +1,4 @@
-"""Lopti, low-probability token isolation (arXiv 2505.12929, §4): each rollout batch updates twice,
+"""Lopti, low-probability token isolation (arXiv 2505.12929): each rollout batch updates twice,
 first on the tokens whose π_old probability is below η, then on the rest (docs/algorithms.md §3)."""
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ register_feature(
         "lopti",
         LoptiConfig,
         StagePlan(lopti_stages),
-        "Low-probability token isolation (Lopti paper §4).",
+        "Low-probability token isolation (Lopti, arXiv 2505.12929).",
         needs=Needs(off_policy=True),
         check=_check,
         warn=_warn,
