@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from trainer.run_record import META_FILE, RunRecord, SweepPaths, sweep_root
+
 ROOT = Path(__file__).resolve().parents[1]
 WALL_CLOCK = ("time/", "perf/")
 
@@ -67,7 +69,7 @@ def run(tree: Path, out: Path, steps: int, only: list[str] | None) -> Path:
         print(f"[fingerprint] {name}: exit {proc.returncode} in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
         if proc.returncode != 0:
             print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n", file=sys.stderr)
-        entries.update(collect(out / "sweeps" / f"fp_{name}", name))
+        entries.update(collect(sweep_root(out, f"fp_{name}"), name))
     path = out / "fingerprint.json"
     path.write_text(json.dumps(entries, indent=1, sort_keys=True) + "\n")
     print(f"[fingerprint] {len(entries)} runs -> {path}", file=sys.stderr)
@@ -82,14 +84,12 @@ def run_key(experiment: str, meta: dict) -> str:
 
 def collect(sweep_dir: Path, experiment: str) -> dict[str, list[dict]]:
     out = {}
-    for meta_path in sorted(sweep_dir.glob("runs/*/meta.json")):
-        meta = json.loads(meta_path.read_text())
-        rows = []
-        for line in (meta_path.parent / "metrics.jsonl").read_text().splitlines():
-            row = json.loads(line)
-            rows.append({k: v for k, v in row.items() if not k.startswith(WALL_CLOCK)})
-        summary = json.loads((meta_path.parent / "summary.json").read_text())
-        out[run_key(experiment, meta)] = {"status": summary.get("status"), "rows": rows}
+    for meta_path in sorted(SweepPaths(sweep_dir).runs.glob(f"*/{META_FILE}")):
+        record = RunRecord(meta_path.parent, writable=False)
+        rows = [{k: v for k, v in row.items() if not k.startswith(WALL_CLOCK)} for row in record.metrics()]
+        summary = record.read_summary()
+        out[run_key(experiment, json.loads(meta_path.read_text()))] = {
+            "status": summary.status.value if summary else None, "rows": rows}
     return out
 
 

@@ -38,14 +38,14 @@ def main(argv: list[str]) -> int:
 
     from sweeps.compose import compose
     from trainer.run import run_training
-    from trainer.run_record import RunStatus, read_jsonl
+    from trainer.run_record import RunRecord, RunStatus
 
     out = Path(tempfile.mkdtemp(prefix="gpu_step_"))
     cfg = compose([*DEFAULTS, f"paths.output_root={out}", f"paths.cache_dir={out}/cache", *argv])
     t0 = time.time()
     summary = run_training(cfg, out / "run")
     wall = time.time() - t0
-    rows = [r for r in read_jsonl(out / "run" / "metrics.jsonl") if r["step"] >= 1]
+    rows = [r for r in RunRecord(out / "run").metrics() if r["step"] >= 1]
     if summary.status is not RunStatus.completed or not rows:
         print(json.dumps(summary.to_json(), indent=1))
         return 1

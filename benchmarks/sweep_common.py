@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from trainer.run_record import SUMMARY_FILE, RunStatus, SweepPaths
+
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".cache" / "grpolab"  # the default paths.cache_dir: fast-config warm starts are built once, then reused
 
@@ -73,9 +75,9 @@ def med_max(xs: list[float]) -> str:
 # ---------------------------------------------------------------- run records' timing block
 def read_timings(sweep_dir: Path) -> list[dict]:
     rows = []
-    for path in sorted(sweep_dir.glob("runs/*/summary.json")):
+    for path in sorted(SweepPaths(sweep_dir).runs.glob(f"*/{SUMMARY_FILE}")):
         s = json.loads(path.read_text())
-        if s.get("status") == "completed" and s.get("timing"):
+        if s.get("status") == RunStatus.completed and s.get("timing"):
             rows.append({**s["timing"], "wall_time_s": s.get("wall_time_s", 0.0)})
     return rows
 

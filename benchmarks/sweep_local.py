@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from benchmarks.sweep_common import ROOT, Row, check, fast, grpolab, last_line, med_max, read_timings, setup_s
+from trainer.run_record import sweep_root
 
 
 def submit_child(sweep_dir_root: str, cells: int) -> None:
@@ -39,7 +40,7 @@ def submit_child(sweep_dir_root: str, cells: int) -> None:
     submits = []
     for run in plan.to_run:
         s0 = time.perf_counter()
-        job = executor.submit(CellJob(run.cfg, str(plan.sweep_dir / "runs" / run.name), plan.meta_for(run)))
+        job = executor.submit(CellJob(run.cfg, str(plan.paths.run(run.name)), plan.meta_for(run)))
         submits.append(time.perf_counter() - s0)
         job._process.kill()  # the cell must not run: this measures submission only
         job._process.wait()
@@ -90,7 +91,7 @@ def local_cells(tmp: Path, k: int) -> list[Row]:
     args = ["sweep", *fast(tmp), "sweep.id=start", f"seed=range(0,{k})", "launcher.max_parallel=1"]
     out, wall = grpolab(*args)
     check(out, "local sweep")
-    ts = read_timings(tmp / "out" / "sweeps" / "start")
+    ts = read_timings(sweep_root(tmp / "out", "start"))
     if len(ts) != k:
         raise RuntimeError(f"local sweep: {len(ts)} of {k} cells have a completed record with timings")
     start = [t["process_start_to_run_s"] - t["job_imports_s"] for t in ts]

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.sweep_common import ROOT, Row, Sizes, check, fast, grpolab, last_line, med_max, read_timings, setup_s
+from trainer.run_record import sweep_root
 
 SLURM_START_HINT = "bash slurm/start.sh"
 
@@ -72,7 +73,7 @@ def slurm_submission(tmp: Path, cells: int) -> Row:
 
 
 def slurm_cells(tmp: Path, k: int, env: dict, timeout_s: int) -> Row:
-    sweep = tmp / "out" / "sweeps" / "start"
+    sweep = sweep_root(tmp / "out", "start")
     out, _ = grpolab("sweep", *fast(tmp), "launcher=slurm_local", "sweep.id=start", f"seed=range(0,{k})", "--detach",
                      env=env)
     check(out, "grpolab sweep --detach launcher=slurm_local")

@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from trainer.run_record import SweepPaths
+
 GOAL_S = 2.0
 LABELS = {"in_process": "in process", "command": "whole command (imports included)"}
 
@@ -31,7 +33,7 @@ def measure(repeats: int = 5) -> dict[str, list[float]]:
     tmp = Path(tempfile.mkdtemp(prefix="grpolab-table1000-"))
     try:
         sweep = write_synthetic_sweep(tmp / "sweep", seeds=range(50), steps=3)
-        runs = sum(1 for _ in (sweep / "runs").iterdir())
+        runs = sum(1 for _ in SweepPaths(sweep).runs.iterdir())
         if runs != 1000:
             raise RuntimeError(f"synthetic sweep has {runs} runs, expected 1000")
         out: dict[str, list[float]] = {"in_process": [], "command": []}

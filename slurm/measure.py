@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.conftest import fast_overrides  # noqa: E402
+from trainer.run_record import SUMMARY_FILE, SweepPaths, sweep_root  # noqa: E402
 
 
 def submit_time(cells: int) -> float:
@@ -35,7 +36,7 @@ def submit_time(cells: int) -> float:
     elapsed = time.perf_counter() - t0
     if out.returncode != 0:
         raise SystemExit(out.stderr[-2000:])
-    jobs = json.loads((tmp / "out" / "sweeps" / "measure" / "jobs.json").read_text())
+    jobs = json.loads(SweepPaths(sweep_root(tmp / "out", "measure")).jobs.read_text())
     arrays = sorted({ids[-1].split("_")[0] for ids in jobs.values()})
     subprocess.run(["scancel", *arrays], check=False)
     print(f"submit {cells} cells with --detach: {elapsed:.2f} s wall ({len(jobs)} jobs in array {', '.join(arrays)})")
@@ -44,7 +45,7 @@ def submit_time(cells: int) -> float:
 
 def overheads(sweep_dir: Path) -> None:
     rows = []
-    for path in sorted(sweep_dir.glob("runs/*/summary.json")):
+    for path in sorted(SweepPaths(sweep_dir).runs.glob(f"*/{SUMMARY_FILE}")):
         t = json.loads(path.read_text()).get("timing") or {}
         if "job_start_to_call_s" not in t:
             continue

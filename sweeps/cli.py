@@ -27,7 +27,7 @@ from pathlib import Path
 # Module level: only what stays light (no torch, no Hydra), so `grpolab status` and `table` start fast;
 # each command imports the heavy parts it needs.
 from trainer.knobs import ConfigError
-from trainer.run_record import RUNS_DIR, SWEEP_PLAN_FILE, RunStatus, SweepPaths, atomic_write_text
+from trainer.run_record import RUNS_DIR, SWEEP_PLAN_FILE, RunStatus, SweepPaths, atomic_write_text, sweep_root
 
 
 def _cmd_config(args) -> int:
@@ -131,7 +131,7 @@ def _finish(sweep_dir: Path, failed: dict) -> int:
 
 def _sweep_dir(arg: str, root: str) -> Path:
     """A sweep dir given as a path, or as a sweep id under <root>/sweeps/."""
-    candidates = (Path(arg), Path(root) / "sweeps" / arg)
+    candidates = (Path(arg), sweep_root(root, arg))
     for candidate in candidates:
         if SweepPaths(candidate).plan.is_file():
             return candidate

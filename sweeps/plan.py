@@ -21,7 +21,7 @@ from trainer.config import Config
 from trainer.identity import config_hash, run_meta
 from trainer.knobs import ConfigError
 from trainer.provenance import code_version
-from trainer.run_record import Meta, RunRecord, RunStatus, SweepPaths, atomic_write_json
+from trainer.run_record import Meta, RunRecord, RunStatus, SweepPaths, atomic_write_json, sweep_root
 
 
 class PlanStatus(str, Enum):
@@ -103,7 +103,7 @@ def make_plan(cli_overrides: list[str]) -> SweepPlan:
         base = to_config(compose_dict(plain))
         grid = build_sweep_grid(cli_overrides, dict(base.sweep.params), list(base.sweep.seeds))
         sweep_id = base.sweep.id or dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        sweep_dir = Path(base.paths.output_root) / "sweeps" / sweep_id
+        sweep_dir = sweep_root(base.paths.output_root, sweep_id)
         plan = SweepPlan(sweep_id, sweep_dir, grid)
         errors = []
         composed: dict[tuple, object] = {}  # base + config-group choices -> Hydra's composition of them

@@ -30,11 +30,11 @@ class CellState(str, Enum):
     """A sweep cell's state: its run's status joined with its job's (not a ``RunStatus``)."""
 
     pending = "pending"  # not started: never submitted, or queued
-    running = "running"
-    completed = "completed"
-    failed = "failed"  # the run failed, or its job ended without a completed record
-    preempted = "preempted"  # checkpointed; resumes when requeued or re-run
-    missing = "missing"  # jobs were submitted, but this cell has neither a job nor a record
+    running = RunStatus.running.value
+    completed = RunStatus.completed.value
+    failed = RunStatus.failed.value  # the run failed, or its job ended without a completed record
+    preempted = RunStatus.preempted.value  # checkpointed; resumes when requeued or re-run
+    missing = RunStatus.missing.value  # jobs were submitted, but this cell has neither a job nor a record
 
     def __str__(self) -> str:
         return self.value

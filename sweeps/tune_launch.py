@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional, Sequence
 import optuna
 
 from sweeps.tune import TrialContext, TrialReporter, run_study, to_overrides
-from trainer.run_record import RunRecord, RunStatus, Summary, SweepPaths
+from trainer.run_record import RunRecord, RunStatus, Summary, SweepPaths, tune_root
 
 
 # ---------------------------------------------------------------- one cell
@@ -95,7 +95,7 @@ def tune_from_config(cfg, overrides: list[str], log: Callable = print) -> optuna
 
     t = cfg.tune
     name = t.study_name or cfg.sweep.id or dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    root = Path(cfg.paths.output_root) / "tune" / name
+    root = tune_root(cfg.paths.output_root, name)
     logs = SweepPaths(root).logs
     launcher = getattr(cfg.launcher.name, "value", cfg.launcher.name)
     if launcher == "local":

@@ -230,3 +230,19 @@ def test_a_live_run_with_tracker_wandb_logs_every_record_step(tmp_path):
         for k, v in r.items():
             if k != "step" and isinstance(v, float):
                 assert by_step[r["step"]][k] == pytest.approx(v), k
+
+
+def test_no_config_key_looks_like_a_secret_to_the_scrubber():
+    """The W&B config drops secret-looking keys; a knob named like one (a knob `token_…` once was)
+    would silently vanish from every W&B run. Every leaf of the schema must survive the scrubber."""
+    import trainer.variants  # noqa: F401  their sections are part of the schema
+    from trainer.config import Config
+    from trainer.identity import to_dict
+
+    def leaves(d, prefix=""):
+        for k, v in d.items():
+            yield from leaves(v, f"{prefix}{k}.") if isinstance(v, dict) and v else [f"{prefix}{k}"]
+
+    flagged = [key for key in leaves(to_dict(Config())) if any(is_secret_key(part) for part in key.split("."))]
+    assert flagged == []
+    assert is_secret_key("token_transform_order")  # the scrubber would have eaten that name

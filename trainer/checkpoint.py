@@ -25,9 +25,8 @@ from typing import Any, Optional
 import torch
 
 from trainer import distributed
-from trainer.run_record import atomic_write_text
+from trainer.run_record import CHECKPOINT_DIR, atomic_write_text
 
-CHECKPOINT_DIR = "checkpoint"
 FORMAT_VERSION = 1
 
 

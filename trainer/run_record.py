@@ -51,6 +51,18 @@ SWEEP_JOBS_FILE = "jobs.json"
 SWEEP_TABLE_FILE = "table.md"
 RUNS_DIR = "runs"
 LOGS_DIR = "logs"
+SWEEPS_DIR = "sweeps"  # <paths.output_root>/sweeps/<sweep id>
+TUNE_DIR = "tune"  # <paths.output_root>/tune/<study name>
+
+
+def sweep_root(output_root: str | Path, sweep_id: str) -> Path:
+    """The directory of sweep ``sweep_id`` under ``paths.output_root``."""
+    return Path(output_root) / SWEEPS_DIR / sweep_id
+
+
+def tune_root(output_root: str | Path, study_name: str) -> Path:
+    """The directory of ``grpolab tune`` study ``study_name`` under ``paths.output_root``."""
+    return Path(output_root) / TUNE_DIR / study_name
 
 
 def rank_error_file(rank: int) -> str:
