@@ -53,6 +53,18 @@ def test_warm_start_success_rate_strictly_between_0_and_1(tmp_path):
                                                        "sft.steps=300", "task.n_eval=32", "rollout.eval_n=4"])
     summary = run_training(cfg, tmp_path / "run", log=lambda *a: None)
     assert 0.0 < summary.warmstart_eval_accuracy < 1.0
+    assert summary.warnings is None
+
+
+def test_a_warm_start_at_zero_accuracy_is_reported_loudly_and_recorded(tmp_path):
+    """The fast config's 30-step warm start answers nothing right: GRPO can learn nothing from it."""
+    cfg = compose(fast_overrides(tmp_path, steps=1))
+    lines = []
+    summary = run_training(cfg, tmp_path / "run", log=lines.append)
+    assert summary.warmstart_eval_accuracy == 0.0
+    assert any("WARNING: warm start eval accuracy 0.000" in line for line in lines), lines
+    saved = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert saved["warnings"] == summary.warnings and "sft.steps" in summary.warnings[0]
 
 
 def test_non_finite_loss_fails_the_run_with_step_and_cause(tmp_path, monkeypatch):
@@ -132,3 +144,16 @@ def test_paper_preset_runs_end_to_end_and_writes_its_table(tmp_path, preset):
     assert all("diag/flip_all_tokens" in r for r in updated)  # diagnostics on every update
     if preset != "nthr_paper":  # NTHR's dynamic sampling skips the update while every group is uniform
         assert updated
+
+
+@pytest.mark.slow
+def test_the_knights_and_knaves_preset_warm_starts_between_0_and_1_and_learns(tmp_path):
+    """K&K, the Lopti paper's task, once trained on text with its spaces dropped: warm start at
+    accuracy 0 and no reward signal. Now its warm start is strictly inside (0, 1) and GRPO updates."""
+    cfg = compose(["experiment=lopti_kk", "variant=grpo", "train.steps=2", "train.eval_every=2",
+                   "train.eval_prompts=64", f"paths.output_root={tmp_path}/out", f"paths.cache_dir={tmp_path}/cache"])
+    summary = run_training(cfg, tmp_path / "run", log=lambda *a: None)
+    assert summary.status == "completed" and summary.warnings is None
+    assert 0.0 < summary.warmstart_eval_accuracy < 1.0
+    rows = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert all(r["train/mixed_group_frac"] > 0 and r["train/grad_norm"] > 0 for r in rows[1:])

@@ -9,7 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+)
 
 from trainer.config import ModelConfig
 from trainer.tokenizer import build_char_tokenizer
@@ -41,12 +47,32 @@ def build_tiny(cfg: ModelConfig, out_dir: Path, seed: int) -> Path:
     return out_dir
 
 
+# Text every tokenizer a run uses must give back exactly: spaces, newlines, tabs, punctuation.
+ROUND_TRIP_PROBE = "A says: B is a knave.\nC\tsaid  \"1 + 2 = 3\", (x) [y] {z}."
+
+
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
+    """The checkpoint's tokenizer, exactly as serialized.
+
+    ``AutoTokenizer`` may pick the class of the checkpoint's model type (transformers 5 loads
+    grpolab's char tokenizer beside a Qwen2 config as ``Qwen2Tokenizer``, which drops every space
+    and newline). When the class it picks does not give text back while the serialized
+    ``tokenizer.json`` does, the serialized one is used: the text a run trains on is the text its
+    task wrote."""
+    path = Path(path)
     tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    if not _round_trips(tok) and (path / "tokenizer.json").is_file():
+        exact = PreTrainedTokenizerFast.from_pretrained(str(path), local_files_only=True)
+        if _round_trips(exact):
+            tok = exact
     tok.padding_side = "left"  # generation appends on the right
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
+
+
+def _round_trips(tok, text: str = ROUND_TRIP_PROBE) -> bool:
+    return tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text
 
 
 def load_policy(path: str | Path, dtype: torch.dtype = torch.float32):

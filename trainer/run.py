@@ -182,6 +182,11 @@ def _prepare(state: RunState) -> None:
         state.tracker.log(warm, 0)
         summary.warmstart_eval_accuracy = summary.best_eval_accuracy = summary.final_eval_accuracy = acc
         log(f"[{state.name}] warm start eval accuracy {acc:.3f}")
+        if acc in (0.0, 1.0):
+            every = "wrong" if acc == 0 else "right"
+            _warn(state, f"warm start eval accuracy {acc:.3f}: every group is likely all-{every}, so GRPO's "
+                         "advantages are 0 and nothing learns; lengthen the warm start (sft.steps), check "
+                         "rollout.max_new_tokens against the task's answers, or pick an easier task")
         state.timing["warm_eval_s"] = time.time() - t_eval
     else:
         t_ckpt = time.time()
@@ -235,6 +240,12 @@ def _loop(state: RunState, should_stop, reporter) -> None:
     summary.status = RunStatus.completed
     if state.main:
         checkpoint.remove(state.record.dir)  # the run record is the product; a finished run needs no resume state
+
+
+def _warn(state: RunState, text: str) -> None:
+    """Loud in the log, and kept in the summary, so a table built from this run can say so."""
+    state.log(f"[{state.name}] WARNING: {text}")
+    state.summary.warnings = [*(state.summary.warnings or []), text]
 
 
 def _finalize(state: RunState) -> None:

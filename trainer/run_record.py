@@ -154,6 +154,7 @@ class Summary:
     final_reward: Optional[float] = None
     final_response_length: Optional[float] = None
     timing: Optional[dict] = None  # job overheads, seconds (docs/run-record.md)
+    warnings: Optional[list] = None  # what makes this run's numbers suspect (e.g. a warm start at 0 or 1)
 
     def __post_init__(self) -> None:
         self.status = RunStatus(self.status)

@@ -2,7 +2,8 @@
 
 Character level because the tasks are short symbolic strings and a tiny model learns them fast; it
 is wrapped as a ``PreTrainedTokenizerFast`` so the rest of the code treats it exactly like a real
-checkpoint's tokenizer (``save_pretrained`` / ``AutoTokenizer.from_pretrained``).
+checkpoint's tokenizer (``save_pretrained``, then ``trainer.modeling.load_tokenizer``, which keeps it
+as serialized where ``AutoTokenizer`` would pick a class that drops whitespace).
 """
 
 from __future__ import annotations

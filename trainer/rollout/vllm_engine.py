@@ -50,14 +50,17 @@ class VLLMRollout:
     # ------------------------------------------------------------------ the rollout interface
     def generate(self, prompts: list[str], params: SamplingParams) -> RolloutBatch:
         self._wake()
-        texts = [format_prompt(self.tok, p) for p in prompts]
+        # token ids from the trainer's tokenizer, so both sides read the same prompt (vLLM's own
+        # AutoTokenizer may load another class than trainer.modeling.load_tokenizer settles on)
+        inputs = [{"prompt_token_ids": self.tok(format_prompt(self.tok, p), add_special_tokens=False)["input_ids"]}
+                  for p in prompts]
         sp = self._vllm.SamplingParams(
             n=params.n, max_tokens=params.max_new_tokens, logprobs=0,
             temperature=0.0 if params.greedy else params.temperature,
             top_p=params.top_p, top_k=params.top_k if params.top_k > 0 else -1,
             seed=int(torch.randint(0, 2**31 - 1, ()).item()),  # from the trainer's (seed, step) stream
         )
-        outs = self.llm.generate(texts, sp, use_tqdm=False)
+        outs = self.llm.generate(inputs, sp, use_tqdm=False)
         batch = self._to_batch(outs, params.n)
         self._sleep()
         return batch
@@ -104,7 +107,7 @@ class VLLMRollout:
         return RolloutBatch(
             input_ids=torch.tensor(rows), attention_mask=torch.tensor(attn),
             completion_mask=torch.tensor(cmask), prompt_len=P,
-            completions=[c.text for c in comps],
+            completions=self.tok.batch_decode([list(c.token_ids) for c in comps], skip_special_tokens=True),
             truncated=torch.tensor([c.finish_reason == "length" and (not c.token_ids or c.token_ids[-1] != eos)
                                     for c in comps]),
             group_ids=torch.arange(len(outs)).repeat_interleave(n),
