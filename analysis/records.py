@@ -7,7 +7,7 @@ three methods (:class:`RunSource`). ``analysis.sources.open_source(arg)`` picks 
 command-line argument.
 
 Records frame (one row per run):
-    ``run_dir, run_id, cell_id, config_hash, seed, status, variant`` (``status``: the value of
+    ``run_dir, run_id, cell_id, config_hash, seed, status, label`` (``status``: the value of
     a ``trainer.run_record.RunStatus``, as a string; ``missing`` for an unreadable record), one
     column per swept key (NaN where a run lacks it), one column per numeric summary key.
     ``attrs["swept_keys"]``: swept keys without ``seed``, in sweep order;
@@ -34,7 +34,7 @@ import pandas as pd
 
 from trainer.run_record import CONFIG_FILE, META_FILE, RunRecord, RunStatus, SweepPaths
 
-BASE_COLUMNS = ["run_dir", "run_id", "cell_id", "config_hash", "seed", "status", "variant"]
+BASE_COLUMNS = ["run_dir", "run_id", "cell_id", "config_hash", "seed", "status", "label"]
 
 
 def _read_json(path: Path):
@@ -76,9 +76,11 @@ def load_records(sweep_dir) -> pd.DataFrame:
         if meta is None:
             runs.append((row, {}, None))
             continue
-        for key in ("run_id", "cell_id", "config_hash", "seed", "variant"):
+        for key in ("run_id", "cell_id", "config_hash", "seed", "label"):
             if key in meta:
                 row[key] = meta[key]
+        if "label" not in meta and "variant" in meta:  # a record of identity version 1: its typed label
+            row["label"] = meta["variant"]
         swept = meta.get("swept") or {}
         summary = _read_json(RunRecord(run_dir, writable=False).summary_path)
         if summary is not None:
@@ -105,8 +107,7 @@ def records_frame(runs, plan: dict) -> pd.DataFrame:
                     metric_keys.append(key)
                 row[key] = value
         rows.append(row)
-    # dict.fromkeys: a swept key may repeat a base column (``variant`` is both a meta field and,
-    # as a Hydra group choice, a swept key; they hold the same value).
+    # dict.fromkeys: a swept key may repeat a base column.
     columns = list(dict.fromkeys(BASE_COLUMNS + swept_keys + metric_keys))
     df = pd.DataFrame(rows, columns=columns)
     plan_keys = [k for k in plan.get("swept_keys", []) if k in swept_keys]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from trainer.run_record import Meta, RunRecord, RunStatus, Summary, SweepPaths
+from trainer.run_record import IDENTITY_VERSION, Meta, RunRecord, RunStatus, Summary, SweepPaths
 
 DEFAULT_AXES = {"variant": ["grpo", "ar", "lopti", "ar_lopti"],
                 "algorithm.kl.coef": [0.0, 0.001, 0.01, 0.05, 0.1]}
@@ -83,7 +83,8 @@ def write_synthetic_sweep(root, axes: dict | None = None, seeds=range(3), steps:
             plan_runs.append({"name": name, "overrides": overrides, "swept": {**swept, "seed": seed}})
             config = _nest({**swept, "seed": seed, "rollout.eval_n": eval_n, "diagnostics.prob_bins": PROB_BINS})
             record.config_path.write_text(yaml.safe_dump(config))
-            meta = Meta(run_id=name, config_hash=cell_hash, seed=seed, variant=swept.get("variant", "grpo"),
+            meta = Meta(run_id=name, config_hash=cell_hash, seed=seed, label=swept.get("variant", "grpo"),
+                        hash_version=IDENTITY_VERSION,
                         sweep_id=sweep_id, cell_id=cell_hash, swept={**swept, "seed": seed}, overrides=overrides,
                         plan_index=len(plan_runs) - 1, code_version={"commit": "0" * 40, "dirty": False},
                         created="2026-01-01T00:00:00+00:00")

@@ -9,7 +9,7 @@ configs as :class:`~analysis.records.DirSource` on the sweep's run records, so `
 records frame       W&B run
 ==================  ============================================================================
 ``run_dir``         the run's path ``entity/project/<W&B run id>`` (what ``history``/``config`` take)
-``run_id`` …        ``config["run_meta"]``: ``run_id, cell_id, config_hash, seed, variant``
+``run_id`` …        ``config["run_meta"]``: ``run_id, cell_id, config_hash, seed, label``
                     (``run.name`` / ``run.job_type`` when absent)
 swept keys          ``config["run_meta"]["swept"]`` (the ``key=value`` tags when absent)
 ``status``          ``summary["summary/status"]``; without it, from ``run.state`` (running,
@@ -156,11 +156,11 @@ class WandbSource:
         for run_dir, run in self._fetch().items():
             meta = _plain(run.config).get(META_KEY) or {}
             row = {"run_dir": run_dir, "run_id": meta.get("run_id") or run.name or run.id}
-            for key in ("cell_id", "config_hash", "seed", "variant"):
+            for key in ("cell_id", "config_hash", "seed", "label"):
                 if key in meta:
                     row[key] = meta[key]
-            if "variant" not in row and run.job_type:
-                row["variant"] = run.job_type
+            if "label" not in row and (meta.get("variant") or run.job_type):  # identity version 1
+                row["label"] = meta.get("variant") or run.job_type
             swept = meta.get("swept") if isinstance(meta.get("swept"), dict) else _swept_from_tags(run.tags)
             summary = _summary(run)
             if "status" in summary:

@@ -21,7 +21,17 @@ from trainer.config import Config
 from trainer.identity import config_hash, run_meta
 from trainer.knobs import ConfigError
 from trainer.provenance import code_version
-from trainer.run_record import Meta, RunRecord, RunStatus, SweepPaths, atomic_write_json, sweep_root
+from trainer.run_record import (
+    IDENTITY_VERSION,
+    META_FILE,
+    Meta,
+    RunRecord,
+    RunStatus,
+    SweepPaths,
+    atomic_write_json,
+    read_json_object,
+    sweep_root,
+)
 
 
 class PlanStatus(str, Enum):
@@ -123,10 +133,27 @@ def make_plan(cli_overrides: list[str]) -> SweepPlan:
     names = [r.name for r in plan.runs]
     if len(set(names)) != len(names):
         raise ConfigError("two cells compose to the same config and seed; a swept key has no effect")
+    _refuse_other_identity_versions(plan)
     for r in plan.runs:
         if RunRecord.peek_status(plan.paths.run(r.name)) == RunStatus.completed:
             r.status = PlanStatus.skip
     return plan
+
+
+def _refuse_other_identity_versions(plan: SweepPlan) -> None:
+    """Runs recorded under another identity version are named by another hash: this plan would run
+    its cells again beside them and a table would pool both. Refuse, saying why."""
+    old = {}
+    for meta_path in plan.paths.runs.glob(f"*/{META_FILE}"):
+        meta = Meta.from_json(read_json_object(meta_path))
+        if meta is not None and meta.hash_version != IDENTITY_VERSION:
+            old[meta.hash_version] = old.get(meta.hash_version, 0) + 1
+    if old:
+        found = ", ".join(f"{n} of version {v}" for v, n in sorted(old.items()))
+        raise ConfigError(
+            f"sweep.id={plan.sweep_id}: {plan.sweep_dir} holds runs recorded under another identity version "
+            f"({found}; this grpolab names cells by version {IDENTITY_VERSION}, docs/run-record.md), which this "
+            "plan would neither resume nor keep apart in its table: use a new sweep.id, or move that directory aside")
 
 
 def write_plan(plan: SweepPlan, command: list[str]) -> None:

@@ -90,10 +90,11 @@ def test_load_records_columns_statuses_and_warning(sweep):
         df = load_records(sweep_dir)
     assert len(df) == 14
     assert df.attrs["swept_keys"] == [KL, CLIP]  # first-seen order
-    for col in ["run_dir", "run_id", "cell_id", "config_hash", "seed", "status", "variant", KL, CLIP,
+    for col in ["run_dir", "run_id", "cell_id", "config_hash", "seed", "status", "label", KL, CLIP,
                 "steps_completed", "wall_time_s", *METRICS]:
         assert col in df.columns
     assert "error" not in df.columns and "seed" not in df.attrs["swept_keys"]
+    assert set(df["label"].dropna()) == {"base"}  # a version-1 record's typed label ("variant") is read as its label
     status = df.set_index("run_id")["status"]
     assert status["failed_run"] == "failed" and status["truncated_run"] == "missing"
     assert (status == "completed").sum() == 12

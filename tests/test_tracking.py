@@ -23,12 +23,12 @@ from trainer.tracking import (
 )
 
 SECRET = "sk-do-not-log-0123456789"
-META = Meta(run_id="3f2a9c1b7e4d_s1", config_hash="3f2a9c1b7e4d", seed=1, variant="dapo", sweep_id="kl-demo",
+META = Meta(run_id="3f2a9c1b7e4d_s1", config_hash="3f2a9c1b7e4d", seed=1, label="grpo", sweep_id="kl-demo",
             cell_id="3f2a9c1b7e4d", swept={"algorithm.kl.coef": 0.01, "algorithm.clip.high": 0.28},
             overrides=[f"launcher.env.HF_TOKEN={SECRET}"])
 CONFIG = {
     "seed": 1,
-    "algorithm": {"name": "dapo", "kl": {"coef": 0.01, "estimator": "k3"}, "clip": {"low": 0.2, "high": 0.28}},
+    "algorithm": {"kl": {"coef": 0.01, "estimator": "k3"}, "clip": {"low": 0.2, "high": 0.28}},
     "rollout": {"n": 4, "max_new_tokens": 16},
     "task": {"jsonl": {"prompt_key": "question"}},
     "launcher": {"env": {"HF_TOKEN": SECRET, "HF_HOME": "/scratch/hf"}},
@@ -112,7 +112,7 @@ def test_offline_run_holds_nested_config_tags_group_and_every_metric_step_aligne
     [path] = offline_run_files(run_dir)
     run = read_offline_run(path)
     assert run["run_id"] == "kl-demo-3f2a9c1b7e4d_s1"
-    assert run["group"] == "kl-demo" and run["job_type"] == "dapo"
+    assert run["group"] == "kl-demo" and run["job_type"] == "grpo"
     assert sorted(run["tags"]) == ["algorithm.clip.high=0.28", "algorithm.kl.coef=0.01"]
     cfg = run["config"]
     assert cfg["algorithm"]["kl"] == {"coef": 0.01, "estimator": "k3"}  # nested keys, not a bare β
@@ -182,7 +182,7 @@ def test_small_real_sweep_feeds_wandb_offline(tmp_path):
     offline W&B run (what the run.py hook does live)."""
     from sweeps.plan import make_plan
     from tests.conftest import fast_overrides
-    from trainer.identity import to_dict
+    from trainer.identity import run_meta, to_dict
     from trainer.run import run_training
 
     plan = make_plan([*fast_overrides(tmp_path, steps=2), "algorithm.kl.coef=0.0,0.05", "sweep.id=wb"])
@@ -198,7 +198,7 @@ def test_small_real_sweep_feeds_wandb_offline(tmp_path):
         [path] = offline_run_files(run_dir)
         wb = read_offline_run(path)
         assert wb["group"] == "wb", [r.WhichOneof("record_type") for r in read_wandb_records(path)]
-        assert wb["job_type"] == run.cfg.algorithm.name
+        assert wb["job_type"] == run_meta(run.cfg, run.name).label == "grpo"
         assert sorted(wb["tags"]) == sorted(f"{k}={v}" for k, v in run.swept.items())
         assert f"algorithm.kl.coef={run.cfg.algorithm.kl.coef}" in wb["tags"]
         assert wb["config"]["algorithm"]["kl"]["coef"] == run.cfg.algorithm.kl.coef

@@ -163,7 +163,6 @@ class KLConfig:
 
 @dataclass
 class _AlgorithmBase:
-    name: str = knob("grpo", "Variant label (W&B job_type, table rows); no behaviour hangs on it.")
     loss: str = knob("ppo_clip", "Registered policy loss: ppo_clip (token ratio), gspo (sequence ratio), dfpo (GSPO + "
                      "DFPO's intra-group transform, knobs under algorithm.dfpo).")
     advantage: AdvantageConfig = section(AdvantageConfig, "Group-relative advantage options.")
@@ -274,7 +273,6 @@ class TrainConfig:
     steps: int = knob(100, "Rollout steps (each: sample, score, update).", ge=1)
     eval_every: int = knob(25, "Eval every N steps (and at the end).", ge=1)
     eval_prompts: Optional[int] = knob(None, "Eval on the first N held-out prompts; null = all.", ge=1)
-    stop_on_nonfinite: bool = knob(True, "A non-finite loss ends the run as failed (step and cause recorded).")
     checkpoint_every: int = knob(
         0,
         "Write a resumable checkpoint (weights, optimizer, buffer, RNG, step) every N steps so a crash or SIGKILL "

@@ -1,22 +1,117 @@
-"""Who a run is: its config as plain data, the hash that identifies its cell, and its ``Meta``.
+"""Who a run is: its config as plain data, the hash that identifies its cell, its label, its ``Meta``.
 
-Identity is derived, never typed: the hash covers what can change a run's result (everything but
-the sections below and the seed), so runs of one cell with different seeds share it.
+Identity is derived, never typed. The hash covers exactly what can change a run's trajectory or a
+value it records — the chosen task's section, the backends in use, the knobs of the variants that
+are on — and nothing else, so runs of one cell with different seeds (or threads, or launchers)
+share it. ``result_keys()`` classifies every leaf of the schema in one place (a test walks the
+schema and perturbs each leaf); ``HASH_VERSION`` is written to ``meta.json`` so a record written
+under another classification is recognised as such. The label (``grpo+nthr``, ``gspo+dfpo_min_replace``)
+comes from the loss and the features that are on.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import hashlib
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
-from trainer.run_record import Meta
+import trainer.variants  # noqa: F401  registers every variant: their knobs are classified below
+from trainer import registry
+from trainer.run_record import IDENTITY_VERSION, Meta
 
-# Keys that never change results: excluded from the config hash that identifies a cell.
-NON_RESULT_KEYS = ("seed", "launcher", "tracker", "sweep", "tune", "paths")
+# 1: every section but seed, launcher, tracker, sweep, tune, paths; 2: result_keys() below
+HASH_VERSION = IDENTITY_VERSION
+
+Counts = Optional[Callable[[Any], bool]]  # when a key is part of a run's identity; None: never
+
+
+def _sft_used(c) -> bool:
+    return c.sft.enabled and c.sft.steps > 0
+
+
+def _variant_keys() -> list[tuple[str, Counts]]:
+    """A variant's knobs count only when it is on: a feature's when enabled, a loss's when selected."""
+    out: list[tuple[str, Counts]] = []
+    for f in registry.FEATURES.values():
+        out.append((f"{f.key}.*", lambda c, f=f: registry.is_on(c, f)))
+    for loss in registry.LOSSES.values():
+        if loss.config is not None:
+            out.append((f"{loss.key}.*", lambda c, name=loss.name: c.algorithm.loss == name))
+    return out
+
+
+def result_keys() -> tuple[tuple[str, Counts], ...]:
+    always: Counts = lambda c: True  # noqa: E731
+    return (
+        # ---- never: how and where a run is executed, tracked, named
+        ("seed", None),  # runs of one cell differ by seed; it is in the run's name
+        ("launcher.*", None),
+        ("tracker.*", None),
+        ("sweep.*", None),
+        ("tune.*", None),
+        ("paths.*", None),
+        ("engine.threads", None),  # intra-op threads: the same numbers, sooner or later
+        ("train.checkpoint_every", None),  # a resumed run equals an uninterrupted one
+        ("rollout.vllm_gpu_memory_utilization", None),  # memory budgets
+        ("rollout.vllm_cpu_kv_cache_gib", None),
+        # ---- when in use
+        ("model.path", always),
+        ("model.*", lambda c: c.model.path is None),  # the tiny model's shape and init
+        ("task.arithmetic.*", lambda c: c.task.name == "arithmetic"),
+        ("task.knights_knaves.*", lambda c: c.task.name == "knights_knaves"),
+        ("task.jsonl.*", lambda c: c.task.name == "jsonl"),
+        ("engine.zero_stage", lambda c: c.engine.backend == "deepspeed"),
+        ("engine.offload_*", lambda c: c.engine.backend == "deepspeed"),
+        ("engine.ds_config", lambda c: c.engine.backend == "deepspeed"),
+        ("algorithm.loss_agg_max_len", lambda c: c.algorithm.loss_agg == "seq_mean_token_sum_norm"),
+        ("batching.seqlen_partitions", lambda c: c.batching.mode == "seqlen_balanced"),
+        ("diagnostics.prob_bins", lambda c: c.diagnostics.every > 0),
+        ("sft.enabled", always),
+        ("sft.*", _sft_used),
+        *_variant_keys(),
+        # ---- always: everything else of what a run computes and records
+        ("task.*", always),
+        ("algorithm.*", always),
+        ("batching.*", always),
+        ("rollout.*", always),
+        ("engine.*", always),
+        ("optim.*", always),
+        ("train.*", always),
+        ("diagnostics.*", always),
+    )
+
+
+def classify(key: str) -> tuple[str, Counts]:
+    """(pattern, when it counts) of a dotted schema key; KeyError for a key no pattern covers."""
+    for pattern, counts in result_keys():
+        if fnmatch.fnmatchcase(key, pattern):
+            return pattern, counts
+    raise KeyError(f"{key}: not classified in trainer.identity (result or not?)")
+
+
+def leaves(d: dict, prefix: str = "") -> dict[str, Any]:
+    """Dotted key -> value of every leaf of a nested dict (an empty dict is a leaf)."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v and not k.startswith("_"):
+            out.update(leaves(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def identity_view(cfg) -> dict[str, Any]:
+    """The leaves that identify ``cfg``'s cell: every key that counts for this config."""
+    out = {}
+    for key, value in leaves(to_dict(cfg)).items():
+        _, counts = classify(key)
+        if counts is not None and counts(cfg):
+            out[key] = value
+    return out
 
 
 def to_dict(obj: Any) -> Any:
@@ -38,14 +133,21 @@ def stable_hash(obj: Any, length: int = 12) -> str:
 
 
 def config_hash(cfg) -> str:
-    """Identity of a cell: everything that changes results except the seed (runs of one cell share it)."""
-    d = to_dict(cfg)
-    return stable_hash({k: v for k, v in d.items() if k not in NON_RESULT_KEYS})
+    """Identity of a cell: what can change results, seed aside (runs of one cell share it)."""
+    return stable_hash({"hash_version": HASH_VERSION, "keys": identity_view(cfg)})
+
+
+# A batching mode other than shuffled is part of the label (the cancellation paper's variants are modes).
+_MODE_LABELS = {"seqlen_balanced": "seqlen", "query_preserved": "qb", "sign_segregated": "sign_segregated"}
 
 
 def variant_label(cfg) -> str:
-    """The variant a run's tables and W&B runs are labelled with."""
-    return cfg.algorithm.name
+    """The run's label from what is on: the loss's part, the batching mode's unless it is the default
+    shuffle, then each enabled feature's (``grpo+ar+lopti``, ``gspo+dfpo_min_replace+qb``)."""
+    parts = [registry.loss_of(cfg).label_of(cfg)]
+    if cfg.batching.mode in _MODE_LABELS:
+        parts.append(_MODE_LABELS[cfg.batching.mode])
+    return "+".join([*parts, *(f.label for f in registry.features_on(cfg))])
 
 
 def run_meta(cfg, run_id: str | Path, *, sweep_id: Optional[str] = None, swept: Optional[dict] = None,
@@ -55,6 +157,6 @@ def run_meta(cfg, run_id: str | Path, *, sweep_id: Optional[str] = None, swept: 
     ``created``, ``code_version`` (unless given: SLURM takes it at submit) and ``world_size`` are
     filled by the run itself when it starts afresh."""
     chash = config_hash(cfg)
-    return Meta(run_id=Path(run_id).name, config_hash=chash, cell_id=chash, seed=cfg.seed, variant=variant_label(cfg),
-                sweep_id=sweep_id, swept=dict(swept or {}), overrides=list(overrides or []), plan_index=plan_index,
-                tune=tune, code_version=dict(code_version or {}))
+    return Meta(run_id=Path(run_id).name, config_hash=chash, cell_id=chash, seed=cfg.seed, label=variant_label(cfg),
+                hash_version=HASH_VERSION, sweep_id=sweep_id, swept=dict(swept or {}), overrides=list(overrides or []),
+                plan_index=plan_index, tune=tune, code_version=dict(code_version or {}))

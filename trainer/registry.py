@@ -112,10 +112,15 @@ class Feature:
     needs: Needs = Needs()
     check: Optional[Callable[[Any], list]] = None  # (cfg) -> error lines, run when it is on
     warn: Optional[Callable[[Any], list]] = None  # (cfg) -> warning lines, run when it is on
+    short: Optional[str] = None  # its part of a run's label (``grpo+ar``); default: its name
 
     @property
     def key(self) -> str:
         return f"{self.parent}.{self.name}"
+
+    @property
+    def label(self) -> str:
+        return self.short or self.name
 
 
 @dataclass(frozen=True)
@@ -130,10 +135,16 @@ class Loss:
     config: Optional[type] = None
     check: Optional[Callable[[Any], list]] = None
     warn: Optional[Callable[[Any], list]] = None
+    label: Any = None  # its part of a run's label: a string, or a function of the config; default: its name
 
     @property
     def key(self) -> str:
         return f"algorithm.{self.name}"
+
+    def label_of(self, cfg: Any) -> str:
+        if callable(self.label):
+            return self.label(cfg)
+        return self.label or self.name
 
 
 LOSSES: dict[str, Loss] = {}

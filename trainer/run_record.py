@@ -100,6 +100,11 @@ class SweepPaths:
         return self.runs / name
 
 
+# The version of the identity classification new runs are hashed under (trainer.identity); a
+# ``meta.json`` without one was written under version 1.
+IDENTITY_VERSION = 2
+
+
 # ---------------------------------------------------------------- meta and summary
 def _from_json(cls, data: Any):
     """An instance of dataclass ``cls`` from a JSON object: known keys only, the rest ignored."""
@@ -116,7 +121,8 @@ class Meta:
     run_id: str
     config_hash: str  # identity of the cell: runs of one cell with other seeds share it
     seed: int
-    variant: str = ""
+    label: str = ""  # what is on: the loss, a non-default batching mode, the features (grpo+ar+lopti)
+    hash_version: int = 1  # the identity classification the hash was taken under (trainer.identity)
     sweep_id: Optional[str] = None
     cell_id: Optional[str] = None  # = config_hash
     swept: dict = field(default_factory=dict)  # swept key -> value (sweeps and tune trials)

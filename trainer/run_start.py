@@ -23,7 +23,15 @@ from trainer import checkpoint, distributed, registry
 from trainer.identity import config_hash, run_meta, to_dict
 from trainer.knobs import ConfigError
 from trainer.provenance import code_version
-from trainer.run_record import Meta, RunRecord, RunStatus, Summary, atomic_write_json, rank_error_file
+from trainer.run_record import (
+    IDENTITY_VERSION,
+    Meta,
+    RunRecord,
+    RunStatus,
+    Summary,
+    atomic_write_json,
+    rank_error_file,
+)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -70,6 +78,11 @@ def begin(cfg, record: RunRecord, resume: bool, meta: Optional[Meta], log) -> St
     the metrics to the checkpoint's step (the resumed run writes the rest again)."""
     chash = config_hash(cfg)
     old = record.read_meta()
+    if old is not None and old.hash_version != IDENTITY_VERSION:
+        raise ConfigError(
+            f"{record.dir}: its record was written under identity version {old.hash_version}, and runs are now "
+            f"identified by version {IDENTITY_VERSION} (docs/run-record.md), so it can neither resume nor be replaced "
+            "silently: use another run dir, or delete this one")
     same_run = old is not None and old.config_hash == chash and old.seed == cfg.seed
     prior = checkpoint.peek(record.dir) if resume and same_run else None
     if resume and same_run and prior is None:

@@ -36,8 +36,8 @@ SECRET_KEY = re.compile(
 REDACTED = "<redacted>"
 WANDB_DIR = "wandb"  # in the run dir: W&B's files and the tracker's state
 STATE_FILE = "grpolab_tracker.json"
-_META_LOGGED = ("run_id", "sweep_id", "cell_id", "config_hash", "seed", "swept", "variant", "code_version", "created",
-                "plan_index")  # never ``overrides``: they may carry launcher.env values
+_META_LOGGED = ("run_id", "sweep_id", "cell_id", "config_hash", "hash_version", "seed", "swept", "label",
+                "code_version", "created", "plan_index")  # never ``overrides``: they may carry launcher.env values
 
 
 class Tracker(Protocol):
@@ -155,7 +155,7 @@ class WandbTracker:
             dir=str(self.run_dir),
             mode=self.mode,
             group=meta.sweep_id or None,
-            job_type=meta.variant or None,
+            job_type=meta.label or None,
             tags=wandb_tags(meta.swept, tags),
             config={**scrub_secrets(config), "run_meta": scrub_secrets(run_meta)},
             reinit="create_new",  # several runs may be live in one process (tune workers are threads)

@@ -51,5 +51,6 @@ register_feature(
         AdvReweightConfig,
         TokenTransform(_apply, order=20),
         "Advantage Reweighting (arXiv 2505.12929, Eq. 4).",
+        short="ar",
     )
 )

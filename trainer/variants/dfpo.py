@@ -110,6 +110,7 @@ register_loss(
         "DFPO: GSPO with an intra-group transform of its post-clip weights (loss=dfpo).",
         needs=Needs(whole_groups=True, sequence_ratio=True, inert_on_policy=True),
         config=DFPOConfig,
+        label=lambda cfg: f"gspo+dfpo_{cfg.algorithm.dfpo.transform.value}",
         check=_check,
     )
 )

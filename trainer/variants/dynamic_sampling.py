@@ -29,5 +29,6 @@ register_feature(
         DynamicSamplingConfig,
         BatchFilter(_keep),
         "Dynamic sampling: drop groups without reward variance (DAPO).",
+        short="ds",
     )
 )

@@ -15,4 +15,5 @@ def ppo_clip_loss(logp, old_logp, adv, mask, cfg, *, group_ids=None, surrogate=c
     return tok._replace(seq_weight=masked_seq_mean(tok.ratio, mask))
 
 
-register_loss(Loss("ppo_clip", ppo_clip_loss, "Token-level ratio with PPO's clip (GRPO, DAPO, Dr.GRPO)."))
+register_loss(Loss("ppo_clip", ppo_clip_loss, "Token-level ratio with PPO's clip (GRPO, DAPO, Dr.GRPO).",
+                   label="grpo"))

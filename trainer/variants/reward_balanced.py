@@ -322,5 +322,6 @@ register_feature(
         parent="batching",
         needs=Needs(off_policy=True),
         check=_check,
+        short="rb",
     )
 )
