@@ -58,11 +58,13 @@ def _print_warnings(cfgs) -> None:
 
 def _cmd_train(args) -> int:
     from sweeps.compose import compose
+    from sweeps.preflight import preflight
     from trainer import distributed
     from trainer.identity import run_meta
     from trainer.run import run_training, start_ranks
 
     cfg = compose(args.overrides)
+    preflight([cfg])
     # Under torchrun (WORLD_SIZE > 1) every rank runs this; rank 0 names the run and writes its record.
     main = start_ranks(cfg) == 0
     if main:
@@ -77,8 +79,10 @@ def _cmd_train(args) -> int:
 
 def _cmd_sweep(args) -> int:
     from sweeps.plan import make_plan, write_plan
+    from sweeps.preflight import preflight
 
     plan = make_plan(args.overrides)
+    preflight(r.cfg for r in plan.runs)  # every check the submit runs, before anything is written
     launcher = plan.runs[0].cfg.launcher.name.value if plan.runs else "local"
     skipped = len(plan.runs) - len(plan.to_run)
     print(f"sweep {plan.sweep_id}: {len(plan.runs)} runs over {plan.grid.keys} "
@@ -90,10 +94,6 @@ def _cmd_sweep(args) -> int:
         return 0
     if launcher == "local" and args.detach:
         raise ConfigError("--detach needs launcher=slurm (local cells are child processes of this command)")
-    if launcher == "slurm":
-        from sweeps.launch_slurm import check_launcher
-
-        check_launcher(plan.runs[0].cfg.launcher)  # before anything is written
     write_plan(plan, ["grpolab", "sweep", *args.overrides])
     if launcher == "local":
         from sweeps.launch_local import launch_local

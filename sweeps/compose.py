@@ -7,6 +7,7 @@ so one bad cell stops the sweep with its cell and key named, and nothing runs.
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sweeps.configstore import register
+from sweeps.override_meaning import check_effect, check_keys
 from trainer.config import Config, valid_keys
 from trainer.knobs import ConfigError
 from trainer.provenance import REPO_ROOT
@@ -34,8 +36,17 @@ def hydra_context():
         yield
 
 
+def is_group(key: str) -> bool:
+    """Whether an override's key names a config group (``algorithm``, ``algorithm/features``)."""
+    return (conf_dir() / key).is_dir()
+
+
 def compose_dict(overrides: list[str]) -> DictConfig:
-    """Compose inside an active ``hydra_context``; errors become ``ConfigError`` naming the override."""
+    """Compose inside an active ``hydra_context``; errors become ``ConfigError`` naming the override.
+    Every override's key is checked against the schema first (``sweeps.override_meaning``)."""
+    errors = check_keys(overrides, is_group)
+    if errors:
+        raise ConfigError("\n".join(errors))
     try:
         return hydra_compose("config", overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as e:
@@ -43,8 +54,27 @@ def compose_dict(overrides: list[str]) -> DictConfig:
 
 
 def explain_error(overrides: list[str], e: BaseException) -> str:
-    """Hydra's message plus its causes (which hold the key, value and valid values) and, for an
-    unknown key, the keys that exist there."""
+    """One line naming the key, the value and what is valid, from Hydra's or OmegaConf's error: a
+    value the schema cannot take (``tracker.mode=sometimes``), an option a config group lacks
+    (``algorithm=foo``); anything else as Hydra says it, with its causes."""
+    chain, seen = [], set()
+    cause = e
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    given = {o.split("=", 1)[0].lstrip("+~"): o.split("=", 1)[1] for o in overrides if "=" in o}
+    for ex in chain:
+        key = getattr(ex, "full_key", None)
+        reason = str(getattr(ex, "msg", "") or "").strip().splitlines()
+        if key and reason:
+            value = given.get(key)
+            return f"{key}={value}: {reason[0]}" if value is not None else f"{key}: {reason[0]}"
+    missing = re.search(r"Could not (?:find|load) '([^']+)/([^'/]+)'", str(e))
+    if missing:
+        group, option = missing.groups()
+        options = sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+        return f"{group}={option}: no such option in conf/{group}/; available: {', '.join(options)}"
     parts, seen = [], set()
     while e is not None and id(e) not in seen:
         seen.add(id(e))
@@ -76,5 +106,10 @@ def config_from_dict(values: dict) -> Config:
 
 
 def compose(overrides: list[str]) -> Config:
+    """The validated config of one run; an override that cannot change it is refused."""
     with hydra_context():
-        return to_config(compose_dict(overrides))
+        cfg = to_config(compose_dict(overrides))
+    errors = check_effect(cfg, overrides, is_group)
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return cfg

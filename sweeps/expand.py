@@ -10,6 +10,7 @@ import itertools
 from dataclasses import dataclass
 
 from sweeps.hydra_adapter import parse_overrides
+from trainer.knobs import ConfigError
 
 
 @dataclass(frozen=True)
@@ -32,10 +33,15 @@ class SweepGrid:
 
 
 def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, tuple[str, ...]]]:
-    """(plain overrides, {key: sweep values}) from command-line overrides."""
+    """(plain overrides, {key: sweep values}) from command-line overrides. A grid takes lists,
+    ``range()`` and ``choice()``; an ``interval()`` has no values to enumerate (it is a search
+    space: ``grpolab tune``), and is refused."""
     plain, swept = [], {}
     for text, o in zip(overrides, parse_overrides(overrides)):
         if o.is_sweep_override():
+            if o.is_interval_sweep():
+                raise ConfigError(f"{text}: an interval is a search space, not a grid; sweep a list (key=a,b,c), "
+                                  "range(start,stop[,step]) or choice(a,b), or search it with grpolab tune")
             swept[o.get_key_element()] = tuple(o.sweep_string_iterator())
         else:
             plain.append(text)
@@ -51,8 +57,20 @@ def build_sweep_grid(cli_overrides: list[str], sweep_params: dict[str, str], see
             axes[key] = parsed.get(key, (str(values),))
     axes.update(swept)
     plain_keys = {p.split("=", 1)[0].lstrip("+~") for p in plain}
+    if ("seed" in swept or "seed" in plain_keys) and "sweep.seeds" in plain_keys:
+        raise ConfigError("seed and sweep.seeds are both on the command line: give the seeds once "
+                          "(seed=0,1,2 or sweep.seeds=[0,1,2])")
     if "seed" not in axes and "seed" not in plain_keys:
         axes["seed"] = tuple(str(s) for s in seeds)
+    given = {o.get_key_element(): text for text, o in zip(cli_overrides, parse_overrides(cli_overrides))}
+    for key, values in axes.items():
+        if not values:
+            source = given.get(key) or ("sweep.seeds=[]" if key == "seed" else f"sweep.params.{key}")
+            raise ConfigError(f"{source}: an empty axis makes an empty grid; give {key} at least one value")
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        if repeated:
+            raise ConfigError(f"{key}={','.join(values)}: {', '.join(repeated)} appears more than once, "
+                              "so cells would repeat; give each value once")
     # seed last: cells of one configuration sit next to each other
     ordered = [(k, v) for k, v in axes.items() if k != "seed"]
     if "seed" in axes:

@@ -37,8 +37,16 @@ def parse_overrides(overrides: Sequence[str]) -> list[Override]:
     """Hydra's own parse of command-line overrides; ``ConfigError`` naming them on bad syntax."""
     try:
         return _parser().parse_overrides(list(overrides))
-    except Exception as e:  # Hydra raises several types for bad syntax
-        raise ConfigError(f"cannot parse overrides {list(overrides)}: {e}") from None
+    except Exception:  # Hydra raises several types for bad syntax: name the override, in one line
+        for line in overrides:
+            try:
+                _parser().parse_overrides([line])
+            except Exception as e:
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise ConfigError(f"{line!r}: not an override Hydra can read ({first}); quote values with spaces "
+                                  "or special characters, e.g. key='a b' "
+                                  "(https://hydra.cc/docs/advanced/override_grammar/basic/)") from None
+        raise
 
 
 def is_plain(override: Override) -> bool:

@@ -14,9 +14,10 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from sweeps.compose import compose_dict, conf_dir, explain_error, hydra_context, to_config
+from sweeps.compose import compose_dict, conf_dir, explain_error, hydra_context, is_group, to_config
 from sweeps.expand import SweepGrid, build_sweep_grid, split_overrides
 from sweeps.hydra_adapter import apply_plain_overrides
+from sweeps.override_meaning import check_effect, check_keys
 from trainer.config import Config
 from trainer.identity import config_hash, run_meta
 from trainer.knobs import ConfigError
@@ -115,7 +116,10 @@ def make_plan(cli_overrides: list[str]) -> SweepPlan:
         sweep_id = base.sweep.id or dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         sweep_dir = sweep_root(base.paths.output_root, sweep_id)
         plan = SweepPlan(sweep_id, sweep_dir, grid)
-        errors = []
+        unknown = check_keys([f"{k}={values[0]}" for k, values in grid.axes], is_group)
+        if unknown:
+            raise ConfigError("\n".join(unknown))
+        errors, no_effect = [], {}
         composed: dict[tuple, object] = {}  # base + config-group choices -> Hydra's composition of them
         for i, cell in enumerate(grid.cells()):
             overrides = grid.overrides(cell)
@@ -124,20 +128,35 @@ def make_plan(cli_overrides: list[str]) -> SweepPlan:
             except ConfigError as e:
                 errors.append(f"cell {i} ({', '.join(f'{k}={v}' for k, v in cell.items())}): {e}")
                 continue
+            for problem in check_effect(cfg, overrides, is_group):
+                no_effect.setdefault(problem, []).append(i)
             # a config-group axis (variant=..., algorithm=...) is not a key of the config: keep its choice
             swept = {k: _plain(OmegaConf.select(raw, k, default=v)) for k, v in cell.items()}
             plan.runs.append(PlannedRun(f"{config_hash(cfg)}_s{cfg.seed}", cfg, overrides, swept))
     if errors:
         raise ConfigError(f"{len(errors)} of {len(grid.cells())} cells are invalid; nothing was launched:\n"
                           + "\n".join(errors))
-    names = [r.name for r in plan.runs]
-    if len(set(names)) != len(names):
-        raise ConfigError("two cells compose to the same config and seed; a swept key has no effect")
+    if no_effect:
+        n = len(grid.cells())
+        raise ConfigError("\n".join(f"{problem} [{len(cells)} of {n} cells]" for problem, cells in no_effect.items()))
+    _refuse_duplicate_cells(plan)
     _refuse_other_identity_versions(plan)
     for r in plan.runs:
         if RunRecord.peek_status(plan.paths.run(r.name)) == RunStatus.completed:
             r.status = PlanStatus.skip
     return plan
+
+
+def _refuse_duplicate_cells(plan: SweepPlan) -> None:
+    """Two cells that compose to one config and seed would run the same thing twice under one name."""
+    first: dict[str, PlannedRun] = {}
+    for run in plan.runs:
+        other = first.setdefault(run.name, run)
+        if other is not run:
+            differ = [(a, b) for a, b in zip(other.overrides, run.overrides) if a != b]
+            shown = "; ".join(f"{a} and {b}" for a, b in differ)
+            raise ConfigError(f"cells {plan.runs.index(other)} and {plan.runs.index(run)} compose to the same config "
+                              f"and seed ({shown}): those values make no difference here; give each once")
 
 
 def _refuse_other_identity_versions(plan: SweepPlan) -> None:

@@ -101,11 +101,13 @@ def test_a_leaf_changes_the_hash_exactly_when_it_counts(key):
             assert config_hash(_perturbed(off, key)) == config_hash(off), f"{key} does not count here"
 
 
-def test_the_issue_examples_share_a_hash():
+def test_keys_a_run_does_not_use_leave_its_hash_alone():
     base = compose([])
-    assert config_hash(compose(["task.knights_knaves.max_people=4"])) == config_hash(base)  # arithmetic task
+    unused = copy.deepcopy(base)
+    unused.task.knights_knaves.max_people = 4  # the arithmetic task reads no K&K knob
+    unused.algorithm.nthr.eta = 0.5  # NTHR is off
+    assert config_hash(unused) == config_hash(base)
     assert config_hash(compose(["engine.threads=2"])) == config_hash(base)
-    assert config_hash(compose(["algorithm.nthr.eta=0.5"])) == config_hash(base)  # NTHR is off
     assert config_hash(compose(["launcher.max_parallel=7", "tracker=wandb"])) == config_hash(base)
     assert config_hash(compose(["algorithm.kl.coef=0.01"])) != config_hash(base)
 

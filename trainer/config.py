@@ -218,15 +218,16 @@ BatchingConfig.__doc__ = "Mini/micro-batching of each rollout batch, and the upd
 @dataclass
 class RolloutConfig:
     backend: RolloutBackend = knob(RolloutBackend.hf, "Generation engine behind the rollout interface.")
-    n: int = knob(8, "G: responses sampled per prompt.", ge=2)
-    prompts_per_step: int = knob(64, "Prompts per rollout batch (batch = prompts_per_step · n responses).", ge=1)
-    max_new_tokens: int = knob(8, "Completion length cap; longer ones are truncated.", ge=1)
+    n: int = knob(8, "G: responses sampled per prompt.", ge=2, le=4096)
+    prompts_per_step: int = knob(
+        64, "Prompts per rollout batch (batch = prompts_per_step · n responses).", ge=1, le=1_000_000)
+    max_new_tokens: int = knob(8, "Completion length cap; longer ones are truncated.", ge=1, le=1_000_000)
     temperature: float = knob(1.0, "Sampling temperature (log-probs are of the tempered distribution).", gt=0.0)
     top_p: float = knob(1.0, "Nucleus sampling mass.", gt=0.0, le=1.0)
     top_k: int = knob(0, "Top-k sampling; 0 = off.", ge=0)
     eval_n: int = knob(
-        4, "Samples per eval prompt: eval/accuracy = mean correctness (pass@1), eval/pass@k unbiased.", ge=1
-    )
+        4, "Samples per eval prompt: eval/accuracy = mean correctness (pass@1), eval/pass@k unbiased.", ge=1,
+        le=4096)
     eval_temperature: Optional[float] = knob(
         None, "Eval sampling temperature; null = rollout.temperature, 0 = greedy (eval_n must be 1).", ge=0.0
     )

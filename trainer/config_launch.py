@@ -17,6 +17,13 @@ class LauncherName(str, Enum):
     slurm = "slurm"  # one SLURM job array per sweep (submitit SlurmExecutor)
 
 
+class TrackerMode(str, Enum):
+    auto = "auto"
+    offline = "offline"
+    online = "online"
+    disabled = "disabled"
+
+
 class TrackerName(str, Enum):
     none = "none"
     wandb = "wandb"
@@ -62,7 +69,8 @@ class TrackerConfig:
     name: TrackerName = knob(TrackerName.none, "Experiment tracker fed from the run record (none = record only).")
     project: Optional[str] = knob(None, "W&B project (online needs it and an API key from the env or ~/.netrc).")
     entity: Optional[str] = knob(None, "W&B entity (team or user).")
-    mode: str = knob("auto", "W&B mode: auto (online with project + key, else offline), offline, online, disabled.")
+    mode: TrackerMode = knob(
+        TrackerMode.auto, "W&B mode: auto (online with project + key, else offline), offline, online, disabled.")
     tags: List[str] = knob([], "Extra W&B tags (each swept key=value is tagged already).")
 
 

@@ -18,7 +18,8 @@ class ConfigError(ValueError):
 def knob(default: Any, help: str, **bounds: Any) -> Any:
     """A config field with its documentation and bounds as metadata: ``ge``, ``gt``, ``le``, ``lt``
     for numbers, and ``valid``, a function of the value returning what would be valid when it is
-    not (None when it is), for values no bound describes."""
+    not (None when it is), for values no bound describes. Floats must be finite unless
+    ``allow_inf=True`` (a knob whose doc gives infinity a meaning, e.g. NTHR's β = −inf)."""
     meta = {"help": help, **bounds}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)

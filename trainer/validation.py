@@ -54,6 +54,9 @@ def _range_errors(obj: Any, prefix: str) -> list[str]:
         if isinstance(value, float) and math.isnan(value):
             errors.append(f"{key}={value}: must be a number, not NaN")
             continue
+        if isinstance(value, float) and math.isinf(value) and not f.metadata.get("allow_inf"):
+            errors.append(f"{key}={value}: must be a finite number")
+            continue
         for bound, limit in f.metadata.items():
             if bound in _BOUND_OK and not _BOUND_OK[bound](value, limit):
                 errors.append(f"{key}={value}: must be {_BOUND_TEXT[bound]} {limit}")
@@ -96,8 +99,13 @@ def _cross_errors(cfg: Config) -> list[str]:
             f"must be >= task.arithmetic.min_operand={t.arithmetic.min_operand}"
         )
     bad_ops = [op for op in t.arithmetic.ops if op not in ("+", "-", "*")]
-    if bad_ops:
-        errors.append(f"task.arithmetic.ops={t.arithmetic.ops}: each must be one of +, -, *")
+    if bad_ops or not t.arithmetic.ops:
+        errors.append(f"task.arithmetic.ops={list(t.arithmetic.ops)}: one or more of +, -, *")
+    if m.path is None and r.max_new_tokens >= m.max_position_embeddings:
+        errors.append(
+            f"rollout.max_new_tokens={r.max_new_tokens}: the tiny model sees at most "
+            f"model.max_position_embeddings={m.max_position_embeddings} positions, prompt and completion together; "
+            "raise model.max_position_embeddings or lower the completion length")
     kk = t.knights_knaves
     if kk.style not in ("compact", "natural"):
         errors.append(f"task.knights_knaves.style={kk.style!r}: must be compact or natural")

@@ -50,7 +50,8 @@ class NTHRConfig:
         False, "Scale the advantage of negative tokens whose NTHR score exceeds τ (mixed groups only)."
     )
     beta: float = knob(
-        1.0, "NTHR β: τ = β·min_i s̄⁺_i; -inf scales every negative token (ablation {-inf,0,0.1,1}).", valid=_beta_error
+        1.0, "NTHR β: τ = β·min_i s̄⁺_i; -inf scales every negative token (ablation {-inf,0,0.1,1}).",
+        valid=_beta_error, allow_inf=True
     )
     eta: Any = knob(
         "auto",
