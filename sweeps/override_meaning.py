@@ -106,8 +106,12 @@ def check_effect(cfg: Any, overrides: Sequence[str], is_group) -> list[str]:
     as counting only when something is on, and that something is off. Switches (``*.enabled``) and
     keys that never count (seed, launcher, paths, …) are the user's to set."""
     errors = []
-    for line, o in zip(overrides, parse_overrides(overrides)):
+    parsed = list(zip(overrides, parse_overrides(overrides)))
+    last = {o.key_or_group: i for i, (_, o) in enumerate(parsed)}
+    for i, (line, o) in enumerate(parsed):
         key = o.key_or_group
+        if last[key] != i:
+            continue  # a later override of the key replaces this one (Hydra applies them in order)
         if o.is_delete() or key == "hydra" or key.startswith("hydra.") or is_group(key) or key.endswith(".enabled"):
             continue
         try:

@@ -72,7 +72,7 @@ def test_non_finite_loss_fails_the_run_with_step_and_cause(tmp_path, monkeypatch
     from trainer.tasks.arithmetic import ArithmeticTask
 
     monkeypatch.setattr(ArithmeticTask, "reward", lambda self, completion, example: float("nan"))
-    cfg = compose(fast_overrides(tmp_path, steps=3) + ["sft.steps=0"])
+    cfg = compose([o for o in fast_overrides(tmp_path, steps=3) if not o.startswith("sft.")] + ["sft.steps=0"])
     summary = run_training(cfg, tmp_path / "run", log=lambda *a: None)
     assert summary.status == "failed"
     assert summary.error["step"] == 1

@@ -42,6 +42,7 @@ DISABLERS = {
     "batching.seqlen_partitions": lambda c: None,
     "diagnostics.prob_bins": lambda c: setattr(c.diagnostics, "every", 0),
     "sft.*": lambda c: setattr(c.sft, "enabled", False),
+    "sft.steps": lambda c: setattr(c.sft, "enabled", False),
     **{f"{f.key}.*": (lambda c: None) for f in registry.FEATURES.values()},
     **{f"{loss.key}.*": (lambda c: None) for loss in registry.LOSSES.values() if loss.config is not None},
 }

@@ -84,3 +84,11 @@ def test_dry_run_runs_every_check_the_submit_runs_and_prints_no_traceback(tmp_pa
     assert out.returncode == 2, out.stdout + out.stderr
     assert expected in out.stderr and "Traceback" not in out.stderr, out.stderr
     assert not (tmp_path / "sweeps").exists()
+
+
+def test_a_switch_and_a_replaced_override_are_not_refused():
+    # sft.steps=0 is what turns the warm start off; the earlier sft.steps=30 is replaced, not ignored
+    cfg = compose(["sft.steps=30", "sft.steps=0"])
+    assert cfg.sft.steps == 0
+    with pytest.raises(ConfigError, match=r"sft.batch_size=32: has no effect here"):
+        compose(["sft.steps=0", "sft.batch_size=32"])

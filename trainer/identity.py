@@ -71,6 +71,7 @@ def result_keys() -> tuple[tuple[str, Counts], ...]:
         ("batching.seqlen_partitions", lambda c: c.batching.mode == "seqlen_balanced"),
         ("diagnostics.prob_bins", lambda c: c.diagnostics.every > 0),
         ("sft.enabled", always),
+        ("sft.steps", lambda c: c.sft.enabled),  # a switch too: sft.steps=0 turns the warm start off
         ("sft.*", _sft_used),
         *_variant_keys(),
         # ---- always: everything else of what a run computes and records
