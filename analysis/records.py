@@ -60,21 +60,41 @@ def _is_number(v) -> bool:
 
 
 def load_records(sweep_dir) -> pd.DataFrame:
-    """One row per run (any dir below ``sweep_dir`` holding ``meta.json``).
+    """One row per run of the sweep's plan (``sweep.json``), or, for a dir without a plan, per
+    dir below ``sweep_dir`` holding ``meta.json``.
 
+    A planned run with no record yet is a row of status ``missing``; a record found under the sweep
+    dir that the plan does not name is left out, with a warning naming it (never pooled). The
+    swept values come from the plan (an ``--append`` may have added keys), else from ``meta.json``.
     Columns: the base identity columns, one column per swept key (NaN where a run
     lacks it) and every numeric summary key. ``df.attrs["swept_keys"]`` is the
     first-seen union of swept keys without ``seed`` (seeds are replicates, not
     cells); ``df.attrs["metric_keys"]`` lists the numeric summary keys.
     """
     root = Path(sweep_dir)
+    plan = load_plan(root)
+    planned = {r["name"]: r for r in plan.get("runs") or [] if isinstance(r, dict) and isinstance(r.get("name"), str)}
+    found = sorted(root.rglob(META_FILE))
+    if planned:
+        paths = SweepPaths(root)
+        unplanned = [p.parent for p in found if p.parent.parent != paths.runs or p.parent.name not in planned]
+        if unplanned:
+            shown = ", ".join(str(d.relative_to(root)) for d in unplanned[:5])
+            warnings.warn(f"{root}: {len(unplanned)} run records are not in its plan (sweep.json) and are left out "
+                          f"of the table: {shown}{' ...' if len(unplanned) > 5 else ''}", stacklevel=2)
+        found = [paths.run(name) / META_FILE for name in planned]
     runs = []
-    for meta_path in sorted(root.rglob(META_FILE)):
+    for meta_path in found:
         run_dir = meta_path.parent
+        entry = planned.get(run_dir.name, {})
         row = {"run_dir": str(run_dir), "run_id": run_dir.name, "status": RunStatus.missing.value}
         meta = _read_json(meta_path)
+        plan_swept = entry.get("swept") if isinstance(entry.get("swept"), dict) else {}
         if meta is None:
-            runs.append((row, {}, None))
+            if entry:
+                row["config_hash"], _, seed = run_dir.name.rpartition("_s")
+                row["seed"] = int(seed) if seed.isdigit() else None
+            runs.append((row, plan_swept, None))
             continue
         for key in ("run_id", "cell_id", "config_hash", "seed", "label"):
             if key in meta:
@@ -82,11 +102,12 @@ def load_records(sweep_dir) -> pd.DataFrame:
         if "label" not in meta and "variant" in meta:  # a record of identity version 1: its typed label
             row["label"] = meta["variant"]
         swept = meta.get("swept") or {}
+        swept = {**(swept if isinstance(swept, dict) else {}), **plan_swept}
         summary = _read_json(RunRecord(run_dir, writable=False).summary_path)
         if summary is not None:
             row["status"] = str(summary.get("status", RunStatus.missing.value))
-        runs.append((row, swept if isinstance(swept, dict) else {}, summary))
-    return records_frame(runs, load_plan(root))
+        runs.append((row, swept, summary))
+    return records_frame(runs, plan)
 
 
 def records_frame(runs, plan: dict) -> pd.DataFrame:

@@ -26,13 +26,14 @@ def submit_child(sweep_dir_root: str, cells: int) -> None:
     import submitit
 
     from sweeps.job import CellJob
-    from sweeps.plan import make_plan, write_plan
+    from sweeps.plan import make_plan
+    from sweeps.plan_owner import claim
 
     t_imports = time.perf_counter()
     overrides = [*fast(Path(sweep_dir_root)), "sweep.id=submit", f"seed=range(0,{cells})"]
     plan = make_plan(overrides)
     t_plan = time.perf_counter()
-    write_plan(plan, ["grpolab", "sweep", *overrides])
+    claim(plan, ["grpolab", "sweep", *overrides])
     t_written = time.perf_counter()
     executor = submitit.LocalExecutor(folder=str(plan.sweep_dir / "logs" / "%j"))  # as launch_local
     executor.update_parameters(timeout_min=24 * 60)

@@ -3,7 +3,8 @@
     grpolab train [overrides...]             one run, in this process
     torchrun --nproc_per_node N -m sweeps.cli train engine=deepspeed_zero2 ...
                                              one run over N ranks (rank 0 writes the record)
-    grpolab sweep [-m] [overrides...]        every cell of a grid, then the ablation table
+    grpolab sweep [-m] [--append] [overrides...]
+                                             every cell of a grid, then the ablation table
     grpolab sweep --detach launcher=slurm .. submit the grid as one SLURM job array and return
     grpolab status <sweep>                   each cell's state and the sweep's progress
     grpolab collect <sweep>                  wait for every cell to end, then the ablation table
@@ -20,13 +21,16 @@ Overrides use Hydra's grammar (``algorithm.kl.coef=0,0.05``, ``algorithm=gspo``)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import sys
+import warnings
 from pathlib import Path
 
 # Module level: only what stays light (no torch, no Hydra), so `grpolab status` and `table` start fast;
 # each command imports the heavy parts it needs.
 from trainer.knobs import ConfigError
+from trainer.locks import RunBusy
 from trainer.run_record import RUNS_DIR, SWEEP_PLAN_FILE, RunStatus, SweepPaths, atomic_write_text, sweep_root
 
 
@@ -78,31 +82,45 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_sweep(args) -> int:
-    from sweeps.plan import make_plan, write_plan
+    from sweeps.plan import make_plan
+    from sweeps.plan_owner import read_existing, reconcile, write
     from sweeps.preflight import preflight
+    from trainer.locks import sweep_lock
 
     plan = make_plan(args.overrides)
     preflight(r.cfg for r in plan.runs)  # every check the submit runs, before anything is written
     launcher = plan.runs[0].cfg.launcher.name.value if plan.runs else "local"
-    skipped = len(plan.runs) - len(plan.to_run)
-    print(f"sweep {plan.sweep_id}: {len(plan.runs)} runs over {plan.grid.keys} "
-          f"({len(plan.to_run)} to run, {skipped} already completed) -> {plan.sweep_dir}")
-    _print_warnings([r.cfg for r in plan.runs])
-    if args.dry_run:
-        for r in plan.runs:
-            print(f"  {r.name} [{r.status}] {' '.join(r.overrides)}")
-        return 0
     if launcher == "local" and args.detach:
         raise ConfigError("--detach needs launcher=slurm (local cells are child processes of this command)")
-    write_plan(plan, ["grpolab", "sweep", *args.overrides])
+    command = ["grpolab", "sweep", *(["--append"] if args.append else []), *args.overrides]
+    # the plan lock: sweep.json (and jobs.json on SLURM) have one writer; a second invocation waits here
+    with sweep_lock(plan.sweep_dir) if not args.dry_run or plan.sweep_dir.exists() else _nothing():
+        ownership = reconcile(plan, command, read_existing(plan), args.append)
+        skipped = len(plan.runs) - len(plan.to_run)
+        held = len(ownership.plan["runs"])
+        print(f"sweep {plan.sweep_id}: {len(plan.runs)} runs over {plan.grid.keys} "
+              f"({len(plan.to_run)} to run, {skipped} already completed) -> {plan.sweep_dir}")
+        if ownership.kind != "new":
+            verb = {"resume": "resumes", "append": "appends to"}[ownership.kind]
+            if args.dry_run:
+                verb = {"resume": "would resume", "append": "would append to"}[ownership.kind]
+            print(f"this command {verb} the sweep's plan ({held} cells, {len(ownership.plan['history'])} "
+                  "invocations in its history)")
+        _print_warnings([r.cfg for r in plan.runs])
+        if args.dry_run:
+            for r in plan.runs:
+                print(f"  {r.name} [{r.status}] {' '.join(r.overrides)}")
+            return 0
+        write(plan, ownership)
+        if launcher != "local":
+            from sweeps.launch_slurm import submit_slurm
+
+            report = submit_slurm(plan)
     if launcher == "local":
         from sweeps.launch_local import launch_local
 
         statuses = launch_local(plan)
         return _finish(plan.sweep_dir, {n: str(s) for n, s in statuses.items() if s != RunStatus.completed})
-    from sweeps.launch_slurm import submit_slurm
-
-    report = submit_slurm(plan)
     print(f"sweep {plan.sweep_id}: {report.describe()}")
     if report.submitted:
         arrays = sorted({j.split("_")[0] for j in report.submitted.values()})
@@ -112,6 +130,11 @@ def _cmd_sweep(args) -> int:
         print(f"sweep id: {plan.sweep_id}")
         return 0
     return _collect(plan.sweep_dir, timeout_s=None, poll_s=5.0)
+
+
+@contextlib.contextmanager
+def _nothing():
+    yield
 
 
 def _finish(sweep_dir: Path, failed: dict) -> int:
@@ -191,6 +214,8 @@ COMMANDS = {"tune": _cmd_tune, "train": _cmd_train, "sweep": _cmd_sweep, "config
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # a reader's warning (an unplanned record, a corrupt file) is one plain line, not a source excerpt
+    warnings.formatwarning = lambda message, category, *_args, **_kw: f"warning: {message}\n"
     if argv and argv[0] in ANALYSIS:  # their own argument parsers
         import importlib
 
@@ -204,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("sweep", help="run a grid of cells, then print the ablation table")
     p.add_argument("-m", "--multirun", action="store_true", help="accepted for Hydra familiarity; sweeps always expand")
     p.add_argument("--dry-run", action="store_true", help="compose and validate every cell, list them, run nothing")
+    p.add_argument("--append", action="store_true",
+                   help="add this command's cells to an existing sweep's plan (its history is kept)")
     p.add_argument("--detach", action="store_true",
                    help="launcher=slurm: submit the job array and return at once (then grpolab status / collect)")
     p.add_argument("overrides", nargs="*")
@@ -231,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
+    except (RunBusy, TimeoutError) as e:  # another process owns what this command would write
+        print(f"busy: {e}", file=sys.stderr)
+        return 4
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from typing import Optional
 
 from trainer.config import Config
 from trainer.identity import run_meta, to_dict
+from trainer.locks import RunBusy
 from trainer.run_record import Meta, RunRecord, RunStatus, Summary
 
 
@@ -76,6 +77,13 @@ def export_rank_env() -> int:
 
 
 @dataclass
+class Busy:
+    """A cell's result when another process held its run dir: it ran nothing and wrote nothing."""
+
+    run_dir: str
+
+
+@dataclass
 class CellJob:
     cfg: Config
     run_dir: str
@@ -91,7 +99,7 @@ class CellJob:
 
         self.__dict__.update({**state, "cfg": config_from_dict(state["cfg"])})
 
-    def __call__(self) -> Summary:
+    def __call__(self) -> Summary | Busy:
         t_call = time.time()
         stop = StopFlag()
         stop.install()  # first: a signal during the imports below must not be lost
@@ -115,7 +123,11 @@ class CellJob:
             return summary
         job_t0 = os.environ.get("GRPOLAB_JOB_T0")  # set by the sbatch script's first line
         meta = dataclasses.replace(self.meta or run_meta(self.cfg, self.run_dir), slurm_job_id=slurm_job_id())
-        summary = run_training(self.cfg, Path(self.run_dir), meta, log=log, should_stop=stop)
+        try:
+            summary = run_training(self.cfg, Path(self.run_dir), meta, log=log, should_stop=stop)
+        except RunBusy as e:  # another invocation is running this cell: leave it to that one
+            log(f"[grpolab] {e}")
+            return Busy(self.run_dir)
         if summary.timing is not None and rank == 0:
             summary.timing["job_imports_s"] = t_imported - t_call
             if job_t0:

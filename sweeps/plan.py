@@ -1,7 +1,8 @@
 """Turn a command line into a validated sweep plan: every cell composed and checked up front.
 
-A plan is written to ``<sweep_dir>/sweep.json`` before anything runs; cells whose run record
-already says ``completed`` (same config hash and seed) are skipped on a re-run.
+A plan is written to ``<sweep_dir>/sweep.json`` before anything runs (``sweeps.plan_owner``: the
+sweep dir belongs to its plan); cells whose run record already says ``completed`` (same config hash
+and seed) are skipped on a re-run.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from sweeps.override_meaning import check_effect, check_keys
 from trainer.config import Config
 from trainer.identity import config_hash, run_meta
 from trainer.knobs import ConfigError
-from trainer.provenance import code_version
 from trainer.run_record import (
     IDENTITY_VERSION,
     META_FILE,
@@ -29,7 +29,6 @@ from trainer.run_record import (
     RunRecord,
     RunStatus,
     SweepPaths,
-    atomic_write_json,
     read_json_object,
     sweep_root,
 )
@@ -173,17 +172,3 @@ def _refuse_other_identity_versions(plan: SweepPlan) -> None:
             f"sweep.id={plan.sweep_id}: {plan.sweep_dir} holds runs recorded under another identity version "
             f"({found}; this grpolab names cells by version {IDENTITY_VERSION}, docs/run-record.md), which this "
             "plan would neither resume nor keep apart in its table: use a new sweep.id, or move that directory aside")
-
-
-def write_plan(plan: SweepPlan, command: list[str]) -> None:
-    atomic_write_json(plan.paths.plan, {
-        "sweep_id": plan.sweep_id,
-        "command": command,
-        "swept_keys": plan.grid.keys,
-        "base_overrides": list(plan.grid.base),
-        "code_version": code_version(),
-        "launcher": plan.runs[0].cfg.launcher.name.value if plan.runs else None,
-        "runs": [{"name": r.name, "overrides": r.overrides, "swept": r.swept, "steps": r.cfg.train.steps}
-                 for r in plan.runs],
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    })

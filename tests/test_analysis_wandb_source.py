@@ -156,7 +156,8 @@ def sweep(tmp_path_factory):
     the run records and, written live by the trainer's tracker hook, the offline W&B runs."""
     import os
 
-    from sweeps.plan import make_plan, write_plan
+    from sweeps.plan import make_plan
+    from sweeps.plan_owner import claim
     from tests.conftest import fast_overrides
     from trainer.run import run_training
 
@@ -164,7 +165,7 @@ def sweep(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("wbsrc")
     plan = make_plan([*fast_overrides(tmp, steps=2), "tracker=wandb", "tracker.mode=offline",
                       "algorithm.kl.coef=0.05,0.0", "seed=0,1", f"sweep.id={SWEEP_ID}"])
-    write_plan(plan, ["pytest"])
+    claim(plan, ["pytest"])
     for run in plan.runs:
         summary = run_training(run.cfg, plan.sweep_dir / "runs" / run.name, plan.meta_for(run), log=lambda *a: None)
         assert summary.status == "completed", summary.error

@@ -157,7 +157,8 @@ def test_submit_records_each_cells_job_and_a_rerun_skips_the_queued_one(tmp_path
     import pickle
 
     from sweeps.launch_slurm import submit_slurm
-    from sweeps.plan import make_plan, write_plan
+    from sweeps.plan import make_plan
+    from sweeps.plan_owner import claim
     from sweeps.status import CellState, sweep_status
     from trainer.provenance import code_version
 
@@ -165,7 +166,7 @@ def test_submit_records_each_cells_job_and_a_rerun_skips_the_queued_one(tmp_path
     args = [f"paths.output_root={tmp_path}/out", "sweep.id=s", "launcher=slurm", "launcher.snapshot_code=false",
             "seed=0,1"]
     plan = make_plan(args)
-    write_plan(plan, ["grpolab", "sweep", *args])  # as grpolab sweep does before submitting
+    claim(plan, ["grpolab", "sweep", *args])  # as grpolab sweep does before submitting
     a, b = (r.name for r in plan.runs)
     report = submit_slurm(plan)
     assert report.submitted == {a: "100_0", b: "100_1"} and report.missing == [a, b]

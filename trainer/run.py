@@ -24,6 +24,7 @@ from trainer import checkpoint, distributed
 from trainer.engine import build_engine
 from trainer.grpo import GRPOTrainer, NonFiniteLoss
 from trainer.identity import config_hash, to_dict
+from trainer.locks import RunBusy, try_run_lock
 from trainer.modeling import load_policy, load_tokenizer
 from trainer.rollout import build_rollout
 from trainer.rollout.sharded import ShardedRollout
@@ -104,6 +105,8 @@ def run_training(
     run is labelled by its directory name. ``should_stop`` is polled after every step: when it
     returns True the run checkpoints and returns with status ``preempted`` (a launcher requeues
     it). ``reporter(step, eval_accuracy) -> prune`` is asked at eval steps (``grpolab tune``).
+    ``RunBusy`` (``trainer.locks``), before anything is written, when another process is writing
+    ``run_dir``.
     """
     t_start = time.time()
     validate(cfg)
@@ -111,6 +114,23 @@ def run_training(
     if not main:  # rank 0 logs and writes the record; the others only train
         log = _quiet
     record = RunRecord(run_dir, writable=main)
+    lock = None
+    if main:  # one writer per run dir: taken before the record is read, released after its last write
+        try:
+            lock = try_run_lock(record.dir)
+        except RunBusy:
+            lock = None
+    if distributed.broadcast_object(main and lock is None):
+        raise RunBusy(record.dir)
+    try:
+        return _run_locked(cfg, record, meta, log, should_stop, resume, reporter, main, t_start)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_locked(cfg, record: RunRecord, meta, log, should_stop, resume, reporter, main: bool,
+                t_start: float) -> Summary:
     start = distributed.broadcast_object(begin(cfg, record, resume, meta, log) if main else None)
     if start.done is not None:
         return start.done
@@ -131,7 +151,7 @@ def run_training(
                                "traceback": traceback.format_exc(limit=8)}
         log(f"[{state.name}] FAILED at step {state.step}: {type(e).__name__}: {e}")
         if not main:  # rank 0 does not know
-            write_rank_error(run_dir, state.summary.error)
+            write_rank_error(record.dir, state.summary.error)
     except BaseException:
         state.summary.status = RunStatus.preempted
         state.summary.error = {"step": state.step, "cause": "interrupted"}
