@@ -35,14 +35,20 @@ class SweepGrid:
 def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, tuple[str, ...]]]:
     """(plain overrides, {key: sweep values}) from command-line overrides. A grid takes lists,
     ``range()`` and ``choice()``; an ``interval()`` has no values to enumerate (it is a search
-    space: ``grpolab tune``), and is refused."""
+    space: ``grpolab tune``) and a ``glob()`` picks options by pattern: both are refused."""
     plain, swept = [], {}
     for text, o in zip(overrides, parse_overrides(overrides)):
         if o.is_sweep_override():
             if o.is_interval_sweep():
                 raise ConfigError(f"{text}: an interval is a search space, not a grid; sweep a list (key=a,b,c), "
                                   "range(start,stop[,step]) or choice(a,b), or search it with grpolab tune")
-            swept[o.get_key_element()] = tuple(o.sweep_string_iterator())
+            if type(o.value()).__name__ == "Glob":  # Hydra has no is_glob()
+                raise ConfigError(f"{text}: glob() picks config-group options by pattern, which a grid does not "
+                                  "expand; list the options (key=a,b,c)")
+            try:
+                swept[o.get_key_element()] = tuple(o.sweep_string_iterator())
+            except Exception as e:  # Hydra's grammar raises its own kinds: one line, not a traceback
+                raise ConfigError(f"{text}: cannot expand this sweep ({e})") from None
         else:
             plain.append(text)
     return plain, swept
