@@ -2,7 +2,8 @@
 (the same Job API the SLURM launcher uses), ``launcher.max_parallel`` at a time, with progress.
 
 Progress is read from the run records themselves (lines in ``metrics.jsonl``), so it shows the
-same truth the table will be built from.
+same truth the table will be built from. Each job starts with ``launcher.env`` in its environment,
+and its files are its owner's only (``sweeps.job_env``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sweeps.job import CellJob
+from sweeps.job_env import job_environment, private_files
 from sweeps.plan import SweepPlan
 from trainer.run_record import RunRecord, RunStatus, Summary
 
@@ -33,9 +35,14 @@ def _steps_done(run_dir: Path) -> int:
 def launch_local(plan: SweepPlan, console: Console | None = None, poll_s: float = 1.0) -> dict[str, RunStatus]:
     """Run every pending cell; return {run name: final status}."""
     console = console or Console(stderr=True)
-    runs = plan.to_run
-    if not runs:
+    if not plan.to_run:
         return {}
+    with private_files():
+        return _launch(plan, console, poll_s)
+
+
+def _launch(plan: SweepPlan, console: Console, poll_s: float) -> dict[str, RunStatus]:
+    runs = plan.to_run
     parallel = runs[0].cfg.launcher.max_parallel
     executor = submitit.LocalExecutor(folder=str(plan.paths.logs / "%j"))
     executor.update_parameters(timeout_min=24 * 60)
@@ -54,7 +61,8 @@ def launch_local(plan: SweepPlan, console: Console | None = None, poll_s: float 
             while queue and len(active) < parallel:
                 run = queue.pop(0)
                 run_dir = plan.paths.run(run.name)
-                job = executor.submit(CellJob(run.cfg, str(run_dir), plan.meta_for(run)))
+                with job_environment(run.cfg.launcher.env):
+                    job = executor.submit(CellJob(run.cfg, str(run_dir), plan.meta_for(run)))
                 active[run.name] = (job, run_dir)
                 swept = ", ".join(f"{k}={v}" for k, v in run.swept.items())
                 console.print(f"[start] {run.name}  {swept}", markup=False)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sweeps.job import CellJob
+from sweeps.job_env import private_files
 from sweeps.plan import PlanStatus, SweepPlan
 from sweeps.status import ACTIVE, read_jobs, slurm_states, write_jobs
 from trainer.config import LauncherConfig
@@ -170,17 +171,18 @@ def submit_slurm(plan: SweepPlan) -> SubmitReport:
     if code_dir is not None and sys.version_info < (3, 11):
         print("warning: launcher.snapshot_code needs Python 3.11 (python -P) to take precedence over the "
               "submit directory; jobs may import the live tree", file=sys.stderr)
-    executor = make_executor(launcher, plan.sweep_id, paths.logs / "%j", code_dir)
-    try:
-        with executor.batch():
-            handles = [
-                executor.submit(CellJob(run.cfg, str(paths.run(run.name).resolve()),
-                                        dataclasses.replace(plan.meta_for(run), code_version=version)))
-                for run in todo
-            ]
-    except Exception as e:  # sbatch's refusal (bad partition, account, ...) is the user's to read
-        raise ConfigError(f"sbatch refused the job array (check the launcher.* options); nothing was submitted:"
-                          f"\n{e}") from None
+    with private_files():  # the pickles, the sbatch script (its exports hold launcher.env) and the job's files
+        executor = make_executor(launcher, plan.sweep_id, paths.logs / "%j", code_dir)
+        try:
+            with executor.batch():
+                handles = [
+                    executor.submit(CellJob(run.cfg, str(paths.run(run.name).resolve()),
+                                            dataclasses.replace(plan.meta_for(run), code_version=version)))
+                    for run in todo
+                ]
+        except Exception as e:  # sbatch's refusal (bad partition, account, ...) is the user's to read
+            raise ConfigError(f"sbatch refused the job array (check the launcher.* options); nothing was "
+                              f"submitted:\n{e}") from None
     for run, job in zip(todo, handles):
         jobs.setdefault(run.name, []).append(job.job_id)
         report.submitted[run.name] = job.job_id

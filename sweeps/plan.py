@@ -33,6 +33,7 @@ from trainer.run_record import (
     read_json_object,
     sweep_root,
 )
+from trainer.secrets import redact_overrides, redact_value
 
 
 class PlanStatus(str, Enum):
@@ -176,14 +177,16 @@ def _refuse_other_identity_versions(plan: SweepPlan) -> None:
 
 
 def write_plan(plan: SweepPlan, command: list[str]) -> None:
+    """``sweep.json``: the plan as a record, secrets redacted (``trainer.secrets``; the runs' configs keep them)."""
     atomic_write_json(plan.paths.plan, {
         "sweep_id": plan.sweep_id,
-        "command": command,
+        "command": redact_overrides(command),
         "swept_keys": plan.grid.keys,
-        "base_overrides": list(plan.grid.base),
+        "base_overrides": redact_overrides(plan.grid.base),
         "code_version": code_version(),
         "launcher": plan.runs[0].cfg.launcher.name.value if plan.runs else None,
-        "runs": [{"name": r.name, "overrides": r.overrides, "swept": r.swept, "steps": r.cfg.train.steps}
+        "runs": [{"name": r.name, "overrides": redact_overrides(r.overrides),
+                  "swept": {k: redact_value(k, v) for k, v in r.swept.items()}, "steps": r.cfg.train.steps}
                  for r in plan.runs],
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     })

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Dict, List, Optional
 
-from trainer.knobs import knob
+from trainer.knobs import knob, safe_name
 
 
 class LauncherName(str, Enum):
@@ -91,7 +91,9 @@ class TuneConfig:
     storage: Optional[str] = knob(
         None, "null = SQLite under the sweep dir; journal:PATH (SLURM, shared FS); any RDB URL."
     )
-    study_name: Optional[str] = knob(None, "null = the sweep id.")
+    study_name: Optional[str] = knob(
+        None, "Study name, the directory <output_root>/tune/<name>: letters, digits, ._- (null = the sweep id).",
+        valid=safe_name)
     workers: int = knob(1, "Concurrent trial workers.", ge=1)
 
 
@@ -99,7 +101,9 @@ class TuneConfig:
 class SweepConfig:
     params: Dict[str, str] = knob({}, "Swept keys → Hydra sweep values, e.g. {algorithm.kl.coef: '0,0.05'}.")
     seeds: List[int] = knob([0], "Replication axis: every cell runs once per seed.")
-    id: Optional[str] = knob(None, "Sweep id (dir name); null = timestamp.")
+    id: Optional[str] = knob(
+        None, "Sweep id, the directory <output_root>/sweeps/<id>: 1-100 of letters, digits, ._-, not starting with "
+        ". or - (null = a timestamp).", valid=safe_name)
 
 
 @dataclass
