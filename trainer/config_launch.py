@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Dict, List, Optional
 
-from trainer.knobs import knob, safe_name
+from trainer.knobs import knob
+from trainer.safe_text import safe_name
 
 
 class LauncherName(str, Enum):
@@ -51,8 +52,10 @@ class LauncherConfig:
     constraint: Optional[str] = knob(None, "Node features required (sbatch --constraint), e.g. 'a100&ib'.")
     sbatch_extra: Dict[str, str] = knob(
         {}, "More sbatch options as {option: value} (e.g. {reservation: myres, mail-type: END}); names are checked, "
-        "values are shell-quoted, newlines are refused.")
-    env: Dict[str, str] = knob({}, "Environment variables exported (quoted) in each job, e.g. {HF_HOME: /scratch/hf}.")
+        "values are shell-quoted, control characters are refused.")
+    env: Dict[str, str] = knob(
+        {}, "Environment of each job (exported, quoted, in the sbatch script; set for a local job's process), e.g. "
+        "{HF_HOME: /scratch/hf, HF_TOKEN: ...}; its values are never recorded (<redacted> in records and W&B).")
     signal_delay_s: int = knob(
         120, "SLURM sends USR2 this many seconds before the time limit: the job checkpoints at the next step "
         "boundary and requeues itself (so a step must fit in it).", ge=10)

@@ -7,9 +7,8 @@ Stdlib only: the schema's sections (``trainer.config``, and each variant's own s
 from __future__ import annotations
 
 import copy
-import re
 from dataclasses import field
-from typing import Any, Optional
+from typing import Any
 
 
 class ConfigError(ValueError):
@@ -30,13 +29,3 @@ def knob(default: Any, help: str, **bounds: Any) -> Any:
 def section(cls: type, help: str) -> Any:
     return field(default_factory=cls, metadata={"help": help})
 
-
-_SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
-
-
-def safe_name(value: Optional[str]) -> Optional[str]:
-    """A ``valid=`` check for a name that becomes a directory and a job name (``sweep.id``): what
-    would be valid when ``value`` is not, None when it is (or is unset)."""
-    if value is None or (isinstance(value, str) and _SAFE_NAME.fullmatch(value)):
-        return None
-    return "must be 1-100 of letters, digits, '.', '_', '-', not starting with '.' or '-' (it names a directory)"

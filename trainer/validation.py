@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
-from pathlib import PurePath
-from typing import Any, Iterator
+from typing import Any
 
 from trainer import registry
 from trainer.batching import MINIBATCHERS
 from trainer.config import Config, OldLogpSource, RolloutBackend, TaskName
 from trainer.knobs import ConfigError
+from trainer.safe_text import config_strings, env_name_error, shown, text_error
 
 _BOUND_TEXT = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
 _BOUND_OK = {
@@ -30,13 +29,13 @@ _BOUND_OK = {
 
 
 def validate(cfg: Config) -> Config:
-    """Raise ``ConfigError`` listing every bad key (not just the first); return ``cfg`` if fine."""
+    """Raise ``ConfigError`` listing every bad key (not just the first), one line each; return ``cfg`` if fine."""
     errors = _range_errors(cfg, "")
     errors += _text_errors(cfg, {e.split("=", 1)[0] for e in errors}) + _cross_errors(cfg)
     if cfg.algorithm.loss in registry.LOSSES:  # the variant rules start from the selected loss
         errors += _variant_errors(cfg)
     if errors:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+        raise ConfigError("\n".join(errors))
     return cfg
 
 
@@ -50,7 +49,7 @@ def _range_errors(obj: Any, prefix: str) -> list[str]:
             continue
         valid = f.metadata.get("valid")
         if valid is not None and valid(value) is not None:
-            errors.append(f"{key}={value!r}: {valid(value)}")
+            errors.append(f"{key}={shown(value)}: {valid(value)}")
             continue
         if value is None or not isinstance(value, (int, float)) or isinstance(value, bool):
             continue
@@ -67,51 +66,11 @@ def _range_errors(obj: Any, prefix: str) -> list[str]:
 
 
 # ---------------------------------------------------------------- strings that reach a script or a file name
-# C0 controls, DEL, C1 controls (NEL), and the line/paragraph separators that Python and YAML break lines at.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-# Free text, never a path, a name or a script line: a prompt may hold newlines.
-FREE_TEXT = ("task.jsonl.prompt_template",)
-# Paths grpolab creates or opens: every part must fit a file name (NAME_MAX), the whole must leave
-# room below PATH_MAX (4096) for what grpolab puts under it (sweeps/<id>/runs/<run>/wandb/...).
-PATH_KEYS = ("paths.output_root", "paths.cache_dir", "model.path", "task.jsonl.path", "task.jsonl.eval_path",
-             "engine.ds_config")
-_NAME_MAX, _PATH_ROOM = 255, 3500
-
-
-def _strings(value: Any, key: str) -> Iterator[tuple[str, str]]:
-    """(key, text) of every string of a config: leaves, list items, mapping keys and values."""
-    if dataclasses.is_dataclass(value):
-        for f in dataclasses.fields(value):
-            yield from _strings(getattr(value, f.name), f"{key}.{f.name}" if key else f.name)
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            sub = f"{key}.{k if isinstance(k, str) and not _CONTROL.search(k) else repr(k)}"
-            yield sub, str(k)
-            yield from _strings(v, sub)
-    elif isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            yield from _strings(v, f"{key}[{i}]")
-    elif isinstance(value, str):
-        yield key, value
-
-
 def _text_errors(cfg: Config, reported: set[str]) -> list[str]:
-    """Control characters in any string but free text (a newline in a value written into an sbatch
-    script ends its line: the rest runs as a command, and the #SBATCH lines after it are dropped),
-    and paths too long to create; keys in ``reported`` have an error already."""
-    errors = []
-    for key, text in _strings(cfg, ""):
-        if key in reported:
-            continue
-        if key not in FREE_TEXT and _CONTROL.search(text):
-            errors.append(f"{key}={text!r}: control characters (newline, tab, escape, ...) are not allowed")
-        elif key in PATH_KEYS:
-            size = len(text.encode("utf-8", "surrogateescape"))
-            if size > _PATH_ROOM or any(len(p.encode("utf-8", "surrogateescape")) > _NAME_MAX
-                                        for p in PurePath(text).parts):
-                errors.append(f"{key}={text[:60]!r}... ({size} bytes): each part of a path must be at most "
-                              f"{_NAME_MAX} bytes, and the whole at most {_PATH_ROOM}")
-    return errors
+    """Control characters, over-long paths and bad environment names (``trainer.safe_text``); keys in
+    ``reported`` have an error already."""
+    errors = [e for key, text in config_strings(cfg) if key not in reported and (e := text_error(key, text))]
+    return errors + [e for name in cfg.launcher.env if (e := env_name_error("launcher.env", name))]
 
 
 def _cross_errors(cfg: Config) -> list[str]:
