@@ -20,6 +20,7 @@ from sweeps.job import CellJob
 from sweeps.job_env import job_environment, private_files
 from sweeps.plan import SweepPlan
 from trainer.run_record import RunRecord, RunStatus, Summary
+from trainer.secrets import redact_value
 
 _EXITED = ("FINISHED", "COMPLETED")  # submitit's states of a job whose process returned normally
 
@@ -64,7 +65,7 @@ def _launch(plan: SweepPlan, console: Console, poll_s: float) -> dict[str, RunSt
                 with job_environment(run.cfg.launcher.env):
                     job = executor.submit(CellJob(run.cfg, str(run_dir), plan.meta_for(run)))
                 active[run.name] = (job, run_dir)
-                swept = ", ".join(f"{k}={v}" for k, v in run.swept.items())
+                swept = ", ".join(f"{k}={redact_value(k, v)}" for k, v in run.swept.items())
                 console.print(f"[start] {run.name}  {swept}", markup=False)
             for name, (job, run_dir) in list(active.items()):
                 if job.done():

@@ -21,13 +21,15 @@ HEX40 = "0123456789abcdef" * 2 + "01234567"
 
 @pytest.mark.parametrize("key", ["HF_TOKEN", "token", "WANDB_API_KEY", "apiKey", "access-key", "aws_secret_access_key",
                                  "private_key", "DB_PASS", "passwd", "password", "auth", "Authorization", "authToken",
-                                 "credentials", "credential"])
+                                 "credentials", "credential", "OPENAI_KEY", "key", "SSH_KEY", "session_id", "COOKIE",
+                                 "private", "jsonl.api-key"])
 def test_secret_looking_keys(key):
     assert is_secret_key(key)
 
 
 @pytest.mark.parametrize("key", ["max_new_tokens", "prompt_key", "answer_key", "num_kv_heads", "tokenizer", "author",
-                                 "passes", "bypass", "PWD", "HF_HOME", "keyword"])
+                                 "passes", "bypass", "PWD", "HF_HOME", "keyword", "keep", "keys", "monkey",
+                                 "task.jsonl.solution_key", "tokens_per_s"])
 def test_words_that_merely_contain_one_are_not_secret(key):
     assert not is_secret_key(key)
 
@@ -35,13 +37,15 @@ def test_words_that_merely_contain_one_are_not_secret(key):
 @pytest.mark.parametrize("value", ["hf_" + "a1B2" * 9, "sk-proj-" + "x9" * 12, "ghp_" + "Z" * 36,
                                    "github_pat_11AB" + "c" * 30, "xoxb-123-456-abcdefghij", "xoxp-1234567890ab",
                                    "AKIAIOSFODNN7EXAMPLE", HEX40, "bearer " + HEX40.upper(),
-                                   "postgresql://user:hunter2@db.example/optuna"])
+                                   "postgresql://user:hunter2@db.example/optuna", "gho_" + "a" * 36,
+                                   "glpat-" + "x1" * 10, "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig_-Part"])
 def test_secret_looking_values(value):
     assert looks_secret(value)
 
 
 @pytest.mark.parametrize("value", ["hf_home", "sk-short", "ghp_x", HEX40[:39], HEX40 + "0", "gpu", "/scratch/hf",
-                                   "sqlite:///outputs/tune/kl/optuna.db", "journal:/shared/s.journal", "a100&ib"])
+                                   "sqlite:///outputs/tune/kl/optuna.db", "journal:/shared/s.journal", "a100&ib",
+                                   "eyJust.a.word", "glpat-short"])
 def test_ordinary_values_are_not(value):
     assert not looks_secret(value)
 
@@ -232,3 +236,58 @@ def test_a_local_sweep_writes_no_secret_and_its_job_sees_them(tmp_path, monkeypa
     modes = {str(f.relative_to(sweep)): oct(stat.S_IMODE(f.stat().st_mode)) for f in sweep.rglob("*") if f.is_file()}
     assert {m for m in modes.values()} == {"0o600"}, modes
     assert any(Path(p).suffix == ".pkl" for p in modes)
+
+
+# ---------------------------------------------------------------- SLURM: the script is the transport
+def test_a_slurm_job_gets_env_from_its_script_and_no_other_file_holds_a_secret(stub_slurm, capsys, monkeypatch):
+    """The sbatch script exports launcher.env (that is how a SLURM job gets it; the script is 0600);
+    every other file of the sweep holds none of the values, and the job rebuilt from its pickle in
+    that environment has them all."""
+    import subprocess
+
+    from sweeps.cli import main
+
+    work, scripts, record = stub_slurm
+    tag = "ghp_" + "t" * 36
+    args = ["sweep", "--detach", "launcher=slurm", "launcher.snapshot_code=false", "paths.output_root=out",
+            "sweep.id=sec", "seed=0,1", f"tracker.tags=[{tag}]",
+            *(f"+launcher.env.{k}={v}" for k, v in PLANTED.items())]
+    assert main(args) == 0
+    console = capsys.readouterr()
+    needles = [v.encode() for v in (*PLANTED.values(), tag)]
+    sweep = work / "out" / "sweeps" / "sec"
+    files = {f.resolve() for f in sweep.rglob("*") if f.is_file()}
+    [script] = [f for f in files if f.name.endswith("_submission.sh")]
+    assert all(n in script.read_bytes() for n in needles[:3]) and tag.encode() not in script.read_bytes()
+    assert [(str(f), n) for f in files - {script} for n in needles if n in f.read_bytes()] == []
+    assert not any(n.decode() in console.out + console.err for n in needles)
+    assert {oct(stat.S_IMODE(f.stat().st_mode)) for f in files} == {"0o600"}
+
+    assert subprocess.run(["bash", str(scripts / "job.sh")], cwd=work, timeout=60).returncode == 0
+    env = dict(e.split("=", 1) for e in (record / "env").read_bytes().decode().split("\0") if "=" in e)
+    assert {k: env.get(k) for k in PLANTED} == PLANTED  # what srun (the job) starts with
+    [pkl] = [f for f in files if f.name == "100_1_submitted.pkl"]
+    for k in PLANTED:
+        monkeypatch.setenv(k, env[k])
+    assert pickle.loads(pkl.read_bytes()).function.cfg.launcher.env == PLANTED
+
+
+def test_console_lines_and_error_lines_show_no_secret(tmp_path, capsys):
+    from sweeps.cli import main
+
+    planted = [f"+launcher.env.{k}={v}" for k, v in PLANTED.items()]
+    assert main(["sweep", "--dry-run", f"paths.output_root={tmp_path}", "sweep.id=d", *planted]) == 0
+    assert main(["config", f"paths.output_root={tmp_path}", *planted]) == 0
+    bad_value = "hf_" + "n" * 30 + "\nrest"
+    assert main(["config", f"+launcher.env.HF_TOKEN='{bad_value}'"]) == 2
+    assert main(["sweep", "--dry-run", "launcher=slurm", "+launcher.sbatch_extra.comment='x sk-" + "s" * 20
+                 + "\n'"]) == 2
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert [v for v in [*PLANTED.values(), "n" * 30, "s" * 20] if v in text] == []
+    assert f"HF_TOKEN: {REDACTED}" in out.out and f"+launcher.env.DB_PASS={REDACTED}" in out.out  # not vacuous
+    assert out.err.splitlines() == [
+        f"config error: launcher.env.HF_TOKEN='{REDACTED}': control characters (newline, CR, tab, escape, NUL, "
+        "U+2028, ...) are not allowed",
+        f"config error: launcher.sbatch_extra.comment='x {REDACTED}\\n': control characters (newline, CR, tab, "
+        "escape, NUL, U+2028, ...) are not allowed"]

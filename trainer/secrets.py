@@ -5,13 +5,15 @@ jobs' pickles) redact through the same functions before they write. A redacted v
 ``<redacted>``; the key stays, so a record still says that something was set.
 
 - A key is secret-looking when one of these is a whole word of it, in any case and at any depth:
-  ``token``, ``secret``, ``password``/``passwd``/``pass``, ``auth``/``authorization``,
-  ``credential(s)``, ``api_key``/``access_key``/``private_key`` (``HF_TOKEN``, ``DB_PASS``,
-  ``authToken``). ``max_new_tokens`` and ``prompt_key`` are not; no schema key is (a test checks).
+  ``token``, ``key``, ``secret``, ``password``/``passwd``/``pass``, ``auth``/``authorization``,
+  ``credential(s)``, ``cookie``, ``session``, ``private`` (``HF_TOKEN``, ``OPENAI_KEY``,
+  ``DB_PASS``, ``authToken``). ``max_new_tokens``, ``tokenizer``, ``keep`` are not, nor the knobs
+  that name a data field (``prompt_key``: ``DATA_FIELD_KNOBS``); no schema key is (a test checks).
 - ``launcher.env`` values are always redacted: the launcher hands them to the job's environment
   (the sbatch script's exports, the local job's environment), which is where they belong.
 - A value is secret-looking when it holds a known token shape (``SECRET_VALUE``: ``hf_…``,
-  ``sk-…``, ``ghp_…``, ``github_pat_…``, ``xoxb-…``, ``AKIA…``, 40 hex digits as a W&B API key) or
+  ``sk-…``, ``ghp_…``/``gho_…``, ``github_pat_…``, ``xoxb-…``/``xoxp-…``, ``AKIA…``, ``glpat-…``, a
+  JWT ``eyJ….….…``, 40 hex digits as a W&B API key) or
   a URL's password (``postgresql://user:pw@host``). Only the matching part is replaced, and only
   in the sections that never change a result (``FREE_SECTIONS``): elsewhere a value defines the
   run and is recorded as given (a model path may well end in a 40-hex snapshot hash).
@@ -26,13 +28,17 @@ REDACTED = "<redacted>"
 
 # Whole words only: ``(^|non-letter) word (non-letter|$)``; camelCase humps count as word breaks.
 SECRET_KEY = re.compile(
-    r"(^|[^a-z])(api[_-]?key|access[_-]?key|private[_-]?key|secret|password|passwd|pass|token|credentials?|auth"
-    r"|authorization)([^a-z]|$)",
+    r"(^|[^a-z])(api[_-]?key|access[_-]?key|private[_-]?key|key|secret|password|passwd|pass|token|credentials?|auth"
+    r"|authorization|cookie|session|private)([^a-z]|$)",
     re.IGNORECASE,
 )
+# Schema knobs whose value names a field of the data (``task.jsonl``): not secrets, though ``key``
+# is a whole word of them. A new knob that looks secret fails tests/test_tracking.py until it is here.
+DATA_FIELD_KNOBS = ("prompt_key", "answer_key", "solution_key")
 SECRET_VALUE = re.compile(
     r"(?<![A-Za-z0-9])(?:hf_[A-Za-z0-9]{16,}|sk-[A-Za-z0-9_-]{16,}|gh[pousr]_[A-Za-z0-9]{16,}"
-    r"|github_pat_[A-Za-z0-9_]{16,}|xox[bpas]-[A-Za-z0-9-]{10,}|AKIA[0-9A-Z]{16})"
+    r"|github_pat_[A-Za-z0-9_]{16,}|xox[bpas]-[A-Za-z0-9-]{10,}|AKIA[0-9A-Z]{16}|glpat-[A-Za-z0-9_-]{16,}"
+    r"|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*)"
     r"|(?<![0-9A-Fa-f])[0-9A-Fa-f]{40}(?![0-9A-Fa-f])"
 )
 _URL_PASSWORD = re.compile(r"(://[^/\s:@]*:)[^/\s@]+(@)")
@@ -46,7 +52,9 @@ _OVERRIDE_MAPS = ("sweep.params", "tune.space")
 
 def is_secret_key(key: str) -> bool:
     """Whether a mapping key (one component, or a dotted key: any component) looks secret."""
-    return bool(SECRET_KEY.search(re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", str(key))))
+    parts = str(key).split(".")
+    return any(p not in DATA_FIELD_KNOBS and SECRET_KEY.search(re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", p))
+               for p in parts)
 
 
 def looks_secret(value: Any) -> bool:
