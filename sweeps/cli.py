@@ -29,6 +29,7 @@ from pathlib import Path
 
 # Module level: only what stays light (no torch, no Hydra), so `grpolab status` and `table` start fast;
 # each command imports the heavy parts it needs.
+from sweeps.job_env import private_files
 from trainer.knobs import ConfigError
 from trainer.locks import RunBusy
 from trainer.run_record import RUNS_DIR, SWEEP_PLAN_FILE, RunStatus, SweepPaths, atomic_write_text, sweep_root
@@ -39,9 +40,10 @@ def _cmd_config(args) -> int:
 
     from sweeps.compose import compose
     from trainer.identity import config_hash, to_dict
+    from trainer.secrets import redact_config
 
     cfg = compose(args.overrides)
-    print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+    print(yaml.safe_dump(redact_config(to_dict(cfg)), sort_keys=False), end="")  # as config.yaml records it
     print(f"# config hash: {config_hash(cfg)}")
     _print_warnings([cfg])
     return 0
@@ -86,6 +88,7 @@ def _cmd_sweep(args) -> int:
     from sweeps.plan_owner import read_existing, reconcile, write
     from sweeps.preflight import preflight
     from trainer.locks import sweep_lock
+    from trainer.secrets import redact_overrides
 
     plan = make_plan(args.overrides)
     preflight(r.cfg for r in plan.runs)  # every check the submit runs, before anything is written
@@ -109,7 +112,7 @@ def _cmd_sweep(args) -> int:
         _print_warnings([r.cfg for r in plan.runs])
         if args.dry_run:
             for r in plan.runs:
-                print(f"  {r.name} [{r.status}] {' '.join(r.overrides)}")
+                print(f"  {r.name} [{r.status}] {' '.join(redact_overrides(r.overrides))}")
             return 0
         write(plan, ownership)
         if launcher != "local":
@@ -254,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
                                   "(grpolab report --help)")
     args = parser.parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        with private_files():  # records, checkpoints, W&B's files, pickles: the owner's only (docs/run-record.md)
+            return COMMANDS[args.command](args)
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2

@@ -22,6 +22,7 @@ from sweeps.override_meaning import check_effect, check_keys
 from trainer.config import Config, valid_keys
 from trainer.knobs import ConfigError
 from trainer.provenance import REPO_ROOT
+from trainer.secrets import redact_value
 from trainer.validation import validate
 
 
@@ -69,6 +70,7 @@ def explain_error(overrides: list[str], e: BaseException) -> str:
         reason = str(getattr(ex, "msg", "") or "").strip().splitlines()
         if key and reason:
             value = given.get(key)
+            value = None if value is None else redact_value(key, value)  # an error line is a console line
             return f"{key}={value}: {reason[0]}" if value is not None else f"{key}: {reason[0]}"
     missing = re.search(r"Could not (?:find|load) '([^']+)/([^'/]+)'", str(e))
     if missing:

@@ -31,6 +31,7 @@ from trainer.config import Config
 from trainer.identity import run_meta, to_dict
 from trainer.locks import RunBusy
 from trainer.run_record import Meta, RunRecord, RunStatus, Summary
+from trainer.secrets import REDACTED, redact_config
 
 
 class StopFlag:
@@ -90,14 +91,20 @@ class CellJob:
     meta: Optional[Meta] = None  # the labels of a sweep cell; None: labelled by the run dir's name
 
     # Pickled as a plain dict and rebuilt against the schema when the job starts, so a queued job
-    # survives code changes that add config fields (they take their defaults).
+    # survives code changes that add config fields (they take their defaults). The dict is what
+    # config.yaml records, secrets redacted (trainer.secrets): only the sections that never change a
+    # result (launcher, tracker, sweep, tune) can differ from the run's config, and W&B logs the same
+    # redaction. launcher.env's values come back from the job's environment, where the launcher put them.
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "cfg": to_dict(self.cfg)}
+        return {**self.__dict__, "cfg": redact_config(to_dict(self.cfg))}
 
     def __setstate__(self, state: dict) -> None:
         from sweeps.compose import config_from_dict
 
-        self.__dict__.update({**state, "cfg": config_from_dict(state["cfg"])})
+        cfg = state["cfg"]
+        launcher = cfg.get("launcher") or {}
+        launcher["env"] = {k: os.environ.get(k, REDACTED) for k in launcher.get("env") or {}}
+        self.__dict__.update({**state, "cfg": config_from_dict(cfg)})
 
     def __call__(self) -> Summary | Busy:
         t_call = time.time()

@@ -5,7 +5,8 @@ Progress is read from the run records themselves (lines in ``metrics.jsonl``), s
 same truth the table will be built from. A cell whose run dir another process holds (a second
 ``grpolab sweep`` of the same sweep, ``trainer.locks``) is not run twice: this one waits for that
 process to end and reports the cell's status; if it stopped without ending (preempted), it runs the
-cell here, resuming from its checkpoint.
+cell here, resuming from its checkpoint. Each job starts with
+``launcher.env`` in its environment, and its files are its owner's only (``sweeps.job_env``).
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sweeps.job import Busy, CellJob
+from sweeps.job_env import job_environment, private_files
 from sweeps.plan import SweepPlan
 from trainer.locks import run_is_locked
 from trainer.run_record import RunRecord, RunStatus, Summary
+from trainer.secrets import redact_value
 
 _EXITED = ("FINISHED", "COMPLETED")  # submitit's states of a job whose process returned normally
 _RESUMABLE = (RunStatus.preempted, RunStatus.running, RunStatus.missing)  # stopped without an ending
@@ -46,9 +49,14 @@ def _is_busy(job: submitit.Job) -> bool:
 def launch_local(plan: SweepPlan, console: Console | None = None, poll_s: float = 1.0) -> dict[str, RunStatus]:
     """Run every pending cell; return {run name: final status}."""
     console = console or Console(stderr=True)
-    runs = plan.to_run
-    if not runs:
+    if not plan.to_run:
         return {}
+    with private_files():
+        return _launch(plan, console, poll_s)
+
+
+def _launch(plan: SweepPlan, console: Console, poll_s: float) -> dict[str, RunStatus]:
+    runs = plan.to_run
     parallel = runs[0].cfg.launcher.max_parallel
     executor = submitit.LocalExecutor(folder=str(plan.paths.logs / "%j"))
     executor.update_parameters(timeout_min=24 * 60)
@@ -69,9 +77,10 @@ def launch_local(plan: SweepPlan, console: Console | None = None, poll_s: float 
             while queue and len(active) < parallel:
                 run = queue.pop(0)
                 run_dir = plan.paths.run(run.name)
-                job = executor.submit(CellJob(run.cfg, str(run_dir), plan.meta_for(run)))
+                with job_environment(run.cfg.launcher.env):
+                    job = executor.submit(CellJob(run.cfg, str(run_dir), plan.meta_for(run)))
                 active[run.name] = (job, run_dir)
-                swept = ", ".join(f"{k}={v}" for k, v in run.swept.items())
+                swept = ", ".join(f"{k}={redact_value(k, v)}" for k, v in run.swept.items())
                 console.print(f"[start] {run.name}  {swept}", markup=False)
             for name, run_dir in list(waiting.items()):
                 if not run_is_locked(run_dir):  # the other process let go: its record is final

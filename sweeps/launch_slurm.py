@@ -6,8 +6,10 @@ What it submitted goes to ``<sweep_dir>/jobs.json`` ({run name: [job ids, newest
 skips completed and queued cells and resubmits failed, preempted and missing ones.
 
 Nothing from a config reaches a shell unquoted: sbatch option names are checked against a pattern,
-values (and environment values) are shell-quoted and may not hold control characters, and the job
-name is the sanitized sweep id.
+environment names must be shell names, values (and environment values) are shell-quoted and may
+not hold control characters (``trainer.safe_text``; validation refuses them in every config string
+first, this is the check at the point of writing), and the job name is the sanitized sweep id.
+The pickles, the sbatch script and everything the job writes are created 0600 (``sweeps.job_env``).
 """
 
 from __future__ import annotations
@@ -22,17 +24,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sweeps.job import CellJob
+from sweeps.job_env import private_files
 from sweeps.plan import PlanStatus, SweepPlan
 from sweeps.status import ACTIVE, read_jobs, slurm_states, write_jobs
 from trainer.config import LauncherConfig
 from trainer.knobs import ConfigError
 from trainer.provenance import REPO_ROOT, code_version
 from trainer.run_record import SUMMARY_FILE, SweepPaths
+from trainer.safe_text import CONTROL_CHARS, env_name_error, key_text, shown
+from trainer.secrets import redact_text
 
 CODE_PACKAGES = ("trainer", "sweeps", "analysis")
 _OPTION = re.compile(r"^[a-z][a-z0-9-]*$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Options the launcher sets itself: overriding them through sbatch_extra would break the job array.
 _RESERVED = {"array", "output", "error", "open-mode", "signal", "job-name", "wrap", "chdir", "export"}
 
@@ -43,22 +46,24 @@ def check_launcher(cfg: LauncherConfig) -> None:
     errors = []
     for key in ("partition", "account", "qos", "constraint"):
         value = getattr(cfg, key)
-        if value is not None and (_CONTROL.search(str(value)) or not str(value).strip()):
-            errors.append(f"launcher.{key}={value!r}: must be a non-empty single-line string")
+        if value is not None and (CONTROL_CHARS.search(str(value)) or not str(value).strip()):
+            errors.append(f"launcher.{key}={shown(redact_text(str(value)))}: must be a non-empty single-line string")
     for opt, value in cfg.sbatch_extra.items():
         if not _OPTION.match(str(opt)):
-            errors.append(f"launcher.sbatch_extra.{opt}: not an sbatch option name (lowercase letters, digits, '-')")
+            errors.append(f"launcher.sbatch_extra.{key_text(opt)}: not an sbatch option name (lowercase letters, "
+                          "digits, '-')")
         elif opt in _RESERVED:
             errors.append(f"launcher.sbatch_extra.{opt}: set by the launcher itself; reserved: {sorted(_RESERVED)}")
-        if _CONTROL.search(str(value)):
-            errors.append(f"launcher.sbatch_extra.{opt}={value!r}: control characters (newlines) are not allowed")
+        if CONTROL_CHARS.search(str(value)):
+            errors.append(f"launcher.sbatch_extra.{key_text(opt)}={shown(redact_text(str(value)))}: control "
+                          "characters are not allowed")
     for name, value in cfg.env.items():
-        if not _ENV_NAME.match(str(name)):
-            errors.append(f"launcher.env.{name}: not a valid environment variable name")
-        if _CONTROL.search(str(value)):
-            errors.append(f"launcher.env.{name}={value!r}: control characters (newlines) are not allowed")
+        if env_name_error("launcher.env", name):
+            errors.append(env_name_error("launcher.env", name))
+        elif CONTROL_CHARS.search(str(value)):  # the value is never shown: it may be a secret
+            errors.append(f"launcher.env.{name}: control characters are not allowed in its value")
     if errors:
-        raise ConfigError("invalid launcher config:\n  " + "\n  ".join(errors))
+        raise ConfigError("\n".join(errors))
 
 
 def job_name(sweep_id: str) -> str:
@@ -170,17 +175,18 @@ def submit_slurm(plan: SweepPlan) -> SubmitReport:
     if code_dir is not None and sys.version_info < (3, 11):
         print("warning: launcher.snapshot_code needs Python 3.11 (python -P) to take precedence over the "
               "submit directory; jobs may import the live tree", file=sys.stderr)
-    executor = make_executor(launcher, plan.sweep_id, paths.logs / "%j", code_dir)
-    try:
-        with executor.batch():
-            handles = [
-                executor.submit(CellJob(run.cfg, str(paths.run(run.name).resolve()),
-                                        dataclasses.replace(plan.meta_for(run), code_version=version)))
-                for run in todo
-            ]
-    except Exception as e:  # sbatch's refusal (bad partition, account, ...) is the user's to read
-        raise ConfigError(f"sbatch refused the job array (check the launcher.* options); nothing was submitted:"
-                          f"\n{e}") from None
+    with private_files():  # the pickles, the sbatch script (its exports hold launcher.env) and the job's files
+        executor = make_executor(launcher, plan.sweep_id, paths.logs / "%j", code_dir)
+        try:
+            with executor.batch():
+                handles = [
+                    executor.submit(CellJob(run.cfg, str(paths.run(run.name).resolve()),
+                                            dataclasses.replace(plan.meta_for(run), code_version=version)))
+                    for run in todo
+                ]
+        except Exception as e:  # sbatch's refusal (bad partition, account, ...) is the user's to read
+            raise ConfigError(f"sbatch refused the job array (check the launcher.* options); nothing was "
+                              f"submitted:\n{e}") from None
     for run, job in zip(todo, handles):
         jobs.setdefault(run.name, []).append(job.job_id)
         report.submitted[run.name] = job.job_id

@@ -32,6 +32,7 @@ from trainer.run_record import (
     read_json_object,
     sweep_root,
 )
+from trainer.secrets import redact_value
 
 
 class PlanStatus(str, Enum):
@@ -125,7 +126,7 @@ def make_plan(cli_overrides: list[str]) -> SweepPlan:
             try:
                 raw, cfg = _compose_cell(cell, grid, composed)
             except ConfigError as e:
-                errors.append(f"cell {i} ({', '.join(f'{k}={v}' for k, v in cell.items())}): {e}")
+                errors.append(f"cell {i} ({', '.join(f'{k}={redact_value(k, v)}' for k, v in cell.items())}): {e}")
                 continue
             for problem in check_effect(cfg, overrides, is_group):
                 no_effect.setdefault(problem, []).append(i)

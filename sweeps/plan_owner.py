@@ -24,6 +24,7 @@ from trainer.knobs import ConfigError
 from trainer.locks import sweep_lock
 from trainer.provenance import code_version
 from trainer.run_record import atomic_write_json
+from trainer.secrets import redact_overrides, redact_value
 
 PLAN_VERSION = 2  # 1: no history, one invocation per sweep dir
 
@@ -54,7 +55,9 @@ def read_existing(plan: SweepPlan) -> Optional[dict]:
 
 
 def _entry(run) -> dict:
-    return {"name": run.name, "overrides": run.overrides, "swept": run.swept, "steps": run.cfg.train.steps}
+    """A run of ``sweep.json``, secrets redacted (``trainer.secrets``; the run's config keeps them)."""
+    return {"name": run.name, "overrides": redact_overrides(run.overrides),
+            "swept": {k: redact_value(k, v) for k, v in run.swept.items()}, "steps": run.cfg.train.steps}
 
 
 def _now() -> str:
@@ -72,7 +75,7 @@ def _history(existing: dict) -> list[dict]:
 
 def reconcile(plan: SweepPlan, command: list[str], existing: Optional[dict], append: bool) -> Ownership:
     """This invocation's effect on the sweep dir's plan, or ``ConfigError`` saying why not."""
-    event = {"command": command, "created": _now(), "code_version": code_version()}
+    event = {"command": redact_overrides(command), "created": _now(), "code_version": code_version()}
     if existing is None:
         return Ownership("new", _plan_json(plan, [_entry(r) for r in plan.runs], list(plan.grid.keys),
                                            [{"kind": "new", **event, "added": [r.name for r in plan.runs]}]))
@@ -88,10 +91,11 @@ def reconcile(plan: SweepPlan, command: list[str], existing: Optional[dict], app
                                     "history": history + [{"kind": "resume", **event, "added": []}]})
     if not append:
         example = new[0]
+        shown = " ".join(redact_overrides(example.overrides))
         raise ConfigError(
             f"sweep.id={plan.sweep_id}: {plan.sweep_dir} belongs to another plan ({len(old_runs)} cells, first run "
             f"by: {' '.join(str(c) for c in history[0].get('command') or [])}); this command plans "
-            f"{len(new)} cells it does not hold (e.g. {example.name}: {' '.join(example.overrides)}). Re-run that "
+            f"{len(new)} cells it does not hold (e.g. {example.name}: {shown}). Re-run that "
             "plan's own command to resume it, use a new sweep.id, or add --append to extend the plan")
     keys = list(dict.fromkeys([*existing.get("swept_keys", []), *plan.grid.keys]))
     entries = [dict(r) for r in old_runs] + [_entry(r) for r in new]
@@ -136,7 +140,7 @@ def _plan_json(plan: SweepPlan, entries: list[dict], keys: list[str], history: l
         "sweep_id": plan.sweep_id,
         "command": history[0].get("command"),
         "swept_keys": keys,
-        "base_overrides": list(plan.grid.base) if base is None else base,
+        "base_overrides": redact_overrides(plan.grid.base) if base is None else base,
         "code_version": code_version(),
         "launcher": plan.runs[0].cfg.launcher.name.value if plan.runs else None,
         "runs": entries,

@@ -1,8 +1,9 @@
-"""Shared fixtures: a tiny on-disk model and fast configs for end-to-end tests."""
+"""Shared fixtures: a tiny on-disk model, fast configs for end-to-end tests, stand-in SLURM commands."""
 
 from __future__ import annotations
 
 import os
+import stat
 
 import pytest
 
@@ -23,6 +24,31 @@ def fast_overrides(tmp_path, steps: int = 3) -> list[str]:
         "rollout.prompts_per_step=4", "rollout.n=4", "rollout.eval_n=2",
         "batching.mini_batch_size=8", "batching.micro_batch_size=4",
     ]
+
+
+@pytest.fixture
+def stub_slurm(tmp_path, monkeypatch):
+    """Stand-ins first on PATH (no cluster here): sbatch keeps the script it is given (``scripts/job.sh``)
+    and answers as SLURM does (job 100); srun, run by that script, records its argv and environment
+    (``srun/argv``, NUL-separated; ``srun/env``, ``env -0``). Returns (work dir, now the cwd; scripts;
+    srun)."""
+    bin_dir, scripts, record = tmp_path / "bin", tmp_path / "scripts", tmp_path / "srun"
+    for d in (bin_dir, scripts, record):
+        d.mkdir()
+    stubs = {
+        "sbatch": f'cp "$1" {scripts}/job.sh\necho "Submitted batch job 100"\n',
+        "srun": f"printf '%s\\0' \"$@\" >> {record}/argv\nenv -0 > {record}/env\n",
+        "squeue": "true\n",
+        "sacct": "true\n",
+    }
+    for name, body in stubs.items():
+        (bin_dir / name).write_text("#!/bin/sh\n" + body)
+        (bin_dir / name).chmod(stat.S_IRWXU)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)  # relative paths, leading dashes included, land here
+    return work, scripts, record
 
 
 @pytest.fixture(scope="session")

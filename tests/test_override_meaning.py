@@ -69,7 +69,8 @@ def test_a_sweep_that_cannot_mean_what_it_says_is_refused(tmp_path, overrides, e
 
 
 @pytest.mark.parametrize("overrides, expected", [
-    (["launcher=slurm", "launcher.partition='a\nb'"], "launcher.partition='a\\nb': must be a non-empty single-line"),
+    (["launcher=slurm", "launcher.partition=' '"], "launcher.partition=' ': must be a non-empty single-line"),
+    (["launcher=slurm", "+launcher.sbatch_extra.array=0-3"], "launcher.sbatch_extra.array: set by the launcher itself"),
     (["model.path=/no/such/checkpoint"], "model.path='/no/such/checkpoint': no Hugging Face checkpoint there"),
     (["engine.device=cuda"], "engine.device=cuda: no CUDA device on this machine"),
     (["task=jsonl", "task.jsonl.path=/no/such.jsonl"], "task.jsonl.path='/no/such.jsonl': no such file"),

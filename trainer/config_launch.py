@@ -10,6 +10,7 @@ from enum import Enum
 from typing import Dict, List, Optional
 
 from trainer.knobs import knob
+from trainer.safe_text import safe_name
 
 
 class LauncherName(str, Enum):
@@ -51,8 +52,10 @@ class LauncherConfig:
     constraint: Optional[str] = knob(None, "Node features required (sbatch --constraint), e.g. 'a100&ib'.")
     sbatch_extra: Dict[str, str] = knob(
         {}, "More sbatch options as {option: value} (e.g. {reservation: myres, mail-type: END}); names are checked, "
-        "values are shell-quoted, newlines are refused.")
-    env: Dict[str, str] = knob({}, "Environment variables exported (quoted) in each job, e.g. {HF_HOME: /scratch/hf}.")
+        "values are shell-quoted, control characters are refused.")
+    env: Dict[str, str] = knob(
+        {}, "Environment of each job (exported, quoted, in the sbatch script; set for a local job's process), e.g. "
+        "{HF_HOME: /scratch/hf, HF_TOKEN: ...}; its values are never recorded (<redacted> in records and W&B).")
     signal_delay_s: int = knob(
         120, "SLURM sends USR2 this many seconds before the time limit: the job checkpoints at the next step "
         "boundary and requeues itself (so a step must fit in it).", ge=10)
@@ -91,7 +94,9 @@ class TuneConfig:
     storage: Optional[str] = knob(
         None, "null = SQLite under the sweep dir; journal:PATH (SLURM, shared FS); any RDB URL."
     )
-    study_name: Optional[str] = knob(None, "null = the sweep id.")
+    study_name: Optional[str] = knob(
+        None, "Study name, the directory <output_root>/tune/<name>: letters, digits, ._- (null = the sweep id).",
+        valid=safe_name)
     workers: int = knob(1, "Concurrent trial workers.", ge=1)
 
 
@@ -99,7 +104,9 @@ class TuneConfig:
 class SweepConfig:
     params: Dict[str, str] = knob({}, "Swept keys → Hydra sweep values, e.g. {algorithm.kl.coef: '0,0.05'}.")
     seeds: List[int] = knob([0], "Replication axis: every cell runs once per seed.")
-    id: Optional[str] = knob(None, "Sweep id (dir name); null = timestamp.")
+    id: Optional[str] = knob(
+        None, "Sweep id, the directory <output_root>/sweeps/<id>: 1-100 of letters, digits, ._-, not starting with "
+        ". or - (null = a timestamp).", valid=safe_name)
 
 
 @dataclass

@@ -22,6 +22,7 @@ from typing import Any, Callable, Optional
 import trainer.variants  # noqa: F401  registers every variant: their knobs are classified below
 from trainer import registry
 from trainer.run_record import IDENTITY_VERSION, Meta
+from trainer.secrets import redact_overrides, redact_value
 
 # 1: every section but seed, launcher, tracker, sweep, tune, paths; 2: result_keys() below
 HASH_VERSION = IDENTITY_VERSION
@@ -156,8 +157,10 @@ def run_meta(cfg, run_id: str | Path, *, sweep_id: Optional[str] = None, swept: 
              code_version: Optional[dict] = None) -> Meta:
     """The ``Meta`` of a run of ``cfg``: identity from the config, labels from whoever launches it.
     ``created``, ``code_version`` (unless given: SLURM takes it at submit) and ``world_size`` are
-    filled by the run itself when it starts afresh."""
+    filled by the run itself when it starts afresh. Secrets in ``overrides`` and ``swept`` are redacted
+    (``trainer.secrets``): a ``Meta`` is written to ``meta.json`` and pickled into a launcher's job."""
     chash = config_hash(cfg)
+    swept = {k: redact_value(k, v) for k, v in (swept or {}).items()}
     return Meta(run_id=Path(run_id).name, config_hash=chash, cell_id=chash, seed=cfg.seed, label=variant_label(cfg),
-                hash_version=HASH_VERSION, sweep_id=sweep_id, swept=dict(swept or {}), overrides=list(overrides or []),
+                hash_version=HASH_VERSION, sweep_id=sweep_id, swept=swept, overrides=redact_overrides(overrides or []),
                 plan_index=plan_index, tune=tune, code_version=dict(code_version or {}))

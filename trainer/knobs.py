@@ -28,3 +28,4 @@ def knob(default: Any, help: str, **bounds: Any) -> Any:
 
 def section(cls: type, help: str) -> Any:
     return field(default_factory=cls, metadata={"help": help})
+

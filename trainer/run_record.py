@@ -9,7 +9,8 @@ import them from here. It imports nothing heavy (no torch), so readers of record
 
 Whole files are written atomically (temp file + ``os.replace``), so a run killed mid-write leaves
 the previous version readable; a torn last metrics line is the only possible damage, and readers
-skip it.
+skip it. Every file written here is created mode 0600 (``tempfile.mkstemp``'s mode, kept by
+``os.replace``): a record is its owner's.
 """
 
 from __future__ import annotations
@@ -336,7 +337,7 @@ class RunRecord:
         if not self.writable:
             return
         line = json.dumps(_jsonable(row), sort_keys=True)
-        with open(self.metrics_path, "a") as f:
+        with os.fdopen(os.open(self.metrics_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a") as f:
             f.write(line + "\n")
             f.flush()
             os.fsync(f.fileno())

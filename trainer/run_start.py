@@ -32,6 +32,7 @@ from trainer.run_record import (
     atomic_write_json,
     rank_error_file,
 )
+from trainer.secrets import redact_config
 
 
 def resolve_device(name: str) -> torch.device:
@@ -93,7 +94,7 @@ def begin(cfg, record: RunRecord, resume: bool, meta: Optional[Meta], log) -> St
     if prior is None:
         checkpoint.remove(record.dir)
         record.metrics_path.unlink(missing_ok=True)
-        record.write_config(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        record.write_config(yaml.safe_dump(redact_config(to_dict(cfg)), sort_keys=False))  # a record: the run has cfg
         meta = meta or run_meta(cfg, record.dir)
         meta.created = meta.created or dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         meta.code_version = meta.code_version or code_version()

@@ -4,7 +4,7 @@ The trainer appends a row to ``metrics.jsonl`` and then hands the same row to ``
 resumed (requeued) run first calls ``replay`` so the tracker catches up with whatever the record
 holds and it has not seen. ``tracker=none`` is ``NullTracker``; ``tracker=wandb`` is
 ``WandbTracker``: one W&B run per cell, ``group`` = sweep id, ``job_type`` = variant, one tag per
-swept ``key=value``, the nested resolved config with secret-looking keys removed.
+swept ``key=value``, the nested resolved config; secrets redacted (``trainer.secrets``).
 
 W&B is offline unless asked otherwise (``mode="auto"`` goes online only when a project is
 configured *and* an API key is available): the run's files land in ``<run_dir>/wandb/`` and
@@ -23,17 +23,11 @@ import netrc
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterable, Optional, Protocol
+from typing import Iterable, Optional, Protocol
 
 from trainer.run_record import Meta, RunRecord, RunStatus, Summary, atomic_write_json, read_json_object
+from trainer.secrets import is_secret_key, redact_config, redact_override, redact_text, redact_value
 
-# A key is secret-looking when one of these is a whole word of it (``HF_TOKEN``, ``wandb_api_key``,
-# ``password``) — not a substring of a longer word (``max_new_tokens``, ``prompt_key`` stay).
-SECRET_KEY = re.compile(
-    r"(^|[^a-z])(api[_-]?key|access[_-]?key|private[_-]?key|secret|password|passwd|token|credentials?|auth)([^a-z]|$)",
-    re.IGNORECASE,
-)
-REDACTED = "<redacted>"
 WANDB_DIR = "wandb"  # in the run dir: W&B's files and the tracker's state
 STATE_FILE = "grpolab_tracker.json"
 _META_LOGGED = ("run_id", "sweep_id", "cell_id", "config_hash", "hash_version", "seed", "swept", "label",
@@ -62,19 +56,6 @@ class NullTracker:
         pass
 
 
-def is_secret_key(key: str) -> bool:
-    return bool(SECRET_KEY.search(str(key)))
-
-
-def scrub_secrets(obj: Any) -> Any:
-    """A copy of ``obj`` without any mapping entry whose key looks secret (at any depth)."""
-    if isinstance(obj, dict):
-        return {k: scrub_secrets(v) for k, v in obj.items() if not is_secret_key(k)}
-    if isinstance(obj, (list, tuple)):
-        return [scrub_secrets(v) for v in obj]
-    return obj
-
-
 def wandb_run_id(meta: Meta) -> str:
     """W&B run id of a run record: readable ``<sweep id>-<run id>`` when it fits W&B's rules
     (≤ 64 chars of ``[A-Za-z0-9_.-]``), else a hash of it. The same cell of the same sweep, however
@@ -87,8 +68,9 @@ def wandb_run_id(meta: Meta) -> str:
 
 
 def wandb_tags(swept: dict, extra: Iterable[str] = ()) -> list[str]:
-    """One tag per swept ``key=value`` (W&B caps a tag at 64 characters)."""
-    return [t[:64] for t in [*(f"{k}={v}" for k, v in (swept or {}).items()), *extra]]
+    """One tag per swept ``key=value`` (W&B caps a tag at 64 characters), secrets redacted."""
+    return [t[:64] for t in [*(redact_override(f"{k}={v}") for k, v in (swept or {}).items()),
+                             *(redact_text(str(t)) for t in extra)]]
 
 
 def _have_api_key() -> bool:
@@ -145,6 +127,7 @@ class WandbTracker:
         state = read_json_object(self._state_path) or {}
         self.last_step: Optional[int] = state.get("last_step") if state.get("run_id") == self.run_id else None
         run_meta = {k: v for k, v in meta.to_json().items() if k in _META_LOGGED}
+        run_meta["swept"] = {k: redact_value(k, v) for k, v in (run_meta.get("swept") or {}).items()}
         (self.run_dir / WANDB_DIR).mkdir(parents=True, exist_ok=True)
         self.run = wandb.init(
             project=project or "grpolab",
@@ -157,7 +140,7 @@ class WandbTracker:
             group=meta.sweep_id or None,
             job_type=meta.label or None,
             tags=wandb_tags(meta.swept, tags),
-            config={**scrub_secrets(config), "run_meta": scrub_secrets(run_meta)},
+            config={**redact_config(config), "run_meta": redact_config(run_meta)},
             reinit="create_new",  # several runs may be live in one process (tune workers are threads)
             settings=wandb.Settings(
                 silent=True,

@@ -17,6 +17,7 @@ from trainer import registry
 from trainer.batching import MINIBATCHERS
 from trainer.config import Config, OldLogpSource, RolloutBackend, TaskName
 from trainer.knobs import ConfigError
+from trainer.safe_text import config_strings, env_name_error, shown, text_error
 
 _BOUND_TEXT = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
 _BOUND_OK = {
@@ -28,12 +29,13 @@ _BOUND_OK = {
 
 
 def validate(cfg: Config) -> Config:
-    """Raise ``ConfigError`` listing every bad key (not just the first); return ``cfg`` if fine."""
-    errors = _range_errors(cfg, "") + _cross_errors(cfg)
+    """Raise ``ConfigError`` listing every bad key (not just the first), one line each; return ``cfg`` if fine."""
+    errors = _range_errors(cfg, "")
+    errors += _text_errors(cfg, {e.split("=", 1)[0] for e in errors}) + _cross_errors(cfg)
     if cfg.algorithm.loss in registry.LOSSES:  # the variant rules start from the selected loss
         errors += _variant_errors(cfg)
     if errors:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+        raise ConfigError("\n".join(errors))
     return cfg
 
 
@@ -47,7 +49,7 @@ def _range_errors(obj: Any, prefix: str) -> list[str]:
             continue
         valid = f.metadata.get("valid")
         if valid is not None and valid(value) is not None:
-            errors.append(f"{key}={value!r}: {valid(value)}")
+            errors.append(f"{key}={shown(value)}: {valid(value)}")
             continue
         if value is None or not isinstance(value, (int, float)) or isinstance(value, bool):
             continue
@@ -61,6 +63,14 @@ def _range_errors(obj: Any, prefix: str) -> list[str]:
             if bound in _BOUND_OK and not _BOUND_OK[bound](value, limit):
                 errors.append(f"{key}={value}: must be {_BOUND_TEXT[bound]} {limit}")
     return errors
+
+
+# ---------------------------------------------------------------- strings that reach a script or a file name
+def _text_errors(cfg: Config, reported: set[str]) -> list[str]:
+    """Control characters, over-long paths and bad environment names (``trainer.safe_text``); keys in
+    ``reported`` have an error already."""
+    errors = [e for key, text in config_strings(cfg) if key not in reported and (e := text_error(key, text))]
+    return errors + [e for name in cfg.launcher.env if (e := env_name_error("launcher.env", name))]
 
 
 def _cross_errors(cfg: Config) -> list[str]:
