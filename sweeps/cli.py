@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import shlex
 import sys
 from pathlib import Path
 
@@ -58,11 +59,14 @@ def _print_warnings(cfgs) -> None:
 
 def _cmd_train(args) -> int:
     from sweeps.compose import compose
+    from sweeps.job import StopFlag
     from sweeps.preflight import preflight
     from trainer import distributed
     from trainer.identity import run_meta
     from trainer.run import run_training, start_ranks
 
+    stop = StopFlag()  # INT/TERM/USR2/HUP: checkpoint at the next step boundary, end preempted
+    stop.install()
     cfg = compose(args.overrides)
     preflight([cfg])
     # Under torchrun (WORLD_SIZE > 1) every rank runs this; rank 0 names the run and writes its record.
@@ -71,9 +75,13 @@ def _cmd_train(args) -> int:
         _print_warnings([cfg])
     run_dir = Path(args.run_dir or Path(cfg.paths.output_root) / RUNS_DIR / dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
     run_dir = distributed.broadcast_object(run_dir)
-    summary = run_training(cfg, run_dir, run_meta(cfg, run_dir, overrides=args.overrides))
+    summary = run_training(cfg, run_dir, run_meta(cfg, run_dir, overrides=args.overrides), should_stop=stop)
     if main:
         print(f"run record: {run_dir}  status: {summary.status}")
+        if summary.status != RunStatus.completed:
+            print("continue with: " + shlex.join(["grpolab", "train", "--run-dir", str(run_dir), *args.overrides]))
+    if summary.status == RunStatus.preempted and stop.signum is not None:
+        return 128 + stop.signum  # the shell's convention for a command ended by a signal (130 for INT)
     return 0 if summary.status == RunStatus.completed else 1
 
 
