@@ -65,7 +65,8 @@ def _cmd_train(args) -> int:
     from trainer.identity import run_meta
     from trainer.run import run_training, start_ranks
 
-    stop = StopFlag()  # INT/TERM/USR2/HUP: checkpoint at the next step boundary, end preempted
+    # INT/TERM/USR2/HUP: checkpoint at the next step boundary, end preempted; a second INT: now
+    stop = StopFlag(second_int_interrupts=True)
     stop.install()
     cfg = compose(args.overrides)
     preflight([cfg])
@@ -86,15 +87,17 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_sweep(args) -> int:
-    from sweeps.plan import make_plan, write_plan
+    from sweeps.plan import PlanStatus, make_plan, write_plan
     from sweeps.preflight import preflight
 
     plan = make_plan(args.overrides)
     preflight(r.cfg for r in plan.runs)  # every check the submit runs, before anything is written
     launcher = plan.runs[0].cfg.launcher.name.value if plan.runs else "local"
-    skipped = len(plan.runs) - len(plan.to_run)
+    live = [r.name for r in plan.runs if r.status == PlanStatus.live]
+    skipped = len(plan.runs) - len(plan.to_run) - len(live)
     print(f"sweep {plan.sweep_id}: {len(plan.runs)} runs over {plan.grid.keys} "
-          f"({len(plan.to_run)} to run, {skipped} already completed) -> {plan.sweep_dir}")
+          f"({len(plan.to_run)} to run, {skipped} already completed"
+          + (f", {len(live)} running in another process: left to it" if live else "") + f") -> {plan.sweep_dir}")
     _print_warnings([r.cfg for r in plan.runs])
     if args.dry_run:
         for r in plan.runs:
@@ -106,8 +109,14 @@ def _cmd_sweep(args) -> int:
     if launcher == "local":
         from sweeps.launch_local import launch_local
 
-        statuses = launch_local(plan)
-        return _finish(plan.sweep_dir, {n: str(s) for n, s in statuses.items() if s != RunStatus.completed})
+        result = launch_local(plan)
+        if result.signum is not None:
+            left = len(plan.to_run) - len(result.statuses)
+            print(f"sweep {plan.sweep_id}: stopped by {result.stopped_by}; its running cells stopped at a step "
+                  f"boundary, {left} not started. Resume with: {shlex.join(['grpolab', 'sweep', *args.overrides])}",
+                  file=sys.stderr)
+            return 128 + result.signum
+        return _finish(plan.sweep_dir, {n: str(s) for n, s in result.statuses.items() if s != RunStatus.completed})
     from sweeps.launch_slurm import submit_slurm
 
     report = submit_slurm(plan)
@@ -127,7 +136,11 @@ def _finish(sweep_dir: Path, failed: dict) -> int:
     from analysis.table import render_table
 
     path = SweepPaths(sweep_dir).table
-    table = render_table(sweep_dir)
+    try:
+        table = render_table(sweep_dir)
+    except ValueError as e:  # no run wrote a record (every cell died before it began)
+        print(f"no ablation table: {e}; {len(failed)} runs did not complete: {failed}", file=sys.stderr)
+        return 1
     atomic_write_text(path, table + "\n")
     print(f"\nAblation table ({path}):\n")
     print(table)
@@ -197,8 +210,26 @@ COMMANDS = {"tune": _cmd_tune, "train": _cmd_train, "sweep": _cmd_sweep, "config
             "status": _cmd_status, "collect": _cmd_collect}
 
 
+def _show_record_warnings() -> None:
+    """A damaged record file is one plain line on stderr (``warning: <file>: <what>; <then>``)."""
+    import warnings
+
+    from trainer.record_check import RecordWarning
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, RecordWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _show_record_warnings()
     if argv and argv[0] in ANALYSIS:  # their own argument parsers
         import importlib
 
@@ -239,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before a StopFlag was installed, or a second Ctrl-C of `grpolab train`
+        print(f"grpolab {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

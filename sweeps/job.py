@@ -43,10 +43,13 @@ class StopFlag:
     """Set by INT/TERM/USR2/HUP; polled by the training loop between steps (nothing else happens in
     the handler: a flag, a count, and one line written straight to stderr's file descriptor)."""
 
-    def __init__(self, what: str = "checkpointing at the next step boundary") -> None:
+    def __init__(self, what: str = "checkpointing at the next step boundary", second_int_interrupts: bool = False):
         self.signum: int | None = None
-        self.count = 0  # signals received: a second one may mean "now" to whoever polls
+        self.count = 0  # signals received
         self.what = what
+        # an interactive command: a second Ctrl-C means "now" (KeyboardInterrupt; the run records
+        # preempted if an earlier checkpoint is there, else failed)
+        self.second_int_interrupts = second_int_interrupts
 
     def __call__(self) -> bool:
         return self.signum is not None
@@ -68,10 +71,13 @@ class StopFlag:
 
     def _handle(self, signum, frame) -> None:
         self.count += 1
+        if self.second_int_interrupts and signum == signal.SIGINT and self.signum is not None:
+            raise KeyboardInterrupt
         if self.signum is None or signum == signal.SIGTERM:  # TERM wins: SLURM is already ending the job
             self.signum = signum
         # os.write, not print: a handler that prints while the main thread prints raises "reentrant call"
-        os.write(2, f"[grpolab] caught {signal.Signals(signum).name}: {self.what}\n".encode())
+        then = " (Ctrl-C again: stop now)" if self.second_int_interrupts and signum == signal.SIGINT else ""
+        os.write(2, f"[grpolab] caught {signal.Signals(signum).name}: {self.what}{then}\n".encode())
 
 
 def slurm_job_id() -> str | None:

@@ -8,8 +8,8 @@ sweep has no ``jobs.json``: its cells are read from their records alone.
 
 A record says ``running`` only while its process lives: a ``running`` summary whose ``pid`` is gone
 from this host (or is another process's now), or, from another host, whose ``heartbeat`` is older
-than ``stale_after_s`` (and no scheduler reports its job), is a dead cell: ``preempted`` when it
-has a checkpoint, else ``failed``, with a detail saying what to re-run. Damaged record files
+than ``stale_after_s`` (and no scheduler reports its job), is a ``dead`` cell, with a detail saying
+whether a re-run resumes it from a checkpoint and the command that re-runs it. Damaged record files
 (``trainer.record_check``) are read as absent and said so, never raised.
 
 Stdlib and ``trainer.run_record`` only (no torch, no Hydra): ``grpolab status`` stays fast.
@@ -18,6 +18,7 @@ Stdlib and ``trainer.run_record`` only (no torch, no Hydra): ``grpolab status`` 
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import subprocess
 import time
@@ -59,6 +60,7 @@ class CellState(str, Enum):
     failed = RunStatus.failed.value  # the run failed, or its job ended without a completed record
     preempted = RunStatus.preempted.value  # checkpointed; resumes when requeued or re-run
     missing = RunStatus.missing.value  # jobs were submitted, but this cell has neither a job nor a record
+    dead = "dead"  # its record says running, but its process is gone (killed, or its node lost)
 
     def __str__(self) -> str:
         return self.value
@@ -152,6 +154,12 @@ def _started_at(pid: int) -> Optional[float]:
     return None if fields[0] in ("Z", "X") else btime + int(fields[19]) / os.sysconf("SC_CLK_TCK")
 
 
+def process_alive(summary: Summary) -> bool:
+    """A ``running`` record whose writer is known to live: it names its process, and that process
+    is not gone (``process_gone``). A re-run must not start a second writer of it."""
+    return summary.status == RunStatus.running and summary.pid is not None and process_gone(summary) is None
+
+
 def stale_after_s(summary: Summary) -> float:
     """How old a running record's heartbeat may be before another host calls it dead."""
     steps, wall = summary.steps_completed, summary.wall_time_s
@@ -175,20 +183,19 @@ def process_gone(summary: Summary, now: Optional[float] = None) -> Optional[str]
     return f"no heartbeat from its {where} for {age:.0f} s (> {bound:.0f} s)" if age > bound else None
 
 
-def dead_state(summary: Summary, run_dir: Optional[str | Path], why: str) -> tuple[CellState, str]:
-    """(preempted or failed, what to re-run) of a run whose process died without a final record."""
+def dead_state(summary: Summary, run_dir: Optional[str | Path], why: str, rerun: str = "the sweep command"
+               ) -> tuple[CellState, str]:
+    """(dead, what a re-run does) of a run whose process died without a final record."""
     ckpt = checkpoint_step(run_dir) if run_dir is not None else None
-    if ckpt is not None:
-        return CellState.preempted, (f"{why} after step {summary.steps_completed}: re-run the sweep to resume "
-                                     f"from its checkpoint at step {ckpt}")
-    return CellState.failed, (f"{why} after step {summary.steps_completed}, no checkpoint: re-run the sweep to "
-                              "start it again")
+    then = f"resumes it from its checkpoint at step {ckpt}" if ckpt is not None else "starts it again (no checkpoint)"
+    return CellState.dead, f"{why} after step {summary.steps_completed}; re-running {rerun} {then}"
 
 
 def mark_dead(run_dir: str | Path, summary: Summary, why: str) -> Summary:
-    """Write down that a ``running`` record's process died (the launcher that saw it end does this)."""
-    state, detail = dead_state(summary, run_dir, why)
-    summary.status = RunStatus(state.value)
+    """Write down that a ``running`` record's process died (the launcher that saw it end does this):
+    ``preempted`` when a checkpoint is there to resume, else ``failed``."""
+    _, detail = dead_state(summary, run_dir, why)
+    summary.status = RunStatus.preempted if checkpoint_step(run_dir) is not None else RunStatus.failed
     summary.error = {"step": summary.steps_completed, "cause": detail}
     RunRecord(run_dir).write_summary(summary)
     return summary
@@ -196,8 +203,9 @@ def mark_dead(run_dir: str | Path, summary: Summary, why: str) -> Summary:
 
 # ---------------------------------------------------------------- cells
 def cell_state(summary: Optional[Summary], slurm_state: Optional[str],
-               run_dir: Optional[str | Path] = None) -> tuple[CellState, str]:
-    """(state, detail) of one cell from its run record and the state SLURM reports for its job."""
+               run_dir: Optional[str | Path] = None, rerun: str = "the sweep command") -> tuple[CellState, str]:
+    """(state, detail) of one cell from its run record and the state SLURM reports for its job;
+    ``rerun`` is the command a detail tells the user to run again."""
     status = summary.status if summary is not None else None
     if status == RunStatus.completed:
         return CellState.completed, ""
@@ -210,15 +218,18 @@ def cell_state(summary: Optional[Summary], slurm_state: Optional[str],
             return CellState.preempted, f"requeued ({slurm_state.lower()}), resumes from its checkpoint"
         return CellState.pending, slurm_state.lower()
     if status == RunStatus.failed:
-        err = summary.error or {}
-        return CellState.failed, str(err.get("cause", ""))[:120]
+        lines = str((summary.error or {}).get("cause", "")).strip().splitlines()
+        return CellState.failed, lines[-1][:200] if lines else ""  # an error's last line says what it was
     if status == RunStatus.preempted:
-        return CellState.preempted, f"job {slurm_state.lower() if slurm_state else 'gone'}; re-run the sweep to resume"
+        ckpt = checkpoint_step(run_dir) if run_dir is not None else None
+        at = f" from its checkpoint at step {ckpt}" if ckpt is not None else ""
+        return CellState.preempted, (f"job {slurm_state.lower() if slurm_state else 'gone'}; re-run the sweep "
+                                     f"to resume{at}: {rerun}")
     if slurm_state:  # job ended without a completed record: killed, out of memory, time limit, ...
         return CellState.failed, f"job {slurm_state.lower()}"
     if status == RunStatus.running:  # a local run, or a job SLURM no longer reports: is its process alive?
         why = process_gone(summary)
-        return dead_state(summary, run_dir, why) if why else (CellState.running, "")
+        return dead_state(summary, run_dir, why, rerun) if why else (CellState.running, "")
     return CellState.missing, ""
 
 
@@ -228,20 +239,21 @@ def sweep_status(sweep_dir: str | Path) -> list[CellStatus]:
     jobs = read_jobs(paths.root)
     latest = {name: ids[-1] for name, ids in jobs.items() if ids}
     states = slurm_states(list(latest.values()))
+    runs, rerun = _planned_runs(paths)
     out = []
-    for run in _planned_runs(paths):
+    for run in runs:
         name = run["name"]
         summary, problem = _read_summary(paths.run(name))
         job_id = latest.get(name)
         slurm_state = states.get(job_id) if job_id else None
-        state, detail = cell_state(summary, slurm_state, paths.run(name))
+        state, detail = cell_state(summary, slurm_state, paths.run(name), rerun)
         if job_id is None and summary is None:
             state = CellState.missing if jobs else CellState.pending
         if problem and state in (CellState.pending, CellState.missing):  # damaged, and no job will rewrite it
             ckpt = checkpoint_step(paths.run(name))
-            state, detail = CellState.failed, f"{SUMMARY_FILE} {problem}: re-run the sweep to " + (
-                f"resume it from its checkpoint at step {ckpt}" if ckpt is not None else "start it again")
-        ended = state in (CellState.completed, CellState.failed, CellState.missing) or (
+            state, detail = CellState.failed, f"{SUMMARY_FILE} {problem}; re-running {rerun} " + (
+                f"resumes it from its checkpoint at step {ckpt}" if ckpt is not None else "starts it again")
+        ended = state in (CellState.completed, CellState.failed, CellState.missing, CellState.dead) or (
             state == CellState.preempted and slurm_state not in ACTIVE)
         out.append(CellStatus(name, run["swept"], state, summary.steps_completed if summary else 0,
                               run["steps"], job_id, detail, ended))
@@ -257,9 +269,10 @@ def _read_summary(run_dir: Path) -> tuple[Optional[Summary], Optional[str]]:
     return summary, problem
 
 
-def _planned_runs(paths: SweepPaths) -> list[dict]:
-    """The plan's runs as ``{name, swept, steps}``; when ``sweep.json`` is damaged, the run dirs there
-    are (with a warning), so the cells can still be seen."""
+def _planned_runs(paths: SweepPaths) -> tuple[list[dict], str]:
+    """(the plan's runs as ``{name, swept, steps}``, the command that re-runs the sweep, quoted).
+    When ``sweep.json`` is damaged, the run dirs there are the cells (with a warning), so they can
+    still be seen."""
     plan, problem = read_checked(paths.plan)
     runs = plan.get("runs") if plan is not None else None
     if not isinstance(runs, list) or not all(isinstance(r, dict) and isinstance(r.get("name"), str) for r in runs):
@@ -267,8 +280,12 @@ def _planned_runs(paths: SweepPaths) -> list[dict]:
              "cells are listed from runs/ (re-running the sweep command writes the plan again)")
         names = sorted(d.name for d in paths.runs.iterdir() if d.is_dir()) if paths.runs.is_dir() else []
         runs = [{"name": n} for n in names]
+    command = plan.get("command") if plan is not None else None
+    rerun = f"`{shlex.join(command)}`" if isinstance(command, list) and all(isinstance(c, str) for c in command) \
+        else "the sweep command"
     return [{"name": r["name"], "swept": r.get("swept") if isinstance(r.get("swept"), dict) else {},
-             "steps": r.get("steps") if isinstance(r.get("steps"), int) and r.get("steps") >= 0 else 0} for r in runs]
+             "steps": r.get("steps") if isinstance(r.get("steps"), int) and r.get("steps") >= 0 else 0}
+            for r in runs], rerun
 
 
 def format_status(sweep_id: str, cells: list[CellStatus]) -> str:
