@@ -379,8 +379,14 @@ class RunRecord:
 
     @staticmethod
     def peek_summary(run_dir: str | Path) -> Optional[Summary]:
-        """The summary of a run dir that may not exist, without creating it."""
-        return Summary.from_json(read_json_object(Path(run_dir) / SUMMARY_FILE, Summary))
+        """The summary of a run dir that may not exist, without creating it (None, with a
+        ``RecordWarning``, when ``summary.json`` is not one)."""
+        path = Path(run_dir) / SUMMARY_FILE
+        data = read_json_object(path, Summary)
+        summary = Summary.from_json(data)
+        if data is not None and summary is None:
+            warn(path, f"status {data.get('status')!r} is not a run status")
+        return summary
 
     @staticmethod
     def peek_status(run_dir: str | Path) -> Optional[RunStatus]:
