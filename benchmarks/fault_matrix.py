@@ -114,21 +114,25 @@ def _checks(run_dir: Path, whole: Path, lost: int = 0) -> dict[str, bool]:
 
 
 def _rerun(args: list[str], run_dir: Path) -> str:
-    """Re-run; once more if that failed. What it did, in a few words."""
+    """Re-run; once more if that failed. What it did, in a few words, read from the run record (a
+    sweep's own output does not hold its cells' logs)."""
     said = []
     for _ in range(2):
-        _, out = _run(*args)
-        if "resumed from the checkpoint at step" in out:
-            said.append("resumed from step " + out.split("resumed from the checkpoint at step ")[1].split()[0])
-        elif "moved aside" in out:
+        aside_before = set(run_dir.glob("checkpoint.corrupt-*"))
+        _run(*args)
+        summary = RunRecord.peek_summary(run_dir)
+        error = (summary.error or {}) if summary is not None else {}
+        if summary is not None and summary.status == "failed" and error.get("checkpoint"):
+            said.append(f"failed naming {error['checkpoint']}")
+        elif set(run_dir.glob("checkpoint.corrupt-*")) - aside_before:
             said.append("moved the checkpoint aside, started afresh")
-        elif "FAILED" in out:
-            said.append("failed naming " + next((w for w in out.split() if w.endswith((".pt", ".pt:"))), "?"))
+        elif summary is not None and summary.resumed_from_step is not None:
+            said.append(f"resumed from its checkpoint (step {summary.resumed_from_step})")
         else:
             said.append("started afresh")
-        if "kept aside" in out:
+        if (run_dir / "metrics.corrupt.jsonl").exists():
             said[-1] += ", kept the bad line aside"
-        if RunRecord.peek_summary(run_dir) and RunRecord.peek_summary(run_dir).status == "completed":
+        if summary is not None and summary.status == "completed":
             break
     return "; then ".join(said)
 
