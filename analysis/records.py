@@ -25,32 +25,23 @@ whole table, because one bad run must never hide the other hundred.
 """
 from __future__ import annotations
 
-import json
-import warnings
 from pathlib import Path
 from typing import Protocol
 
 import pandas as pd
 
+from trainer.record_check import read_checked, warn
 from trainer.run_record import CONFIG_FILE, META_FILE, RunRecord, RunStatus, SweepPaths
 
 BASE_COLUMNS = ["run_dir", "run_id", "cell_id", "config_hash", "seed", "status", "label"]
 
 
-def _read_json(path: Path):
-    """Parsed JSON object, None if absent, or None plus a warning if corrupt/partial (unlike
-    ``trainer.run_record.read_json_object``, which does not say which it was)."""
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        warnings.warn(f"{path}: unreadable or partial JSON ({exc}); run counted as missing", stacklevel=3)
-        return None
-    if not isinstance(data, dict):
-        warnings.warn(f"{path}: expected a JSON object, got {type(data).__name__}; run counted as missing",
-                      stacklevel=3)
-        return None
+def _read_json(path: Path, then: str = "run counted as missing"):
+    """Parsed JSON object; None if absent; None plus a ``RecordWarning`` naming the file and what is
+    wrong with it (``trainer.record_check``: not UTF-8, not JSON, not an object, empty)."""
+    data, problem = read_checked(path)
+    if problem:
+        warn(path, problem, then)
     return data
 
 
@@ -80,8 +71,8 @@ def load_records(sweep_dir) -> pd.DataFrame:
         unplanned = [p.parent for p in found if p.parent.parent != paths.runs or p.parent.name not in planned]
         if unplanned:
             shown = ", ".join(str(d.relative_to(root)) for d in unplanned[:5])
-            warnings.warn(f"{root}: {len(unplanned)} run records are not in its plan (sweep.json) and are left out "
-                          f"of the table: {shown}{' ...' if len(unplanned) > 5 else ''}", stacklevel=2)
+            warn(root, f"{len(unplanned)} run records are not in its plan (sweep.json)",
+                 f"left out of the table: {shown}{' ...' if len(unplanned) > 5 else ''}")
         found = [paths.run(name) / META_FILE for name in planned]
     runs = []
     for meta_path in found:
@@ -140,7 +131,7 @@ def records_frame(runs, plan: dict) -> pd.DataFrame:
 
 def load_plan(sweep_dir) -> dict:
     """``sweep.json`` of a sweep (the plan), or {} when absent or unreadable."""
-    return _read_json(SweepPaths(Path(sweep_dir)).plan) or {}
+    return _read_json(SweepPaths(Path(sweep_dir)).plan, "read without the plan (its order and baseline)") or {}
 
 
 def plan_attrs(plan: dict) -> dict:

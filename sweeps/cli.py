@@ -23,8 +23,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import shlex
 import sys
-import warnings
 from pathlib import Path
 
 # Module level: only what stays light (no torch, no Hydra), so `grpolab status` and `table` start fast;
@@ -64,11 +64,15 @@ def _print_warnings(cfgs) -> None:
 
 def _cmd_train(args) -> int:
     from sweeps.compose import compose
+    from sweeps.job import StopFlag
     from sweeps.preflight import preflight
     from trainer import distributed
     from trainer.identity import run_meta
     from trainer.run import run_training, start_ranks
 
+    # INT/TERM/USR2/HUP: checkpoint at the next step boundary, end preempted; a second INT: now
+    stop = StopFlag(second_int_interrupts=True)
+    stop.install()
     cfg = compose(args.overrides)
     preflight([cfg])
     # Under torchrun (WORLD_SIZE > 1) every rank runs this; rank 0 names the run and writes its record.
@@ -77,14 +81,18 @@ def _cmd_train(args) -> int:
         _print_warnings([cfg])
     run_dir = Path(args.run_dir or Path(cfg.paths.output_root) / RUNS_DIR / dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
     run_dir = distributed.broadcast_object(run_dir)
-    summary = run_training(cfg, run_dir, run_meta(cfg, run_dir, overrides=args.overrides))
+    summary = run_training(cfg, run_dir, run_meta(cfg, run_dir, overrides=args.overrides), should_stop=stop)
     if main:
         print(f"run record: {run_dir}  status: {summary.status}")
+        if summary.status != RunStatus.completed:
+            print("continue with: " + shlex.join(["grpolab", "train", "--run-dir", str(run_dir), *args.overrides]))
+    if summary.status == RunStatus.preempted and stop.signum is not None:
+        return 128 + stop.signum  # the shell's convention for a command ended by a signal (130 for INT)
     return 0 if summary.status == RunStatus.completed else 1
 
 
 def _cmd_sweep(args) -> int:
-    from sweeps.plan import make_plan
+    from sweeps.plan import PlanStatus, make_plan
     from sweeps.plan_owner import read_existing, reconcile, write
     from sweeps.preflight import preflight
     from trainer.locks import sweep_lock
@@ -99,10 +107,12 @@ def _cmd_sweep(args) -> int:
     # the plan lock: sweep.json (and jobs.json on SLURM) have one writer; a second invocation waits here
     with sweep_lock(plan.sweep_dir) if not args.dry_run or plan.sweep_dir.exists() else _nothing():
         ownership = reconcile(plan, command, read_existing(plan), args.append)
-        skipped = len(plan.runs) - len(plan.to_run)
+        live = [r.name for r in plan.runs if r.status == PlanStatus.live]
+        skipped = len(plan.runs) - len(plan.to_run) - len(live)
         held = len(ownership.plan["runs"])
         print(f"sweep {plan.sweep_id}: {len(plan.runs)} runs over {plan.grid.keys} "
-              f"({len(plan.to_run)} to run, {skipped} already completed) -> {plan.sweep_dir}")
+              f"({len(plan.to_run)} to run, {skipped} already completed"
+              + (f", {len(live)} running in another process: left to it" if live else "") + f") -> {plan.sweep_dir}")
         if ownership.kind != "new":
             verb = {"resume": "resumes", "append": "appends to"}[ownership.kind]
             if args.dry_run:
@@ -122,8 +132,14 @@ def _cmd_sweep(args) -> int:
     if launcher == "local":
         from sweeps.launch_local import launch_local
 
-        statuses = launch_local(plan)
-        return _finish(plan.sweep_dir, {n: str(s) for n, s in statuses.items() if s != RunStatus.completed})
+        result = launch_local(plan)
+        if result.signum is not None:
+            left = len(plan.to_run) - len(result.statuses)
+            print(f"sweep {plan.sweep_id}: stopped by {result.stopped_by}; its running cells stopped at a step "
+                  f"boundary, {left} not started. Resume with: {shlex.join(redact_overrides(command))}",
+                  file=sys.stderr)
+            return 128 + result.signum
+        return _finish(plan.sweep_dir, {n: str(s) for n, s in result.statuses.items() if s != RunStatus.completed})
     print(f"sweep {plan.sweep_id}: {report.describe()}")
     if report.submitted:
         arrays = sorted({j.split("_")[0] for j in report.submitted.values()})
@@ -145,7 +161,11 @@ def _finish(sweep_dir: Path, failed: dict) -> int:
     from analysis.table import render_table
 
     path = SweepPaths(sweep_dir).table
-    table = render_table(sweep_dir)
+    try:
+        table = render_table(sweep_dir)
+    except ValueError as e:  # no run wrote a record (every cell died before it began)
+        print(f"no ablation table: {e}; {len(failed)} runs did not complete: {failed}", file=sys.stderr)
+        return 1
     atomic_write_text(path, table + "\n")
     print(f"\nAblation table ({path}):\n")
     print(table)
@@ -215,10 +235,26 @@ COMMANDS = {"tune": _cmd_tune, "train": _cmd_train, "sweep": _cmd_sweep, "config
             "status": _cmd_status, "collect": _cmd_collect}
 
 
+def _show_record_warnings() -> None:
+    """A damaged record file is one plain line on stderr (``warning: <file>: <what>; <then>``)."""
+    import warnings
+
+    from trainer.record_check import RecordWarning
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, RecordWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    # a reader's warning (an unplanned record, a corrupt file) is one plain line, not a source excerpt
-    warnings.formatwarning = lambda message, category, *_args, **_kw: f"warning: {message}\n"
+    _show_record_warnings()
     if argv and argv[0] in ANALYSIS:  # their own argument parsers
         import importlib
 
@@ -265,6 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     except (RunBusy, TimeoutError) as e:  # another process owns what this command would write
         print(f"busy: {e}", file=sys.stderr)
         return 4
+    except KeyboardInterrupt:  # before a StopFlag was installed, or a second Ctrl-C of `grpolab train`
+        print(f"grpolab {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -9,6 +9,11 @@ handler, i.e. in the middle of a training step. Instead the job turns the signal
 - ``TERM`` (SLURM is ending the job: ``scontrol requeue``, preemption, ``scancel``): checkpoint and
   exit; SLURM requeues it if that is what it is doing. A step that outlasts ``KillWait`` loses the
   work since the last periodic checkpoint (``train.checkpoint_every``).
+- ``INT`` and ``HUP`` (a local sweep stopped, a terminal closed; ``scancel --signal``): as ``TERM``.
+
+``grpolab train`` and ``grpolab sweep`` use the same ``StopFlag``. A cell that fails exits 1 after
+saying why on stderr, so neither submitit ("Job completed successfully") nor SLURM (``COMPLETED``)
+reports a failed run as a success.
 
 A requeued job runs this same callable again and ``run_training`` resumes from the checkpoint.
 Requeues are bounded by ``launcher.max_requeues`` (SLURM counts restarts in ``SLURM_RESTART_COUNT``).
@@ -33,28 +38,48 @@ from trainer.locks import RunBusy
 from trainer.run_record import Meta, RunRecord, RunStatus, Summary
 from trainer.secrets import REDACTED, redact_config
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2, signal.SIGHUP)
+
 
 class StopFlag:
-    """Set by USR2/TERM; polled by the training loop between steps."""
+    """Set by INT/TERM/USR2/HUP; polled by the training loop between steps (nothing else happens in
+    the handler: a flag, a count, and one line written straight to stderr's file descriptor)."""
 
-    def __init__(self) -> None:
+    def __init__(self, what: str = "checkpointing at the next step boundary", second_int_interrupts: bool = False):
         self.signum: int | None = None
+        self.count = 0  # signals received
+        self.what = what
+        # an interactive command: a second Ctrl-C means "now" (KeyboardInterrupt; the run records
+        # preempted if an earlier checkpoint is there, else failed)
+        self.second_int_interrupts = second_int_interrupts
 
     def __call__(self) -> bool:
         return self.signum is not None
 
-    def install(self) -> None:
-        """Replace submitit's handlers (only possible in the main thread; elsewhere a no-op)."""
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum is not None else ""
+
+    def install(self) -> dict:
+        """Replace the handlers (submitit's, Python's KeyboardInterrupt); return the ones replaced.
+        Only possible in the main thread; elsewhere a no-op."""
+        old = {}
         try:
-            for sig in (signal.SIGUSR2, signal.SIGTERM):
-                signal.signal(sig, self._handle)
+            for sig in STOP_SIGNALS:
+                old[sig] = signal.signal(sig, self._handle)
         except ValueError:
             pass
+        return old
 
     def _handle(self, signum, frame) -> None:
+        self.count += 1
+        if self.second_int_interrupts and signum == signal.SIGINT and self.signum is not None:
+            raise KeyboardInterrupt
         if self.signum is None or signum == signal.SIGTERM:  # TERM wins: SLURM is already ending the job
             self.signum = signum
-        print(f"[grpolab] caught {signal.Signals(signum).name}: checkpointing at the next step boundary", flush=True)
+        # os.write, not print: a handler that prints while the main thread prints raises "reentrant call"
+        then = " (Ctrl-C again: stop now)" if self.second_int_interrupts and signum == signal.SIGINT else ""
+        os.write(2, f"[grpolab] caught {signal.Signals(signum).name}: {self.what}{then}\n".encode())
 
 
 def slurm_job_id() -> str | None:
@@ -140,6 +165,11 @@ class CellJob:
             if job_t0:
                 summary.timing["job_start_to_call_s"] = t_call - float(job_t0)
             RunRecord(self.run_dir).write_summary(summary)
+        if summary.status == RunStatus.failed:
+            cause = (summary.error or {}).get("cause", "see the log")
+            print(f"[grpolab] run failed at step {summary.steps_completed}: {cause} (record: {self.run_dir})",
+                  file=sys.stderr, flush=True)
+            sys.exit(1)  # no result pickle: the job failed, and its exit code says so
         if summary.status != RunStatus.preempted or stop.signum is None:
             return summary
         job_id = slurm_job_id()

@@ -2,32 +2,57 @@
 (the same Job API the SLURM launcher uses), ``launcher.max_parallel`` at a time, with progress.
 
 Progress is read from the run records themselves (lines in ``metrics.jsonl``), so it shows the
-same truth the table will be built from. A cell whose run dir another process holds (a second
-``grpolab sweep`` of the same sweep, ``trainer.locks``) is not run twice: this one waits for that
-process to end and reports the cell's status; if it stopped without ending (preempted), it runs the
-cell here, resuming from its checkpoint. Each job starts with
-``launcher.env`` in its environment, and its files are its owner's only (``sweeps.job_env``).
+same truth the table will be built from. Each job starts with ``launcher.env`` in its
+environment, and its files are its owner's only (``sweeps.job_env``).
+
+A cell whose run dir another process holds (a second ``grpolab sweep`` of the same sweep,
+``trainer.locks``) is not run twice: this one waits for that process to end and reports the cell's
+status; if it stopped without ending (preempted), it runs the cell here, resuming from its checkpoint.
+
+Stopping a local sweep stops its cells at a step boundary, never mid-step and never orphaned:
+INT, TERM, USR2 or HUP to the ``grpolab sweep`` process (Ctrl-C, ``kill``, a closed terminal) starts
+no new cell and sends TERM to each running cell's submitit controller, which forwards it to the
+cell's process; the cell checkpoints after its current step and ends ``preempted``, and this
+command returns once every running cell has ended. The controllers are started with INT and HUP
+ignored, because submitit's controller answers INT by killing its task a second later (mid-step);
+a terminal's Ctrl-C still reaches the cells themselves, whose ``StopFlag`` handles it. A cell whose
+process dies without a final record (SIGKILL, out of memory) is written down as dead
+(``sweeps.status.mark_dead``).
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import submitit
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from sweeps.job import Busy, CellJob
+from sweeps.job import Busy, CellJob, StopFlag
 from sweeps.job_env import job_environment, private_files
 from sweeps.plan import SweepPlan
+from sweeps.status import mark_dead
 from trainer.locks import run_is_locked
-from trainer.run_record import RunRecord, RunStatus, Summary
+from trainer.run_record import RunRecord, RunStatus
 from trainer.secrets import redact_value
 
 _EXITED = ("FINISHED", "COMPLETED")  # submitit's states of a job whose process returned normally
+_IGNORED_BY_CONTROLLERS = (signal.SIGINT, signal.SIGHUP)
 _RESUMABLE = (RunStatus.preempted, RunStatus.running, RunStatus.missing)  # stopped without an ending
+
+
+@dataclass
+class LocalResult:
+    """{run name: final status} of the cells that ran, and the signal that stopped the sweep, if any."""
+
+    statuses: dict[str, RunStatus] = field(default_factory=dict)
+    stopped_by: str = ""  # "SIGINT", ...: the cells not started were left for a re-run
+    signum: int | None = None
 
 
 def _steps_done(run_dir: Path) -> int:
@@ -38,6 +63,45 @@ def _steps_done(run_dir: Path) -> int:
         return 0
 
 
+@contextmanager
+def _ignoring(signals):
+    """``signals`` ignored while a child process is started (it inherits SIG_IGN through exec)."""
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in signals}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def _forward_stop(job: submitit.Job) -> None:
+    """TERM to the cell's controller, which forwards TERM to the cell's process."""
+    process = getattr(job, "_process", None)
+    if process is not None and process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+
+
+def _log_file(job: submitit.Job) -> Path:
+    """The job's log that says what happened: its stderr when anything was written there, else stdout."""
+    err = Path(job.paths.stderr)
+    return err if err.is_file() and err.stat().st_size else Path(job.paths.stdout)
+
+
+def _ended(name: str, job: submitit.Job, run_dir: Path) -> tuple[RunStatus, str]:
+    """(final status, what the console line adds) of a cell whose job has ended."""
+    summary = RunRecord.peek_summary(run_dir)
+    if summary is None:
+        return RunStatus.failed, f"no run record; see {_log_file(job)}"
+    if summary.status == RunStatus.running:  # its process died without writing an end
+        summary = mark_dead(run_dir, summary, f"its process ended ({job.state.lower()}) without a final record")
+    if summary.status == RunStatus.completed:
+        acc = summary.final_eval_accuracy
+        return summary.status, f"eval accuracy {acc:.3f}" if isinstance(acc, float) else ""
+    cause = str((summary.error or {}).get("cause", "")).strip().splitlines() or ["no cause recorded"]
+    log = f"; log {_log_file(job)}" if summary.status == RunStatus.failed else ""
+    return summary.status, f"at step {summary.steps_completed}: {cause[-1]}{log}"
+
+
 def _is_busy(job: submitit.Job) -> bool:
     """Whether the cell's process found its run dir held by another one (``sweeps.job.Busy``)."""
     try:
@@ -46,76 +110,86 @@ def _is_busy(job: submitit.Job) -> bool:
         return False
 
 
-def launch_local(plan: SweepPlan, console: Console | None = None, poll_s: float = 1.0) -> dict[str, RunStatus]:
-    """Run every pending cell; return {run name: final status}."""
+def launch_local(plan: SweepPlan, console: Console | None = None, poll_s: float = 1.0) -> LocalResult:
+    """Run every pending cell, or until a stop signal; see the module docstring."""
     console = console or Console(stderr=True)
     if not plan.to_run:
-        return {}
+        return LocalResult()
     with private_files():
         return _launch(plan, console, poll_s)
 
 
-def _launch(plan: SweepPlan, console: Console, poll_s: float) -> dict[str, RunStatus]:
+def _launch(plan: SweepPlan, console: Console, poll_s: float) -> LocalResult:
     runs = plan.to_run
+    result = LocalResult()
     parallel = runs[0].cfg.launcher.max_parallel
     executor = submitit.LocalExecutor(folder=str(plan.paths.logs / "%j"))
     executor.update_parameters(timeout_min=24 * 60)
     total_steps = sum(r.cfg.train.steps for r in runs)
     queue = list(runs)
     active: dict[str, tuple[submitit.Job, Path]] = {}
-    statuses: dict[str, RunStatus] = {}
     waiting: dict[str, Path] = {}  # cells another process holds (trainer.locks): their end is awaited
     retried: set[str] = set()
+    stop = StopFlag("stopping the running cells at their next step boundary; no new cell starts")
+    old_handlers = stop.install()
+    forwarded = 0  # signals already passed on to the running cells
     interactive = console.is_terminal
     last_print = 0.0
-    with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, disable=not interactive,
-    ) as progress:
-        bar = progress.add_task(f"sweep {plan.sweep_id}: steps", total=total_steps)
-        while queue or active or waiting:
-            while queue and len(active) < parallel:
-                run = queue.pop(0)
-                run_dir = plan.paths.run(run.name)
-                with job_environment(run.cfg.launcher.env):
-                    job = executor.submit(CellJob(run.cfg, str(run_dir), plan.meta_for(run)))
-                active[run.name] = (job, run_dir)
-                swept = ", ".join(f"{k}={redact_value(k, v)}" for k, v in run.swept.items())
-                console.print(f"[start] {run.name}  {swept}", markup=False)
-            for name, run_dir in list(waiting.items()):
-                if not run_is_locked(run_dir):  # the other process let go: its record is final
-                    del waiting[name]
-                    status = RunRecord.peek_status(run_dir) or RunStatus.missing
-                    if status in _RESUMABLE and name not in retried:  # it stopped, not ended: run it here
-                        retried.add(name)
-                        queue.append(next(r for r in runs if r.name == name))
-                        continue
-                    statuses[name] = status
-                    console.print(f"[{status}] {name}  ({len(statuses)}/{len(runs)} done) by another process",
-                                  markup=False)
-            for name, (job, run_dir) in list(active.items()):
-                if job.done() and _is_busy(job):
-                    del active[name]
-                    waiting[name] = run_dir
-                    console.print(f"[busy] {name}  another process is running it; waiting for it to end",
-                                  markup=False)
-                elif job.done():
-                    summary = RunRecord.peek_summary(run_dir) or Summary(status=RunStatus.failed)
-                    status = summary.status
-                    if job.state not in _EXITED and status == RunStatus.running:
-                        status = RunStatus.failed
-                    statuses[name] = status
-                    del active[name]
-                    acc = summary.final_eval_accuracy
-                    extra = f"eval accuracy {acc:.3f}" if isinstance(acc, float) else f"see {job.paths.stderr}"
-                    console.print(f"[{status}] {name}  ({len(statuses)}/{len(runs)} done) {extra}", markup=False)
-            done_steps = sum(r.cfg.train.steps for r in runs if r.name in statuses) + sum(
-                _steps_done(d) for _, d in active.values()
-            )
-            progress.update(bar, completed=done_steps)
-            if not interactive and time.time() - last_print > 30 and active:
-                last_print = time.time()
-                print(f"[progress] {done_steps}/{total_steps} steps, {len(statuses)}/{len(runs)} cells done",
-                      file=sys.stderr, flush=True)
-            time.sleep(poll_s)
-    return statuses
+    try:
+        with Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=console, disable=not interactive,
+        ) as progress:
+            bar = progress.add_task(f"sweep {plan.sweep_id}: steps", total=total_steps)
+            while (queue and not stop()) or active or (waiting and not stop()):
+                while queue and not stop() and len(active) < parallel:
+                    run = queue.pop(0)
+                    run_dir = plan.paths.run(run.name)
+                    with _ignoring(_IGNORED_BY_CONTROLLERS), job_environment(run.cfg.launcher.env):
+                        job = executor.submit(CellJob(run.cfg, str(run_dir), plan.meta_for(run)))
+                    active[run.name] = (job, run_dir)
+                    swept = ", ".join(f"{k}={redact_value(k, v)}" for k, v in run.swept.items())
+                    console.print(f"[start] {run.name}  {swept}", markup=False, soft_wrap=True)
+                if stop.count > forwarded:
+                    forwarded = stop.count
+                    for job, _ in active.values():
+                        _forward_stop(job)
+                for name, run_dir in list(waiting.items()):
+                    if not run_is_locked(run_dir):  # the other process let go: its record is final
+                        del waiting[name]
+                        status = RunRecord.peek_status(run_dir) or RunStatus.missing
+                        if status in _RESUMABLE and name not in retried:  # it stopped, not ended: run it here
+                            retried.add(name)
+                            queue.append(next(r for r in runs if r.name == name))
+                            continue
+                        result.statuses[name] = status
+                        console.print(f"[{status}] {name}  ({len(result.statuses)}/{len(runs)} done) by another "
+                                      "process", markup=False, soft_wrap=True)
+                for name, (job, run_dir) in list(active.items()):
+                    if job.done() and _is_busy(job):
+                        del active[name]
+                        waiting[name] = run_dir
+                        console.print(f"[busy] {name}  another process is running it; waiting for it to end",
+                                      markup=False, soft_wrap=True)
+                    elif job.done():
+                        status, extra = _ended(name, job, run_dir)
+                        result.statuses[name] = status
+                        del active[name]
+                        console.print(f"[{status}] {name}  ({len(result.statuses)}/{len(runs)} done) {extra}",
+                                      markup=False, soft_wrap=True)
+                done_steps = sum(r.cfg.train.steps for r in runs if r.name in result.statuses) + sum(
+                    _steps_done(d) for _, d in active.values()
+                )
+                progress.update(bar, completed=done_steps)
+                if not interactive and time.time() - last_print > 30 and active:
+                    last_print = time.time()
+                    print(f"[progress] {done_steps}/{total_steps} steps, {len(result.statuses)}/{len(runs)} cells "
+                          "done", file=sys.stderr, flush=True)
+                time.sleep(poll_s)
+    finally:
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
+    if stop():
+        result.stopped_by, result.signum = stop.name, stop.signum
+    return result
+

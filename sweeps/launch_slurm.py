@@ -160,7 +160,7 @@ def submit_slurm(plan: SweepPlan) -> SubmitReport:
             completed.append(run.name)
             continue
         ids = jobs.get(run.name, [])
-        if ids and states.get(ids[-1]) in ACTIVE:
+        if run.status == PlanStatus.live or (ids and states.get(ids[-1]) in ACTIVE):
             active.append(run.name)
             continue
         todo.append(run)

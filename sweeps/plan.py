@@ -2,7 +2,8 @@
 
 A plan is written to ``<sweep_dir>/sweep.json`` before anything runs (``sweeps.plan_owner``: the
 sweep dir belongs to its plan); cells whose run record already says ``completed`` (same config hash
-and seed) are skipped on a re-run.
+and seed) are skipped on a re-run, and so are cells whose record is being written by a live process
+(an earlier invocation's cell still running).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sweeps.compose import compose_dict, conf_dir, explain_error, hydra_context,
 from sweeps.expand import SweepGrid, build_sweep_grid, split_overrides
 from sweeps.hydra_adapter import apply_plain_overrides
 from sweeps.override_meaning import check_effect, check_keys
+from sweeps.status import process_alive
 from trainer.config import Config
 from trainer.identity import config_hash, run_meta
 from trainer.knobs import ConfigError
@@ -40,6 +42,7 @@ class PlanStatus(str, Enum):
 
     pending = "pending"
     skip = "skip"  # its run record already says completed
+    live = "running"  # its run record's process is alive (an earlier invocation's cell): not started twice
 
     def __str__(self) -> str:
         return self.value
@@ -142,8 +145,11 @@ def make_plan(cli_overrides: list[str]) -> SweepPlan:
     _refuse_duplicate_cells(plan)
     _refuse_other_identity_versions(plan)
     for r in plan.runs:
-        if RunRecord.peek_status(plan.paths.run(r.name)) == RunStatus.completed:
+        summary = RunRecord.peek_summary(plan.paths.run(r.name))
+        if summary is not None and summary.status == RunStatus.completed:
             r.status = PlanStatus.skip
+        elif summary is not None and process_alive(summary):
+            r.status = PlanStatus.live
     return plan
 
 

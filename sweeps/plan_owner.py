@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from dataclasses import dataclass
 from typing import Optional
 
@@ -23,10 +24,12 @@ from trainer.identity import identity_view
 from trainer.knobs import ConfigError
 from trainer.locks import sweep_lock
 from trainer.provenance import code_version
+from trainer.record_check import read_checked, warn
 from trainer.run_record import atomic_write_json
 from trainer.secrets import redact_overrides, redact_value
 
 PLAN_VERSION = 2  # 1: no history, one invocation per sweep dir
+DAMAGED_SUFFIX = ".damaged"
 
 
 @dataclass
@@ -38,20 +41,26 @@ class Ownership:
 
 
 def read_existing(plan: SweepPlan) -> Optional[dict]:
-    """The sweep's current ``sweep.json``; None when there is none. An unreadable one is refused:
-    without it nobody knows which runs are the sweep's."""
+    """The sweep's current ``sweep.json``; None when there is none.
+
+    A damaged one (any bytes that are not a plan) cannot say which runs are the sweep's. If every
+    record under ``runs/`` is a cell of this command, nothing can pool: the plan is rebuilt from the
+    command (``write`` keeps the damaged file beside it) with a warning. Otherwise it is refused."""
     path = plan.paths.plan
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"sweep.id={plan.sweep_id}: {path} is unreadable ({type(e).__name__}), so which runs "
-                          "belong to this sweep is unknown: move it aside, or use a new sweep.id") from None
-    if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
-        raise ConfigError(f"sweep.id={plan.sweep_id}: {path} is not a sweep plan (no runs list): move it aside, "
-                          "or use a new sweep.id")
-    return data
+    data, problem = read_checked(path)
+    if data is not None and not isinstance(data.get("runs"), list):
+        problem = "no runs list"
+    if problem is None:
+        return data
+    records = sorted(d.name for d in plan.paths.runs.glob("*") if d.is_dir()) if plan.paths.runs.is_dir() else []
+    foreign = [name for name in records if name not in {r.name for r in plan.runs}]
+    if foreign:
+        raise ConfigError(f"sweep.id={plan.sweep_id}: {path} is {problem}, and {len(foreign)} records under "
+                          f"{plan.paths.runs} are not cells of this command (e.g. {foreign[0]}), so which runs "
+                          "belong to this sweep is unknown: move the sweep dir aside, or use a new sweep.id")
+    warn(path, problem, "rebuilt from this command, whose cells include every record under runs/ "
+                        f"(the damaged file is kept as {path.name}{DAMAGED_SUFFIX})")
+    return None
 
 
 def _entry(run) -> dict:
@@ -150,7 +159,10 @@ def _plan_json(plan: SweepPlan, entries: list[dict], keys: list[str], history: l
 
 
 def write(plan: SweepPlan, ownership: Ownership) -> None:
-    atomic_write_json(plan.paths.plan, ownership.plan)
+    path = plan.paths.plan
+    if ownership.kind == "new" and path.exists():  # a damaged plan (read_existing): kept, not overwritten
+        os.replace(path, path.with_name(path.name + DAMAGED_SUFFIX))
+    atomic_write_json(path, ownership.plan)
 
 
 def claim(plan: SweepPlan, command: list[str], append: bool = False) -> Ownership:

@@ -6,24 +6,49 @@ The run record (``summary.json``) is the truth about training; for SLURM sweeps,
 re-run of the sweep command can tell completed, queued, failed and missing cells apart. A local
 sweep has no ``jobs.json``: its cells are read from their records alone.
 
+A record says ``running`` only while its process lives: a ``running`` summary whose ``pid`` is gone
+from this host (or is another process's now), or, from another host, whose ``heartbeat`` is older
+than ``stale_after_s`` (and no scheduler reports its job), is a ``dead`` cell, with a detail saying
+whether a re-run resumes it from a checkpoint and the command that re-runs it. Damaged record files
+(``trainer.record_check``) are read as absent and said so, never raised.
+
 Stdlib and ``trainer.run_record`` only (no torch, no Hydra): ``grpolab status`` stays fast.
 """
 
 from __future__ import annotations
 
+import os
+import shlex
+import socket
 import subprocess
+import time
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Optional
 
-from trainer.run_record import RunRecord, RunStatus, Summary, SweepPaths, atomic_write_json, read_json, read_json_object
+from trainer.record_check import read_checked, warn
+from trainer.run_record import (
+    CHECKPOINT_DIR,
+    SUMMARY_FILE,
+    RunRecord,
+    RunStatus,
+    Summary,
+    SweepPaths,
+    atomic_write_json,
+    read_json_object,
+)
 
 # SLURM job states (``squeue``/``sacct``), not run statuses: a job in one of these will still run
 # or is running; ``STARTED`` ones are on a node.
 ACTIVE = frozenset({"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
                     "RESIZING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD"})
 STARTED = frozenset({"RUNNING", "COMPLETING", "CONFIGURING"})
+# A `running` record seen from another host is dead once its heartbeat is older than this many of its
+# mean step times, and never sooner than the floor (a model load, a warm start another cell is
+# building, a long eval: a live run may write nothing for that long).
+STALE_STEPS = 10
+STALE_FLOOR_S = 900.0
 
 
 class CellState(str, Enum):
@@ -35,6 +60,7 @@ class CellState(str, Enum):
     failed = RunStatus.failed.value  # the run failed, or its job ended without a completed record
     preempted = RunStatus.preempted.value  # checkpointed; resumes when requeued or re-run
     missing = RunStatus.missing.value  # jobs were submitted, but this cell has neither a job nor a record
+    dead = "dead"  # its record says running, but its process is gone (killed, or its node lost)
 
     def __str__(self) -> str:
         return self.value
@@ -42,8 +68,15 @@ class CellState(str, Enum):
 
 # ---------------------------------------------------------------- job bookkeeping (jobs.json)
 def read_jobs(sweep_dir: str | Path) -> dict[str, list[str]]:
-    """{run name: job ids, newest last}; {} when the sweep submitted nothing (or the file is unreadable)."""
-    return read_json_object(SweepPaths(Path(sweep_dir)).jobs) or {}
+    """{run name: job ids, newest last}; {} when the sweep submitted nothing (or the file is unreadable);
+    entries that are not a list of ids are left out, with a warning."""
+    path = SweepPaths(Path(sweep_dir)).jobs
+    jobs = read_json_object(path) or {}
+    good = {k: [str(i) for i in v] for k, v in jobs.items()
+            if isinstance(v, list) and all(isinstance(i, (str, int)) and not isinstance(i, bool) for i in v)}
+    if len(good) < len(jobs):
+        warn(path, f"the job ids of {sorted(set(jobs) - set(good))} are not lists of ids", "those cells have no job")
+    return good
 
 
 def write_jobs(sweep_dir: str | Path, jobs: dict[str, list[str]]) -> None:
@@ -89,8 +122,90 @@ class CellStatus:
     ended: bool = False  # nothing will change this cell any more without a new submission
 
 
-def cell_state(summary: Optional[Summary], slurm_state: Optional[str]) -> tuple[CellState, str]:
-    """(state, detail) of one cell from its run record and the state SLURM reports for its job."""
+# ---------------------------------------------------------------- is a running record's process alive?
+def checkpoint_step(run_dir: str | Path) -> Optional[int]:
+    """The step of the run's latest complete checkpoint (``checkpoint/latest``), or None."""
+    root = Path(run_dir) / CHECKPOINT_DIR
+    try:
+        name = (root / "latest").read_bytes().decode("utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    digits = name.removeprefix("step_")
+    return int(digits) if digits.isdigit() and (root / name / "trainer_state.pt").is_file() else None
+
+
+def _started_at(pid: int) -> Optional[float]:
+    """When process ``pid`` of this host started (Unix time; 0.0 when unknown), or None when there is
+    no such live process (a zombie is dead)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                     if line.startswith("btime"))
+    except FileNotFoundError:
+        return None
+    except (OSError, IndexError, ValueError, StopIteration):  # no /proc: ask the kernel whether it exists
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except OSError:
+            pass
+        return 0.0
+    return None if fields[0] in ("Z", "X") else btime + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
+def process_alive(summary: Summary) -> bool:
+    """A ``running`` record whose writer is known to live: it names its process, and that process
+    is not gone (``process_gone``). A re-run must not start a second writer of it."""
+    return summary.status == RunStatus.running and summary.pid is not None and process_gone(summary) is None
+
+
+def stale_after_s(summary: Summary) -> float:
+    """How old a running record's heartbeat may be before another host calls it dead."""
+    steps, wall = summary.steps_completed, summary.wall_time_s
+    return max(STALE_FLOOR_S, STALE_STEPS * wall / steps if steps and wall else 0.0)
+
+
+def process_gone(summary: Summary, now: Optional[float] = None) -> Optional[str]:
+    """Why the process of a ``running`` record is known to be dead, or None (it lives, or there is no
+    telling: a record written before records had a pid and a heartbeat)."""
+    where = f"process {summary.pid} on {summary.host}"
+    if summary.host == socket.gethostname() and summary.pid:
+        started = _started_at(summary.pid)
+        if started is None:
+            return f"its {where} is gone"
+        if summary.heartbeat is not None and started > summary.heartbeat + 2:
+            return f"its {where} is gone (the pid is another process's now)"
+        return None
+    if summary.heartbeat is None:
+        return None
+    age, bound = (now or time.time()) - summary.heartbeat, stale_after_s(summary)
+    return f"no heartbeat from its {where} for {age:.0f} s (> {bound:.0f} s)" if age > bound else None
+
+
+def dead_state(summary: Summary, run_dir: Optional[str | Path], why: str, rerun: str = "the sweep command"
+               ) -> tuple[CellState, str]:
+    """(dead, what a re-run does) of a run whose process died without a final record."""
+    ckpt = checkpoint_step(run_dir) if run_dir is not None else None
+    then = f"resumes it from its checkpoint at step {ckpt}" if ckpt is not None else "starts it again (no checkpoint)"
+    return CellState.dead, f"{why} after step {summary.steps_completed}; re-running {rerun} {then}"
+
+
+def mark_dead(run_dir: str | Path, summary: Summary, why: str) -> Summary:
+    """Write down that a ``running`` record's process died (the launcher that saw it end does this):
+    ``preempted`` when a checkpoint is there to resume, else ``failed``."""
+    _, detail = dead_state(summary, run_dir, why)
+    summary.status = RunStatus.preempted if checkpoint_step(run_dir) is not None else RunStatus.failed
+    summary.error = {"step": summary.steps_completed, "cause": detail}
+    RunRecord(run_dir).write_summary(summary)
+    return summary
+
+
+# ---------------------------------------------------------------- cells
+def cell_state(summary: Optional[Summary], slurm_state: Optional[str],
+               run_dir: Optional[str | Path] = None, rerun: str = "the sweep command") -> tuple[CellState, str]:
+    """(state, detail) of one cell from its run record and the state SLURM reports for its job;
+    ``rerun`` is the command a detail tells the user to run again."""
     status = summary.status if summary is not None else None
     if status == RunStatus.completed:
         return CellState.completed, ""
@@ -103,38 +218,74 @@ def cell_state(summary: Optional[Summary], slurm_state: Optional[str]) -> tuple[
             return CellState.preempted, f"requeued ({slurm_state.lower()}), resumes from its checkpoint"
         return CellState.pending, slurm_state.lower()
     if status == RunStatus.failed:
-        err = summary.error or {}
-        return CellState.failed, str(err.get("cause", ""))[:120]
+        lines = str((summary.error or {}).get("cause", "")).strip().splitlines()
+        return CellState.failed, lines[-1][:200] if lines else ""  # an error's last line says what it was
     if status == RunStatus.preempted:
-        return CellState.preempted, f"job {slurm_state.lower() if slurm_state else 'gone'}; re-run the sweep to resume"
+        ckpt = checkpoint_step(run_dir) if run_dir is not None else None
+        at = f" from its checkpoint at step {ckpt}" if ckpt is not None else ""
+        return CellState.preempted, (f"job {slurm_state.lower() if slurm_state else 'gone'}; re-run the sweep "
+                                     f"to resume{at}: {rerun}")
     if slurm_state:  # job ended without a completed record: killed, out of memory, time limit, ...
         return CellState.failed, f"job {slurm_state.lower()}"
-    if status == RunStatus.running:  # a local run, or a job SLURM no longer reports
-        return CellState.running, ""
+    if status == RunStatus.running:  # a local run, or a job SLURM no longer reports: is its process alive?
+        why = process_gone(summary)
+        return dead_state(summary, run_dir, why, rerun) if why else (CellState.running, "")
     return CellState.missing, ""
 
 
 def sweep_status(sweep_dir: str | Path) -> list[CellStatus]:
     """Every planned cell of the sweep in ``sweep_dir``, in plan order."""
     paths = SweepPaths(Path(sweep_dir))
-    plan = read_json(paths.plan)
     jobs = read_jobs(paths.root)
     latest = {name: ids[-1] for name, ids in jobs.items() if ids}
     states = slurm_states(list(latest.values()))
+    runs, rerun = _planned_runs(paths)
     out = []
-    for run in plan["runs"]:
+    for run in runs:
         name = run["name"]
-        summary = RunRecord.peek_summary(paths.run(name))
+        summary, problem = _read_summary(paths.run(name))
         job_id = latest.get(name)
         slurm_state = states.get(job_id) if job_id else None
-        state, detail = cell_state(summary, slurm_state)
+        state, detail = cell_state(summary, slurm_state, paths.run(name), rerun)
         if job_id is None and summary is None:
             state = CellState.missing if jobs else CellState.pending
-        ended = state in (CellState.completed, CellState.failed, CellState.missing) or (
+        if problem and state in (CellState.pending, CellState.missing):  # damaged, and no job will rewrite it
+            ckpt = checkpoint_step(paths.run(name))
+            state, detail = CellState.failed, f"{SUMMARY_FILE} {problem}; re-running {rerun} " + (
+                f"resumes it from its checkpoint at step {ckpt}" if ckpt is not None else "starts it again")
+        ended = state in (CellState.completed, CellState.failed, CellState.missing, CellState.dead) or (
             state == CellState.preempted and slurm_state not in ACTIVE)
-        out.append(CellStatus(name, run.get("swept", {}), state, summary.steps_completed if summary else 0,
-                              int(run.get("steps", 0)), job_id, detail, ended))
+        out.append(CellStatus(name, run["swept"], state, summary.steps_completed if summary else 0,
+                              run["steps"], job_id, detail, ended))
     return out
+
+
+def _read_summary(run_dir: Path) -> tuple[Optional[Summary], Optional[str]]:
+    """(the summary or None, what is wrong with ``summary.json`` when it is there but unreadable)."""
+    data, problem = read_checked(run_dir / SUMMARY_FILE, Summary)
+    summary = Summary.from_json(data) if data is not None else None
+    if data is not None and summary is None:
+        problem = f"has status {data.get('status')!r}, not a run status"
+    return summary, problem
+
+
+def _planned_runs(paths: SweepPaths) -> tuple[list[dict], str]:
+    """(the plan's runs as ``{name, swept, steps}``, the command that re-runs the sweep, quoted).
+    When ``sweep.json`` is damaged, the run dirs there are the cells (with a warning), so they can
+    still be seen."""
+    plan, problem = read_checked(paths.plan)
+    runs = plan.get("runs") if plan is not None else None
+    if not isinstance(runs, list) or not all(isinstance(r, dict) and isinstance(r.get("name"), str) for r in runs):
+        warn(paths.plan, problem or "its runs are not a list of {name, swept, steps}",
+             "cells are listed from runs/ (re-running the sweep command writes the plan again)")
+        names = sorted(d.name for d in paths.runs.iterdir() if d.is_dir()) if paths.runs.is_dir() else []
+        runs = [{"name": n} for n in names]
+    command = plan.get("command") if plan is not None else None
+    rerun = f"`{shlex.join(command)}`" if isinstance(command, list) and all(isinstance(c, str) for c in command) \
+        else "the sweep command"
+    return [{"name": r["name"], "swept": r.get("swept") if isinstance(r.get("swept"), dict) else {},
+             "steps": r.get("steps") if isinstance(r.get("steps"), int) and r.get("steps") >= 0 else 0}
+            for r in runs], rerun
 
 
 def format_status(sweep_id: str, cells: list[CellStatus]) -> str:

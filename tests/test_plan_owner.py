@@ -66,14 +66,19 @@ def test_an_append_keeps_apart_cells_that_differ_only_in_a_fixed_value(tmp_path)
         [("new", ["old"], 2), ("append", ["new"], 2)]
 
 
-def test_an_unreadable_plan_is_refused_in_one_line(tmp_path):
+def test_a_damaged_plan_is_rebuilt_only_when_the_command_covers_every_record(tmp_path):
     plan_file = tmp_path / "out/sweeps/own/sweep.json"
     plan_file.parent.mkdir(parents=True)
     for garbage in (b"\xff\xfe{", b'"completed"', b"{}", b""):
         plan_file.write_bytes(garbage)
-        with pytest.raises(ConfigError, match="move it aside") as e:
-            claim(make_plan(_args(tmp_path)), ["x"])
-        assert "\n" not in str(e.value)
+        with pytest.warns(UserWarning, match="sweep.json: .*rebuilt from this command"):
+            ownership = claim(make_plan(_args(tmp_path)), ["x"])
+        assert ownership.kind == "new" and (plan_file.parent / "sweep.json.damaged").read_bytes() == garbage
+    (tmp_path / "out/sweeps/own/runs/0123456789ab_s0").mkdir(parents=True)  # a record of no cell of the command
+    plan_file.write_bytes(b"\xff")
+    with pytest.raises(ConfigError, match="not cells of this command .*move the sweep dir aside") as e:
+        claim(make_plan(_args(tmp_path)), ["x"])
+    assert "\n" not in str(e.value) and plan_file.read_bytes() == b"\xff"
 
 
 def test_the_cli_refuses_another_plan_even_in_a_dry_run(tmp_path, capsys):

@@ -18,15 +18,13 @@ def _deterministic(rows):
     return [{k: v for k, v in r.items() if not k.startswith(TIMING)} for r in rows]
 
 
-def _stop_after(n_steps: int):
-    """A should_stop hook that asks the run to stop once ``n_steps`` steps ran in this attempt."""
-    calls = {"n": 0}
+def _last_step(run_dir) -> int:
+    return max((r["step"] for r in read_jsonl(run_dir / "metrics.jsonl")), default=-1)
 
-    def should_stop() -> bool:
-        calls["n"] += 1
-        return calls["n"] >= n_steps
 
-    return should_stop
+def _stop_after(run_dir, n_steps: int):
+    """A should_stop hook that asks the run to stop once its record holds step ``n_steps``."""
+    return lambda: _last_step(run_dir) >= n_steps
 
 
 RESULT_KEYS = ("final_eval_accuracy", "best_eval_accuracy", "final_reward", "final_response_length",
@@ -37,7 +35,7 @@ RESULT_KEYS = ("final_eval_accuracy", "best_eval_accuracy", "final_reward", "fin
 def test_stopped_and_resumed_run_equals_uninterrupted_run(tmp_path, extra):
     cfg = compose(fast_overrides(tmp_path, steps=5) + extra)
     whole = run_training(cfg, tmp_path / "whole", **QUIET)
-    stopped = run_training(cfg, tmp_path / "cut", should_stop=_stop_after(2), **QUIET)
+    stopped = run_training(cfg, tmp_path / "cut", should_stop=_stop_after(tmp_path / "cut", 2), **QUIET)
     assert stopped.status == "preempted" and stopped.steps_completed == 2
     assert checkpoint.peek(tmp_path / "cut").step == 2
     resumed = run_training(cfg, tmp_path / "cut", **QUIET)
@@ -53,9 +51,8 @@ def test_periodic_checkpoint_bounds_the_loss_of_a_crash(tmp_path):
     """A crash (here an interrupt after step 3) resumes from the step-2 checkpoint, not from scratch."""
     cfg = compose(fast_overrides(tmp_path, steps=4) + ["train.checkpoint_every=2"])
 
-    def crash_after_3(calls={"n": 0}):
-        calls["n"] += 1
-        if calls["n"] == 3:
+    def crash_after_3():
+        if _last_step(tmp_path / "run") == 3:
             raise KeyboardInterrupt
         return False
 

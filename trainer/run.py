@@ -5,13 +5,17 @@ run begins (``trainer.run_start.begin``), then runs three phases around one ``Ru
 ``_prepare`` (model, engine, rollout, trainer; the warm-start eval or the checkpoint), ``_loop``
 (the steps, their record, the stop and prune points) and ``_finalize`` (wall time, the last
 summary, the tracker). No exception escapes without ``summary.json`` saying the status, the step
-and the cause.
+and the cause. While it runs, the summary names its ``host`` and ``pid`` and carries a ``heartbeat``
+(rewritten at least every step), so a reader can tell a live run from a dead one
+(``sweeps.status``).
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import random
+import socket
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -138,10 +142,15 @@ def _run_locked(cfg, record: RunRecord, meta, log, should_stop, resume, reporter
                      wall_before=float(start.summary.wall_time_s or 0.0), step=start.first_step - 1)
     age = process_age_s()
     state.timing["process_start_to_run_s"] = age - (time.time() - t_start) if age is not None else None
-    record.write_summary(state.summary)
+    state.summary.host, state.summary.pid = socket.gethostname(), os.getpid()
+    _write_summary(state)
     try:
         _prepare(state)
+        _write_summary(state)  # a heartbeat after the model load and the warm-start eval
         _loop(state, should_stop, reporter)
+    except checkpoint.CorruptCheckpoint as e:
+        state.summary.status, state.summary.error = RunStatus.failed, e.error(state.step)
+        log(f"[{state.name}] FAILED: {state.summary.error['cause']}")
     except NonFiniteLoss as e:
         state.summary.status, state.summary.error = RunStatus.failed, {"step": e.step, "cause": e.cause}
         log(f"[{state.name}] FAILED: {e}")
@@ -152,9 +161,13 @@ def _run_locked(cfg, record: RunRecord, meta, log, should_stop, resume, reporter
         log(f"[{state.name}] FAILED at step {state.step}: {type(e).__name__}: {e}")
         if not main:  # rank 0 does not know
             write_rank_error(record.dir, state.summary.error)
-    except BaseException:
-        state.summary.status = RunStatus.preempted
-        state.summary.error = {"step": state.step, "cause": "interrupted"}
+    except BaseException as e:  # KeyboardInterrupt, SystemExit: preempted only if there is a checkpoint to resume
+        ckpt = checkpoint.peek_step(record.dir)
+        then = f"a re-run resumes from the checkpoint at step {ckpt}" if ckpt is not None else \
+            "no checkpoint: a re-run starts afresh"
+        state.summary.status = RunStatus.preempted if ckpt is not None else RunStatus.failed
+        state.summary.error = {"step": state.step,
+                               "cause": f"interrupted ({type(e).__name__}) during step {state.step + 1}; {then}"}
         raise
     finally:
         _finalize(state)
@@ -224,6 +237,8 @@ def _loop(state: RunState, should_stop, reporter) -> None:
     """The steps; each one's metrics are in the record before the next begins."""
     cfg, summary, log = state.cfg, state.summary, state.log
     every = cfg.train.checkpoint_every
+    if state.step < cfg.train.steps and _stop_requested(state, should_stop):  # a signal while preparing
+        return
     for step in range(state.step + 1, cfg.train.steps + 1):
         state.step = step
         m = state.trainer.step(state.stream.at(step), step)
@@ -239,7 +254,7 @@ def _loop(state: RunState, should_stop, reporter) -> None:
         summary.steps_completed = step
         summary.final_reward = m["train/reward"]
         summary.final_response_length = m["train/response_length"]
-        state.record.write_summary(summary)  # progress survives a crash; status says how far it got
+        _write_summary(state)  # progress survives a crash; status says how far it got
         if reporter is not None and "eval/accuracy" in m and step < cfg.train.steps \
                 and distributed.any_rank(state.main and reporter(step, m["eval/accuracy"])):
             summary.status, summary.error = RunStatus.pruned, {"step": step, "cause": "pruned by the tuner"}
@@ -249,17 +264,32 @@ def _loop(state: RunState, should_stop, reporter) -> None:
             return
         if step == cfg.train.steps:
             break
-        if should_stop is not None and distributed.any_rank(should_stop()):
-            _save_checkpoint(state)
-            summary.status = RunStatus.preempted
-            summary.error = {"step": step, "cause": "stopped by signal; checkpointed"}
-            log(f"[{state.name}] stopping at step {step}: checkpoint written, the run resumes from it")
+        if _stop_requested(state, should_stop):
             return
         if every and step % every == 0:
             _save_checkpoint(state)
     summary.status = RunStatus.completed
     if state.main:
         checkpoint.remove(state.record.dir)  # the run record is the product; a finished run needs no resume state
+
+
+def _stop_requested(state: RunState, should_stop) -> bool:
+    """At a step boundary: when asked to stop, checkpoint and end ``preempted`` (a re-run resumes)."""
+    if should_stop is None or not distributed.any_rank(should_stop()):
+        return False
+    if checkpoint.peek_step(state.record.dir) != state.step:  # not when stopped just after resuming from it
+        _save_checkpoint(state)
+    state.summary.status = RunStatus.preempted
+    state.summary.error = {"step": state.step, "cause": f"stopped at step {state.step}; checkpointed: a re-run resumes"}
+    state.log(f"[{state.name}] stopping at step {state.step}: checkpoint written, the run resumes from it")
+    return True
+
+
+def _write_summary(state: RunState) -> None:
+    """The summary as it stands, with a fresh heartbeat and wall time (rank 0 only: the record's writer)."""
+    state.summary.heartbeat = time.time()
+    state.summary.wall_time_s = state.wall_time()
+    state.record.write_summary(state.summary)
 
 
 def _warn(state: RunState, text: str) -> None:
@@ -269,8 +299,7 @@ def _warn(state: RunState, text: str) -> None:
 
 
 def _finalize(state: RunState) -> None:
-    state.summary.wall_time_s = state.wall_time()
-    state.record.write_summary(state.summary)
+    _write_summary(state)
     state.tracker.finish(state.summary)
 
 

@@ -26,6 +26,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
+from trainer.record_check import field_problems, read_checked, warn
+
 
 class RunStatus(str, Enum):
     """What ``summary.json`` says of a run (``missing``: readers only, no readable record)."""
@@ -45,6 +47,7 @@ class RunStatus(str, Enum):
 CONFIG_FILE = "config.yaml"
 META_FILE = "meta.json"
 METRICS_FILE = "metrics.jsonl"
+METRICS_CORRUPT_FILE = "metrics.corrupt.jsonl"  # lines of metrics.jsonl that were not JSON, kept aside on resume
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_DIR = "checkpoint"
 SWEEP_PLAN_FILE = "sweep.json"
@@ -110,8 +113,9 @@ IDENTITY_VERSION = 2
 
 # ---------------------------------------------------------------- meta and summary
 def _from_json(cls, data: Any):
-    """An instance of dataclass ``cls`` from a JSON object: known keys only, the rest ignored."""
-    if not isinstance(data, dict):
+    """An instance of dataclass ``cls`` from a JSON object: known keys only, the rest ignored; None
+    when a known key has a value of the wrong type (``trainer.record_check``)."""
+    if not isinstance(data, dict) or field_problems(cls, data):
         return None
     names = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in data.items() if k in names})
@@ -164,6 +168,9 @@ class Summary:
     final_response_length: Optional[float] = None
     timing: Optional[dict] = None  # job overheads, seconds (docs/run-record.md)
     warnings: Optional[list] = None  # what makes this run's numbers suspect (e.g. a warm start at 0 or 1)
+    host: Optional[str] = None  # where the run's process is (or was) ...
+    pid: Optional[int] = None  # ... and its id: a `running` record whose process is gone is dead
+    heartbeat: Optional[float] = None  # Unix time of the last write while running (at least every step)
 
     def __post_init__(self) -> None:
         self.status = RunStatus(self.status)
@@ -275,27 +282,38 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
-def read_json_object(path: Path) -> Optional[dict]:
-    """A JSON object from ``path``; None when it is absent, unreadable or not an object."""
+def read_json_object(path: Path, cls=None) -> Optional[dict]:
+    """A JSON object from ``path`` (of dataclass ``cls``'s field types, if given); None when it is
+    absent, or damaged, with a ``RecordWarning`` saying how."""
+    data, problem = read_checked(path, cls)
+    if problem:
+        warn(path, problem)
+    return data
+
+
+def read_jsonl(path: Path, corrupt: Optional[list] = None) -> list[dict]:
+    """The JSON objects of a JSONL file. A torn last line (a killed writer's) is skipped; any other
+    line that is not a JSON object in UTF-8 is skipped too, and appended to ``corrupt`` as
+    ``(line number, text)`` when given, else warned of (``RecordWarning``): never dropped silently."""
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """Parse a JSONL file, skipping a torn or corrupt line (a killed writer's last line)."""
-    rows = []
-    if not Path(path).exists():
-        return rows
-    for line in Path(path).read_text(errors="replace").splitlines():
+        lines = Path(path).read_bytes().split(b"\n")
+    except FileNotFoundError:
+        return []
+    lines = lines[:-1] if lines and not lines[-1] else lines
+    rows, bad = [], []
+    for n, raw in enumerate(lines, 1):
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+            row = json.loads(raw.decode("utf-8"))
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError
+            row = None
         if isinstance(row, dict):
             rows.append(row)
+        elif n < len(lines) or row is not None:
+            bad.append((n, raw.decode("utf-8", errors="replace")))
+    if corrupt is not None:
+        corrupt.extend(bad)
+    elif bad:
+        warn(path, f"line {', '.join(str(n) for n, _ in bad)} not a JSON object", "skipped")
     return rows
 
 
@@ -350,16 +368,28 @@ class RunRecord:
         if self.writable:
             atomic_write_json(self.summary_path, summary.to_json())
 
+    def keep_aside(self, corrupt: list[tuple[int, str]]) -> None:
+        """Append corrupt lines of ``metrics.jsonl`` (``(line number, text)``) to ``metrics.corrupt.jsonl``."""
+        if self.writable and corrupt:
+            with open(self.dir / METRICS_CORRUPT_FILE, "a") as f:
+                f.write("".join(json.dumps({"line": n, "text": text}) + "\n" for n, text in corrupt))
+
     def read_meta(self) -> Optional[Meta]:
-        return Meta.from_json(read_json_object(self.meta_path))
+        return Meta.from_json(read_json_object(self.meta_path, Meta))
 
     def read_summary(self) -> Optional[Summary]:
-        return Summary.from_json(read_json_object(self.summary_path))
+        return RunRecord.peek_summary(self.dir)
 
     @staticmethod
     def peek_summary(run_dir: str | Path) -> Optional[Summary]:
-        """The summary of a run dir that may not exist, without creating it."""
-        return Summary.from_json(read_json_object(Path(run_dir) / SUMMARY_FILE))
+        """The summary of a run dir that may not exist, without creating it (None, with a
+        ``RecordWarning``, when ``summary.json`` is not one)."""
+        path = Path(run_dir) / SUMMARY_FILE
+        data = read_json_object(path, Summary)
+        summary = Summary.from_json(data)
+        if data is not None and summary is None:
+            warn(path, f"status {data.get('status')!r} is not a run status")
+        return summary
 
     @staticmethod
     def peek_status(run_dir: str | Path) -> Optional[RunStatus]:

@@ -60,7 +60,7 @@ class TorchEngine:
 
     def load_checkpoint(self, ckpt_dir: str | Path) -> dict:
         """Restore what ``save_checkpoint`` wrote; returns its ``client_state``."""
-        state = torch.load(Path(ckpt_dir) / "engine.pt", map_location=self.device, weights_only=False)
+        state = torch.load(Path(ckpt_dir) / "engine.pt", map_location=self.device, weights_only=True)
         self.load_state_dict(state)
         return state.get("client_state", {})
 
