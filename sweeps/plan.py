@@ -139,8 +139,14 @@ def make_plan(cli_overrides: list[str]) -> SweepPlan:
     if errors:
         raise ConfigError(f"{len(errors)} of {len(grid.cells())} cells are invalid; nothing was launched:\n"
                           + "\n".join(errors))
+    n = len(grid.cells())
+    # A fixed override that counts in some cells (batching.seqlen_partitions in a sweep over batching
+    # modes) is meant for those; it is refused only when no cell uses it. A swept value without effect
+    # in a cell is refused there: it would make cells that differ in name only.
+    base = {o.lstrip("+") for o in grid.base}
+    no_effect = {p: cells for p, cells in no_effect.items() if p.split(": has no effect", 1)[0] not in base
+                 or len(cells) == n}
     if no_effect:
-        n = len(grid.cells())
         raise ConfigError("\n".join(f"{problem} [{len(cells)} of {n} cells]" for problem, cells in no_effect.items()))
     _refuse_duplicate_cells(plan)
     _refuse_other_identity_versions(plan)

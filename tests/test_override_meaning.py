@@ -93,3 +93,10 @@ def test_a_switch_and_a_replaced_override_are_not_refused():
     assert cfg.sft.steps == 0
     with pytest.raises(ConfigError, match=r"sft.batch_size=32: has no effect here"):
         compose(["sft.steps=0", "sft.batch_size=32"])
+
+
+def test_a_fixed_override_used_by_some_cells_is_planned_and_one_used_by_none_refused(tmp_path):
+    plan = make_plan([f"paths.output_root={tmp_path}", "variant=grpo,rb", "batching.reward_balanced.min_frac=0.3"])
+    assert [r.cfg.batching.reward_balanced.min_frac for r in plan.runs] == [0.3, 0.3]  # counts in the rb cell
+    with pytest.raises(ConfigError, match=r"algorithm.nthr.eta=0.5: has no effect here.*\[2 of 2 cells\]"):
+        make_plan([f"paths.output_root={tmp_path}", "seed=0,1", "algorithm.nthr.eta=0.5"])
