@@ -31,7 +31,7 @@ from typing import Protocol
 import pandas as pd
 
 from trainer.record_check import read_checked, warn
-from trainer.run_record import CONFIG_FILE, META_FILE, RunRecord, RunStatus, SweepPaths
+from trainer.run_record import CONFIG_FILE, META_FILE, PROCESS_FIELDS, RunRecord, RunStatus, SweepPaths
 
 BASE_COLUMNS = ["run_dir", "run_id", "cell_id", "config_hash", "seed", "status", "label"]
 
@@ -114,7 +114,7 @@ def records_frame(runs, plan: dict) -> pd.DataFrame:
                 swept_keys.append(key)
             row[key] = value
         for key, value in (summary or {}).items():
-            if _is_number(value) and key not in BASE_COLUMNS:
+            if _is_number(value) and key not in BASE_COLUMNS and key not in PROCESS_FIELDS:
                 if key not in metric_keys:
                     metric_keys.append(key)
                 row[key] = value

@@ -8,7 +8,7 @@ import torch
 
 from tests.conftest import HashTask, one_trainer_step
 from trainer.config import Config
-from trainer.run_record import Direction, Summary, direction, is_declared
+from trainer.run_record import PROCESS_FIELDS, Direction, Summary, direction, is_declared
 
 VARIANTS = {
     "grpo_kl_in_loss": {"algorithm.kl.coef": 0.0},
@@ -56,7 +56,8 @@ def test_eval_and_summary_keys_are_declared(model_dir):
     trainer = GRPOTrainer(cfg, policy, None, tok, TorchEngine(policy, cfg.optim),
                           build_rollout("hf", policy, tok, torch.device("cpu")), HashTask())
     keys = set(trainer.evaluate(HashTask().eval)) | {f.name for f in dataclasses.fields(Summary)}
-    assert sorted(k for k in keys if not is_declared(k) and k not in ("status", "error", "timing", "warnings")) == []
+    not_metrics = ("status", "error", "timing", "warnings", *PROCESS_FIELDS)
+    assert sorted(k for k in keys if not is_declared(k) and k not in not_metrics) == []
 
 
 @pytest.mark.parametrize("key, better", [

@@ -209,6 +209,12 @@ def test_a_local_sweep_writes_no_secret_and_its_job_sees_them(tmp_path, monkeypa
     monkeypatch.setenv("WANDB_SILENT", "true")
     overrides = [*fast_overrides(tmp_path, steps=1), "sweep.id=secrets", "tracker=wandb", "tracker.mode=offline",
                  f"tracker.tags=[baseline,{tag}]", *(f"+launcher.env.{k}={v}" for k, v in planted.items())]
+    import wandb
+
+    # W&B's service process outlives a run, and later runs of this process and of its children (through
+    # the environment) write through it: one started by an earlier test under umask 022 wrote this sweep's
+    # W&B files 0644. A grpolab command sets its umask before any W&B service starts; here, make it so.
+    wandb.teardown()
     assert main(["sweep", *overrides]) == 0
     assert not set(planted) & set(os.environ)  # the submitting process is as it was
 
@@ -234,7 +240,7 @@ def test_a_local_sweep_writes_no_secret_and_its_job_sees_them(tmp_path, monkeypa
 
     # records, pickles and logs are their owner's only
     modes = {str(f.relative_to(sweep)): oct(stat.S_IMODE(f.stat().st_mode)) for f in sweep.rglob("*") if f.is_file()}
-    assert {m for m in modes.values()} == {"0o600"}, modes
+    assert {m for m in modes.values()} == {"0o600"}, {f: m for f, m in modes.items() if m != "0o600"}
     assert any(Path(p).suffix == ".pkl" for p in modes)
 
 

@@ -225,8 +225,8 @@ def test_a_job_reaching_its_time_limit_checkpoints_requeues_itself_and_completes
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["attempt"] >= 2, summary
     assert [r["step"] for r in read_jsonl(run_dir / "metrics.jsonl")] == list(range(501))
-    logs = "".join(p.read_text() for p in sweep.glob("logs/*/*.out"))
-    assert "caught SIGUSR2" in logs and "it resumes from the checkpoint" in logs
+    logs = "".join(p.read_text() for p in sorted(sweep.glob("logs/*/*.out")) + sorted(sweep.glob("logs/*/*.err")))
+    assert "caught SIGUSR2" in logs and "it resumes from the checkpoint" in logs  # the signal line is on stderr
 
 
 def test_a_cell_of_two_tasks_is_one_data_parallel_run_that_survives_preemption(slurm, tmp_path):

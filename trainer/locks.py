@@ -30,11 +30,16 @@ class RunBusy(RuntimeError):
                          "nothing was written: wait for it, or see grpolab status")
 
 
+def _flock(path: Path, timeout: float) -> FileLock:
+    """A kernel ``flock`` on ``path`` (0600), never a soft lock file a killed holder would leave."""
+    return FileLock(path, timeout=timeout, is_singleton=False, preserve_lock_file=True, mode=0o600)
+
+
 def try_run_lock(run_dir: str | Path) -> FileLock:
     """The run dir's lock, acquired; ``RunBusy`` when another process holds it."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(run_dir / RUN_LOCK_FILE, timeout=0, is_singleton=False, preserve_lock_file=True)
+    lock = _flock(run_dir / RUN_LOCK_FILE, timeout=0)
     try:
         lock.acquire()
     except Timeout:
@@ -47,7 +52,7 @@ def run_is_locked(run_dir: str | Path) -> bool:
     path = Path(run_dir) / RUN_LOCK_FILE
     if not path.exists():
         return False
-    lock = FileLock(path, timeout=0, is_singleton=False, preserve_lock_file=True)
+    lock = _flock(path, timeout=0)
     try:
         lock.acquire()
     except Timeout:
@@ -61,7 +66,7 @@ def sweep_lock(sweep_dir: str | Path, timeout_s: float = 120.0) -> Iterator[None
     """Hold the sweep's plan lock; wait up to ``timeout_s`` for another invocation to let it go."""
     sweep_dir = Path(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(sweep_dir / SWEEP_LOCK_FILE, timeout=timeout_s, is_singleton=False, preserve_lock_file=True)
+    lock = _flock(sweep_dir / SWEEP_LOCK_FILE, timeout=timeout_s)
     try:
         lock.acquire()
     except Timeout:

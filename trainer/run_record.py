@@ -3,9 +3,9 @@
 A run directory holds ``config.yaml`` (the resolved config), ``meta.json`` (:class:`Meta`: who
 the run is), ``metrics.jsonl`` (one line per step) and ``summary.json`` (:class:`Summary`: where
 it stands). A sweep directory holds ``sweep.json`` (the plan), ``jobs.json`` (SLURM job ids),
-``runs/<name>/`` and ``logs/``. This module is the only place those names, the statuses and each
-metric's better direction are spelled; the trainer, the launchers, tune, tracking and analysis
-import them from here. It imports nothing heavy (no torch), so readers of records stay fast.
+``runs/<name>/`` and ``logs/``. This module is the only place those names and the statuses are
+spelled (each metric's better direction: ``trainer.metric_directions``, re-exported here); the
+trainer, the launchers, tune, tracking and analysis import them from here. It imports nothing heavy (no torch), so readers of records stay fast.
 
 Whole files are written atomically (temp file + ``os.replace``), so a run killed mid-write leaves
 the previous version readable; a torn last metrics line is the only possible damage, and readers
@@ -16,7 +16,6 @@ skip it. Every file written here is created mode 0600 (``tempfile.mkstemp``'s mo
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import json
 import math
 import os
@@ -26,6 +25,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
+from trainer.metric_directions import METRIC_DIRECTIONS, Direction, direction, is_declared  # noqa: F401 (re-exported)
 from trainer.record_check import field_problems, read_checked, warn
 
 
@@ -151,6 +151,10 @@ class Meta:
         return _from_json(cls, data)
 
 
+# Summary fields that say where a run's process is, not what the run measured: never a metric.
+PROCESS_FIELDS = ("host", "pid", "heartbeat")
+
+
 @dataclass
 class Summary:
     """``summary.json``: where a run stands; rewritten after every step and at the end."""
@@ -191,58 +195,6 @@ class Summary:
     def headline(self) -> dict[str, float]:
         """The numeric fields: what tables, tune objectives and W&B summaries read."""
         return {k: v for k, v in self.to_json().items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-
-
-# ---------------------------------------------------------------- which way is better
-class Direction(str, Enum):
-    higher = "max"
-    lower = "min"
-    none = "none"  # no better direction (a count, a setting, a diagnostic): never marked best
-
-
-# First match wins (fnmatch patterns over summary keys and metrics.jsonl keys). Every key the
-# trainer logs matches one (a test runs every variant and checks); unknown keys have no direction.
-METRIC_DIRECTIONS: tuple[tuple[str, Direction], ...] = (
-    ("final_eval_accuracy", Direction.higher),
-    ("best_eval_accuracy", Direction.higher),
-    ("final_reward", Direction.higher),
-    ("warmstart_eval_accuracy", Direction.none),  # the same warm start in every cell of a sweep
-    ("final_response_length", Direction.none),
-    ("wall_time_s", Direction.lower),
-    ("steps_completed", Direction.none),
-    ("attempt", Direction.none),
-    ("resumed_from_step", Direction.none),
-    ("step", Direction.none),
-    ("eval/accuracy", Direction.higher),
-    ("eval/pass@*", Direction.higher),
-    ("train/reward", Direction.higher),
-    ("train/accuracy", Direction.higher),
-    ("train/mixed_group_frac", Direction.higher),
-    ("train/truncated_frac", Direction.lower),
-    ("train/logp_mismatch", Direction.lower),
-    ("train/loss", Direction.lower),
-    ("train/kl", Direction.lower),
-    ("train/*", Direction.none),  # losses' parts, clip fractions, ratios, variant statistics
-    ("diag/lld_mean*", Direction.higher),  # correct responses' likelihood rises (NTHR paper Eq. 2)
-    ("diag/lld_lazy_frac*", Direction.lower),
-    ("diag/flip_against_sign_frac", Direction.lower),
-    ("diag/*", Direction.none),
-    ("time/*", Direction.none),
-    ("perf/*", Direction.none),
-    ("*jitter*", Direction.lower),
-)
-
-
-def direction(metric: str) -> Direction:
-    """The better direction of a summary or metrics key (``none`` when unknown)."""
-    for pattern, better in METRIC_DIRECTIONS:
-        if fnmatch.fnmatchcase(metric, pattern):
-            return better
-    return Direction.none
-
-
-def is_declared(metric: str) -> bool:
-    return any(fnmatch.fnmatchcase(metric, pattern) for pattern, _ in METRIC_DIRECTIONS)
 
 
 # ---------------------------------------------------------------- reading and writing
