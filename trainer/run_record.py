@@ -5,7 +5,8 @@ the run is), ``metrics.jsonl`` (one line per step) and ``summary.json`` (:class:
 it stands). A sweep directory holds ``sweep.json`` (the plan), ``jobs.json`` (SLURM job ids),
 ``runs/<name>/`` and ``logs/``. This module is the only place those names and the statuses are
 spelled (each metric's better direction: ``trainer.metric_directions``, re-exported here); the
-trainer, the launchers, tune, tracking and analysis import them from here. It imports nothing heavy (no torch), so readers of records stay fast.
+trainer, the launchers, tune, tracking and analysis import them from here. It imports nothing
+heavy (no torch), so readers of records stay fast.
 
 Whole files are written atomically (temp file + ``os.replace``), so a run killed mid-write leaves
 the previous version readable; a torn last metrics line is the only possible damage, and readers
