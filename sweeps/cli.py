@@ -105,7 +105,7 @@ def _cmd_sweep(args) -> int:
         raise ConfigError("--detach needs launcher=slurm (local cells are child processes of this command)")
     command = ["grpolab", "sweep", *(["--append"] if args.append else []), *args.overrides]
     # the plan lock: sweep.json (and jobs.json on SLURM) have one writer; a second invocation waits here
-    with sweep_lock(plan.sweep_dir) if not args.dry_run or plan.sweep_dir.exists() else _nothing():
+    with sweep_lock(plan.sweep_dir) if not args.dry_run or plan.sweep_dir.exists() else contextlib.nullcontext():
         ownership = reconcile(plan, command, read_existing(plan), args.append)
         live = [r.name for r in plan.runs if r.status == PlanStatus.live]
         skipped = len(plan.runs) - len(plan.to_run) - len(live)
@@ -149,11 +149,6 @@ def _cmd_sweep(args) -> int:
         print(f"sweep id: {plan.sweep_id}")
         return 0
     return _collect(plan.sweep_dir, timeout_s=None, poll_s=5.0)
-
-
-@contextlib.contextmanager
-def _nothing():
-    yield
 
 
 def _finish(sweep_dir: Path, failed: dict) -> int:
