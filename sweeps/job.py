@@ -62,13 +62,18 @@ class StopFlag:
 
     def install(self) -> dict:
         """Replace the handlers (submitit's, Python's KeyboardInterrupt); return the ones replaced.
-        Only possible in the main thread; elsewhere a no-op."""
+        Only possible in the main thread; elsewhere a no-op. Signals ``sweeps.job_boot`` held while
+        the job started are handled now, in the order they came."""
+        from sweeps import job_boot
+
         old = {}
         try:
             for sig in STOP_SIGNALS:
                 old[sig] = signal.signal(sig, self._handle)
         except ValueError:
-            pass
+            return old
+        for signum in job_boot.take():
+            self._handle(signum, None)
         return old
 
     def _handle(self, signum, frame) -> None:

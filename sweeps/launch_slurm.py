@@ -115,7 +115,9 @@ def make_executor(launcher: LauncherConfig, sweep_id: str, folder: Path, code_di
         params["mem"] = f"{int(launcher.mem_gb * 1024)}M"
     # The job's python is this venv's. `python -m` would put the job's working directory (the submit
     # dir, often the repo itself) first on sys.path, ahead of the snapshot: -P (3.11+) stops that.
+    # sweeps.job_boot holds the stop signals until the job's StopFlag is installed (a USR2 can come at once).
     python = shlex.quote(sys.executable) + (" -P" if code_dir is not None and sys.version_info >= (3, 11) else "")
+    python += " -u -m sweeps.job_boot"
     executor = submitit.SlurmExecutor(folder=str(folder), max_num_timeout=launcher.max_requeues, python=python)
     executor.update_parameters(**params)
     return executor

@@ -229,6 +229,30 @@ def test_a_job_reaching_its_time_limit_checkpoints_requeues_itself_and_completes
     assert "caught SIGUSR2" in logs and "it resumes from the checkpoint" in logs  # the signal line is on stderr
 
 
+def _job_step_started(env, job_id: str) -> bool:
+    out = subprocess.run(["squeue", "-h", "-s", "-j", job_id, "-o", "%i"], env=env, capture_output=True, text=True)
+    return any(line.strip().endswith(".0") for line in out.stdout.splitlines())
+
+
+def test_a_usr2_that_arrives_while_the_job_starts_is_not_fatal(slurm, tmp_path):
+    """SLURM sends ``--signal=USR2@N`` up to a scheduler period early, and a preemption warning can
+    come at any time: the moment the job's step exists (Python still importing), the signal is held
+    (sweeps.job_boot), then handled: checkpoint at step 0, requeue, complete on the second attempt."""
+    overrides = [*fast_overrides(tmp_path, steps=4)]
+    _ok(grpolab(slurm, "sweep", *overrides, "launcher=slurm_local", "sweep.id=early", "--detach"))
+    sweep = tmp_path / "out" / "sweeps" / "early"
+    ((name, (job_id,)),) = json.loads((sweep / "jobs.json").read_text()).items()
+    end = time.time() + 120
+    while not _job_step_started(slurm, job_id):
+        assert time.time() < end, "the job's step did not start"
+        time.sleep(0.02)
+    subprocess.run(["scancel", "--signal=USR2", job_id], env=slurm, check=True)
+    _ok(grpolab(slurm, "collect", str(sweep), "--poll", "1", "--timeout", "600"))
+    summary = json.loads((sweep / "runs" / name / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["attempt"] == 2, summary
+    assert [r["step"] for r in read_jsonl(sweep / "runs" / name / "metrics.jsonl")] == list(range(5))
+
+
 def test_a_cell_of_two_tasks_is_one_data_parallel_run_that_survives_preemption(slurm, tmp_path):
     """``launcher.tasks_per_node=2``: srun starts 2 tasks, each one DeepSpeed ZeRO-2 rank (gloo).
     USR2 mid-run: both ranks agree to stop at the same step, checkpoint together, rank 0 requeues
