@@ -63,6 +63,9 @@ def _worker(rank, world, port, model_dir, out, zero):
     params = torch.cat([p.detach().flatten() for p in engine.full_state_dict().values()])
     if rank == 0:
         torch.save({"metrics": metrics, "params": params}, out)
+    # every rank done with its last collective before any closes its connections: gloo aborts a rank
+    # (SIGABRT, no message) whose peer hangs up while bytes of the last operation are in flight
+    torch.distributed.barrier()
     torch.distributed.destroy_process_group()
 
 

@@ -36,6 +36,9 @@ def _worker(rank, world, port, model_dir, out, n_prompts, same_prompt):
     prompts = ["7+8="] * n_prompts if same_prompt else _prompts(n_prompts)
     batch = ShardedRollout(inner, rank, world, torch.device("cpu")).generate(prompts, PARAMS)
     torch.save(batch, f"{out}.{rank}")
+    # every rank done with its last collective before any closes its connections: gloo aborts a rank
+    # (SIGABRT, no message) whose peer hangs up while bytes of the last operation are in flight
+    torch.distributed.barrier()
     torch.distributed.destroy_process_group()
 
 
