@@ -53,7 +53,8 @@ def check_launcher(cfg: LauncherConfig) -> None:
             errors.append(f"launcher.sbatch_extra.{key_text(opt)}: not an sbatch option name (lowercase letters, "
                           "digits, '-')")
         elif opt in _RESERVED:
-            errors.append(f"launcher.sbatch_extra.{opt}: set by the launcher itself; reserved: {sorted(_RESERVED)}")
+            errors.append(f"launcher.sbatch_extra.{opt}: set by the launcher itself; reserved: "
+                          f"{', '.join(sorted(_RESERVED))}")
         if CONTROL_CHARS.search(str(value)):
             errors.append(f"launcher.sbatch_extra.{key_text(opt)}={shown(redact_text(str(value)))}: control "
                           "characters are not allowed")

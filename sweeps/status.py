@@ -75,7 +75,8 @@ def read_jobs(sweep_dir: str | Path) -> dict[str, list[str]]:
     good = {k: [str(i) for i in v] for k, v in jobs.items()
             if isinstance(v, list) and all(isinstance(i, (str, int)) and not isinstance(i, bool) for i in v)}
     if len(good) < len(jobs):
-        warn(path, f"the job ids of {sorted(set(jobs) - set(good))} are not lists of ids", "those cells have no job")
+        bad = ", ".join(sorted(set(jobs) - set(good)))
+        warn(path, f"the job ids of {bad} are not lists of ids", "those cells have no job")
     return good
 
 

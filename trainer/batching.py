@@ -230,7 +230,7 @@ def minibatch_indices(
     """
     mode = getattr(mode, "value", mode)
     if mode not in MINIBATCHERS:
-        raise ValueError(f"batching.mode={mode!r}: registered modes are {sorted(MINIBATCHERS)}")
+        raise ValueError(f"batching.mode={mode!r}: registered modes are {', '.join(sorted(MINIBATCHERS))}")
     if mini_batch_size < 1:
         raise ValueError(f"batching.mini_batch_size={mini_batch_size}: must be >= 1")
     if group_ids.dim() != 1:

@@ -99,7 +99,7 @@ TRANSFORMS: dict[str, Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor
 def _transform_fn(transform) -> Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]:
     name = getattr(transform, "value", transform)
     if name not in TRANSFORMS:
-        raise ValueError(f"algorithm.dfpo.transform={name!r}: must be one of {sorted(TRANSFORMS)}")
+        raise ValueError(f"algorithm.dfpo.transform={name!r}: must be one of {', '.join(sorted(TRANSFORMS))}")
     return TRANSFORMS[name]
 
 

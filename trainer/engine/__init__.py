@@ -23,7 +23,7 @@ def build_engine(backend: str, model, optim_cfg, engine_cfg=None, **engine_kwarg
         from trainer.engine.deepspeed_engine import DeepSpeedEngine
 
         return DeepSpeedEngine(model, optim_cfg, engine_cfg, **engine_kwargs)
-    raise ValueError(f"engine.backend={backend!r}: available engines are {list(ENGINES)}")
+    raise ValueError(f"engine.backend={backend!r}: available engines are {', '.join(ENGINES)}")
 
 
 __all__ = ["ENGINES", "TorchEngine", "build_engine"]
