@@ -223,9 +223,7 @@ EXAMPLES = [
 ]
 
 
-def main(argv=None) -> int:
-    """CLI: ``grpolab plot SWEEP_DIR|wandb://ENTITY/PROJECT/SWEEP_ID [--out DIR] [--metrics k1,k2]
-    [--group k1,k2] [--band ci]``."""
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="grpolab plot", description="Learning-curve and diagnostics PNGs of a sweep: "
                                 "one line per cell, its seeds as a band.", epilog=epilog(EXAMPLES),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -238,7 +236,13 @@ def main(argv=None) -> int:
     p.add_argument("--band", default="ci", choices=BANDS,
                    help="the band around each cell's mean over seeds: ci = 95%% confidence interval, std = ± one "
                         "standard deviation, minmax = the seeds' range, none (default ci)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    """CLI: ``grpolab plot SWEEP_DIR|wandb://ENTITY/PROJECT/SWEEP_ID [--out DIR] [--metrics k1,k2]
+    [--group k1,k2] [--band ci]``."""
+    args = build_parser().parse_args(argv)
     try:
         source = resolve_source(args.sweep_dir, args.root)
         out = Path(args.out) if args.out else default_out_dir(source) / "plots"

@@ -115,15 +115,19 @@ EXAMPLES = [
 ]
 
 
-def main(argv=None) -> int:
-    """CLI: ``grpolab report SWEEP_DIR|wandb://ENTITY/PROJECT/SWEEP_ID [--out FILE] [table options]``."""
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="grpolab report", description="Self-contained HTML report of a sweep: its "
                                 "tables, plots and provenance in one file.", epilog=epilog(EXAMPLES),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_table_args(p)
     p.add_argument("--out", default=None, help="output file (default SWEEP_DIR/report.html; "
                                                 "./<sweep id>/report.html for W&B)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    """CLI: ``grpolab report SWEEP_DIR|wandb://ENTITY/PROJECT/SWEEP_ID [--out FILE] [table options]``."""
+    args = build_parser().parse_args(argv)
     try:
         source = resolve_source(args.sweep_dir, args.root)
         if args.dry_run:

@@ -320,9 +320,7 @@ EXAMPLES = [
 ]
 
 
-def main(argv=None) -> int:
-    """CLI: ``grpolab table SWEEP_DIR|wandb://ENTITY/PROJECT/SWEEP_ID [--metrics a,b] [--rows k1]
-    [--cols k2] [--baseline k=v] [--format md|latex|csv|html|all] [--out FILE]``."""
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grpolab table", description="Ablation table of a sweep: per cell, mean ± "
                                      "95%% CI over seeds, Δ vs a baseline cell with Welch's test.",
                                      epilog=epilog(EXAMPLES), formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -332,7 +330,13 @@ def main(argv=None) -> int:
                              "./<sweep id>/table for W&B)")
     parser.add_argument("--out", default=None,
                         help="also write the table to this file (with --format all: a path without suffix)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    """CLI: ``grpolab table SWEEP_DIR|wandb://ENTITY/PROJECT/SWEEP_ID [--metrics a,b] [--rows k1]
+    [--cols k2] [--baseline k=v] [--format md|latex|csv|html|all] [--out FILE]``."""
+    args = build_parser().parse_args(argv)
     try:
         source = resolve_source(args.sweep_dir, args.root)
         stem = Path(args.out) if args.out else default_out_dir(source) / "table"
