@@ -9,11 +9,17 @@
     grpolab status <sweep>                   each cell's state and the sweep's progress
     grpolab collect <sweep>                  wait for every cell to end, then the ablation table
     grpolab tune [overrides...]              Optuna search over tune.space (docs/tracking.md)
-    grpolab table <sweep_dir> [...]          the ablation table of a sweep's run records
-    grpolab plot <sweep_dir> [...]           learning curves and diagnostics plots (PNG)
-    grpolab report <sweep_dir> [...]         one self-contained HTML report (tables and plots)
+    grpolab table <sweep> [...]              the ablation table of a sweep's run records
+    grpolab plot <sweep> [...]               learning curves and diagnostics plots (PNG)
+    grpolab report <sweep> [...]             one self-contained HTML report (tables and plots)
                                              (table/plot/report also read wandb://ENTITY/PROJECT/SWEEP_ID)
     grpolab config [overrides...]            print the composed, validated config
+    grpolab config --groups                  every config group, its options and what each is
+    grpolab train|sweep|config --cfg job|all / --info
+                                             Hydra's habits: print the config / groups and defaults, exit
+
+Every command takes --dry-run, and its --help ends with examples. A sweep is named by its dir, or by
+its sweep id (tune study name) under --root (default outputs).
 
 Overrides use Hydra's grammar (``algorithm.kl.coef=0,0.05``, ``algorithm=gspo``); see docs/.
 """
