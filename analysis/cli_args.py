@@ -25,6 +25,17 @@ def epilog(examples: list[tuple[str, str]]) -> str:
     return "examples:\n" + "\n".join(f"  {cmd}    # {text}" for cmd, text in examples)
 
 
+def digits(text: str) -> int:
+    """``--digits``: an integer from 0 to 12 (argparse names the option and the value otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 12:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be an integer from 0 to 12")
+    return value
+
+
 def csv_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
@@ -54,7 +65,7 @@ def add_table_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cols", type=csv_list, default=None, help="swept keys across the columns")
     parser.add_argument("--baseline", default=None,
                         help="baseline cell for Δ: key=value,... (default: the plan's first run), or 'none'")
-    parser.add_argument("--digits", type=int, default=3,
+    parser.add_argument("--digits", type=digits, default=3,
                         help="digits after the decimal point of means, CIs and Δ (default 3)")
 
 

@@ -58,6 +58,17 @@ EXAMPLES = {
 }
 
 
+def seconds(text: str) -> float:
+    """A number of seconds > 0 (argparse names the option and the value otherwise)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a number of seconds > 0")
+    return value
+
+
 def epilog(command: str) -> str:
     """``examples:`` and one indented line per example, its comment after ``#``."""
     lines = EXAMPLES.get(command, [])
@@ -121,8 +132,8 @@ def build_parser(doc: str) -> tuple[argparse.ArgumentParser, dict[str, argparse.
                        help="resolve the sweep, say what would be read" + (" and written" if name == "collect" else "")
                             + "; wait for nothing, write nothing")
         if name == "collect":
-            p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds (exit 3)")
-            p.add_argument("--poll", type=float, default=5.0, help="seconds between polls (default 5)")
+            p.add_argument("--timeout", type=seconds, default=None, help="give up after this many seconds (exit 3)")
+            p.add_argument("--poll", type=seconds, default=5.0, help="seconds between polls (default 5)")
     p = subs["tune"] = _sub(sub, "tune", "Optuna search over tune.space (seeds averaged, pruning at eval steps)",
                             "Optuna search over tune.space: each trial a cell run over sweep.seeds, its value the "
                             "mean over seeds; runs and study under <paths.output_root>/tune/<study> "

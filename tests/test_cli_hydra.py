@@ -143,10 +143,17 @@ def test_an_unknown_option_shows_the_subcommand_s_usage(command, capsys):
     assert "Traceback" not in err
 
 
-def test_a_bad_option_value_names_the_option_value_and_choices(capsys):
-    rc, _, err = grpolab(capsys, "config", "--cfg", "everything")
-    assert rc == 2 and err.startswith("usage: grpolab config ")
-    assert "--cfg" in err and "'everything'" in err and "'job'" in err and "'all'" in err
+@pytest.mark.parametrize("argv,valid", [(["config", "--cfg", "everything"], "'job', 'all'"),
+                                        (["table", "kl", "--digits", "-1"], "from 0 to 12"),
+                                        (["report", "kl", "--digits", "many"], "from 0 to 12"),
+                                        (["plot", "kl", "--band", "wide"], "'ci', 'std'"),
+                                        (["collect", "kl", "--poll", "-1"], "> 0"),
+                                        (["collect", "kl", "--timeout", "soon"], "> 0")])
+def test_a_bad_option_value_names_the_option_the_value_and_what_is_valid(argv, valid, capsys):
+    rc, _, err = grpolab(capsys, *argv)
+    assert rc == 2 and err.startswith(f"usage: grpolab {argv[0]} ") and "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert argv[-2] in last and repr(argv[-1]) in last and valid in last
 
 
 def test_overrides_after_an_option_are_kept_in_order(capsys):
