@@ -26,8 +26,9 @@ import pandas as pd
 
 from analysis import render
 from analysis.cells import cell_sort_key, group_value
+from analysis.cli_args import add_source_args, csv_list, dry_run_line, epilog
 from analysis.history import history_keys, load_curves, resolve_key
-from analysis.sources import default_out_dir, open_source, runs_frame
+from analysis.sources import default_out_dir, resolve_source, runs_frame
 from analysis.stats import LEVEL, t_quantile
 from trainer.run_record import RunStatus
 
@@ -215,25 +216,44 @@ def write_plots(source, out_dir, **kwargs) -> list[Path]:
     return paths
 
 
-def _csv(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+EXAMPLES = [
+    ("grpolab plot outputs/sweeps/lopti", "learning curves with seed bands, LLD and probability-bin plots"),
+    ("grpolab plot kl --metrics eval/accuracy,train/kl --band std --out kl_plots", "two curves, ± std"),
+    ("grpolab plot --root outputs kl_search --group algorithm.clip.high", "a tune study's runs"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="grpolab plot", description="Learning-curve and diagnostics PNGs of a sweep: "
+                                "one line per cell, its seeds as a band.", epilog=epilog(EXAMPLES),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_source_args(p)
+    p.add_argument("--out", default=None, help="output folder (default SWEEP_DIR/plots; ./<sweep id>/plots for W&B)")
+    p.add_argument("--metrics", type=csv_list, default=None,
+                   help=f"history keys to plot (default: those of {', '.join(CURVE_METRICS)} logged, "
+                        "plus the bin grid)")
+    p.add_argument("--group", type=csv_list, default=None, help="swept keys that make a cell (default: all)")
+    p.add_argument("--band", default="ci", choices=BANDS,
+                   help="the band around each cell's mean over seeds: ci = 95%% confidence interval, std = ± one "
+                        "standard deviation, minmax = the seeds' range, none (default ci)")
+    return p
 
 
 def main(argv=None) -> int:
     """CLI: ``grpolab plot SWEEP_DIR|wandb://ENTITY/PROJECT/SWEEP_ID [--out DIR] [--metrics k1,k2]
     [--group k1,k2] [--band ci]``."""
-    p = argparse.ArgumentParser(prog="grpolab plot", description="Learning-curve and diagnostics PNGs of a sweep.")
-    p.add_argument("sweep_dir", help="a sweep dir, or wandb://ENTITY/PROJECT/SWEEP_ID")
-    p.add_argument("--out", default=None, help="output folder (default SWEEP_DIR/plots; ./<sweep id>/plots for W&B)")
-    p.add_argument("--metrics", type=_csv, default=None,
-                   help=f"history keys to plot (default: those of {', '.join(CURVE_METRICS)} logged, "
-                        "plus the bin grid)")
-    p.add_argument("--group", type=_csv, default=None, help="swept keys that make a cell (default: all)")
-    p.add_argument("--band", default="ci", choices=BANDS)
-    args = p.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
-        source = open_source(args.sweep_dir)
-        paths = write_plots(source, args.out or default_out_dir(source) / "plots", group_keys=args.group,
+        source = resolve_source(args.sweep_dir, args.root)
+        out = Path(args.out) if args.out else default_out_dir(source) / "plots"
+        if args.dry_run:
+            swept = runs_frame(source).attrs["swept_keys"] if getattr(source, "root", None) is not None else None
+            bad = [k for k in args.group or [] if swept is not None and k not in swept]
+            if bad:
+                raise ValueError(f"--group {','.join(bad)}: not swept; swept keys: {', '.join(swept) or '(none)'}")
+            print(dry_run_line("plot", source, [f"{out}/*.png"]))
+            return 0
+        paths = write_plots(source, out, group_keys=args.group,
                             metrics=args.metrics, band=args.band)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

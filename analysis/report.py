@@ -14,10 +14,11 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from analysis.cli_args import add_table_args, dry_run_line, epilog, parse_baseline
 from analysis.history import history_keys, parse_metric, resolve_key
 from analysis.plots import png_bytes, sweep_figures
-from analysis.sources import default_out_dir, open_source, runs_frame
-from analysis.table import add_table_args, build_table, parse_baseline
+from analysis.sources import default_out_dir, open_source, resolve_source, runs_frame
+from analysis.table import build_table
 from trainer.run_record import RunStatus
 
 # The second table: history-derived metrics, those logged by the sweep's runs.
@@ -99,7 +100,7 @@ def render_report(source, metrics=None, rows=None, cols=None, baseline=None, dig
 def write_report(sweep_dir, out=None, **kwargs) -> Path:
     """Write the report of a sweep dir or ``wandb://ENTITY/PROJECT/SWEEP_ID`` (default: the sweep
     dir's ``report.html``; ``./<sweep id>/report.html`` for W&B)."""
-    source = open_source(str(sweep_dir))
+    source = sweep_dir if hasattr(sweep_dir, "runs") else open_source(str(sweep_dir))
     text = render_report(source, **kwargs)
     out = Path(out) if out else default_out_dir(source) / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -107,15 +108,34 @@ def write_report(sweep_dir, out=None, **kwargs) -> Path:
     return out
 
 
-def main(argv=None) -> int:
-    """CLI: ``grpolab report SWEEP_DIR|wandb://ENTITY/PROJECT/SWEEP_ID [--out FILE] [table options]``."""
-    p = argparse.ArgumentParser(prog="grpolab report", description="Self-contained HTML report of a sweep.")
+EXAMPLES = [
+    ("grpolab report outputs/sweeps/lopti", "one self-contained HTML page with the tables and plots"),
+    ("grpolab report kl --out kl.html --cols algorithm.kl.coef", "sweep id kl, written to kl.html"),
+    ("grpolab report --root outputs kl_search", "a tune study's runs"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="grpolab report", description="Self-contained HTML report of a sweep: its "
+                                "tables, plots and provenance in one file.", epilog=epilog(EXAMPLES),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     add_table_args(p)
     p.add_argument("--out", default=None, help="output file (default SWEEP_DIR/report.html; "
                                                 "./<sweep id>/report.html for W&B)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    """CLI: ``grpolab report SWEEP_DIR|wandb://ENTITY/PROJECT/SWEEP_ID [--out FILE] [table options]``."""
+    args = build_parser().parse_args(argv)
     try:
-        out = write_report(args.sweep_dir, args.out, metrics=args.metrics, rows=args.rows, cols=args.cols,
+        source = resolve_source(args.sweep_dir, args.root)
+        if args.dry_run:
+            if getattr(source, "root", None) is not None:  # the keys checked against the records
+                build_table(source, args.metrics, args.rows, args.cols, parse_baseline(args.baseline))
+            print(dry_run_line("report", source, [args.out or default_out_dir(source) / "report.html"]))
+            return 0
+        out = write_report(source, args.out, metrics=args.metrics, rows=args.rows, cols=args.cols,
                            baseline=parse_baseline(args.baseline), digits=args.digits)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

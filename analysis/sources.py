@@ -12,7 +12,7 @@ import pandas as pd
 
 from analysis.records import DirSource, RunSource
 from analysis.wandb_source import SCHEME, WandbSource
-from trainer.run_record import META_FILE
+from trainer.run_record import META_FILE, find_sweep
 
 
 def open_source(arg: str, api=None) -> RunSource:
@@ -42,3 +42,11 @@ def runs_frame(source) -> pd.DataFrame:
             f"found in {getattr(source, 'url', source.name)}"
         raise ValueError(f"no runs {where}")
     return df
+
+
+def resolve_source(arg: str, root: str = "outputs", api=None) -> RunSource:
+    """The source a command line names, as every command names a sweep: ``wandb://...``, a sweep dir
+    (grid or tune), or a sweep id / tune study name under ``root`` (``trainer.run_record.find_sweep``)."""
+    if str(arg).startswith(SCHEME):
+        return WandbSource.from_url(str(arg), api=api)
+    return DirSource(find_sweep(arg, root))

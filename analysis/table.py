@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,8 +25,9 @@ import pandas as pd
 
 from analysis import render
 from analysis.cells import cell_sort_key, group_value, same_value
+from analysis.cli_args import add_table_args, dry_run_line, epilog, parse_baseline
 from analysis.history import add_history_metrics, is_history_metric, parse_metric
-from analysis.sources import default_out_dir, open_source, runs_frame
+from analysis.sources import default_out_dir, open_source, resolve_source, runs_frame
 from analysis.stats import LEVEL, mean_ci, significance_mark, welch_p
 from trainer.run_record import Direction, RunStatus, direction
 
@@ -310,54 +310,45 @@ def render_table(sweep_dir, metrics=None, rows=None, cols=None, baseline=None, f
 
 
 # ---------------------------------------------------------------- CLI
-def _csv(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+EXAMPLES = [
+    ("grpolab table outputs/sweeps/kl --rows algorithm.kl.coef --metrics final_eval_accuracy", "one metric by kl"),
+    ("grpolab table outputs/sweeps/lopti --cols variant --format all", "mean ± 95% CI, Δ vs baseline (Welch), "
+                                                                       "md/tex/csv"),
+    ("grpolab table kl --format latex --digits 2 --baseline algorithm.kl.coef=0.0", "sweep id kl, LaTeX"),
+    ("grpolab table --root outputs kl_search --metrics final_eval_accuracy", "a tune study's runs"),
+    ("grpolab table wandb://ENTITY/PROJECT/kl", "the W&B runs of group kl"),
+]
 
 
-def parse_baseline(text: str | None):
-    """``k=v,k2=v2`` → {k: v}; ``none`` → False (no Δ column); None → default baseline."""
-    if text is None:
-        return None
-    if text.strip().lower() == "none":
-        return False
-    out = {}
-    for part in re.split(r",(?=[^,=]+=)", text):  # a value may itself contain commas
-        key, sep, value = part.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--baseline {text!r}: expected key=value[,key=value...] or 'none'")
-        out[key.strip()] = value.strip()
-    return out
-
-
-def add_table_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sweep_dir", help="a sweep dir, or wandb://ENTITY/PROJECT/SWEEP_ID (the W&B runs of that "
-                                           "project whose group is the sweep id)")
-    parser.add_argument("--metrics", type=_csv, default=None,
-                        help="comma-separated summary keys or history metrics (final_pass@k, "
-                             "diag/lld_mean = last value, mean:diag/lld_mean, max:train/reward)")
-    parser.add_argument("--rows", type=_csv, default=None, help="swept keys down the rows (default: all not in --cols)")
-    parser.add_argument("--cols", type=_csv, default=None, help="swept keys across the columns")
-    parser.add_argument("--baseline", default=None,
-                        help="baseline cell for Δ: key=value,... (default: the plan's first run), or 'none'")
-    parser.add_argument("--digits", type=int, default=3)
-
-
-def main(argv=None) -> int:
-    """CLI: ``grpolab table SWEEP_DIR|wandb://ENTITY/PROJECT/SWEEP_ID [--metrics a,b] [--rows k1]
-    [--cols k2] [--baseline k=v] [--format md|latex|csv|html|all] [--out FILE]``."""
-    parser = argparse.ArgumentParser(prog="grpolab table", description="Ablation table of a sweep.")
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="grpolab table", description="Ablation table of a sweep: per cell, mean ± "
+                                     "95%% CI over seeds, Δ vs a baseline cell with Welch's test.",
+                                     epilog=epilog(EXAMPLES), formatter_class=argparse.RawDescriptionHelpFormatter)
     add_table_args(parser)
     parser.add_argument("--format", default="md", choices=[*FORMATS, "all"],
                         help="output format; 'all' writes md, tex and csv next to --out (default <sweep>/table; "
                              "./<sweep id>/table for W&B)")
     parser.add_argument("--out", default=None,
                         help="also write the table to this file (with --format all: a path without suffix)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    """CLI: ``grpolab table SWEEP_DIR|wandb://ENTITY/PROJECT/SWEEP_ID [--metrics a,b] [--rows k1]
+    [--cols k2] [--baseline k=v] [--format md|latex|csv|html|all] [--out FILE]``."""
+    args = build_parser().parse_args(argv)
     try:
-        source = open_source(args.sweep_dir)
+        source = resolve_source(args.sweep_dir, args.root)
+        stem = Path(args.out) if args.out else default_out_dir(source) / "table"
+        if args.dry_run:
+            if getattr(source, "root", None) is not None:  # the keys checked against the records
+                build_table(source, args.metrics, args.rows, args.cols, parse_baseline(args.baseline))
+            writes = [stem.with_name(stem.name + SUFFIX[f]) for f in ("md", "latex", "csv")] \
+                if args.format == "all" else [args.out] if args.out else []
+            print(dry_run_line("table", source, writes))
+            return 0
         table = build_table(source, args.metrics, args.rows, args.cols, parse_baseline(args.baseline))
         if args.format == "all":
-            stem = Path(args.out) if args.out else default_out_dir(source) / "table"
             stem.parent.mkdir(parents=True, exist_ok=True)
             for fmt in ("md", "latex", "csv"):
                 text = table.render(fmt, args.digits)

@@ -9,18 +9,23 @@
     grpolab status <sweep>                   each cell's state and the sweep's progress
     grpolab collect <sweep>                  wait for every cell to end, then the ablation table
     grpolab tune [overrides...]              Optuna search over tune.space (docs/tracking.md)
-    grpolab table <sweep_dir> [...]          the ablation table of a sweep's run records
-    grpolab plot <sweep_dir> [...]           learning curves and diagnostics plots (PNG)
-    grpolab report <sweep_dir> [...]         one self-contained HTML report (tables and plots)
+    grpolab table <sweep> [...]              the ablation table of a sweep's run records
+    grpolab plot <sweep> [...]               learning curves and diagnostics plots (PNG)
+    grpolab report <sweep> [...]             one self-contained HTML report (tables and plots)
                                              (table/plot/report also read wandb://ENTITY/PROJECT/SWEEP_ID)
     grpolab config [overrides...]            print the composed, validated config
+    grpolab config --groups                  every config group, its options and what each is
+    grpolab train|sweep|config --cfg job|all / --info
+                                             Hydra's habits: print the config / groups and defaults, exit
+
+Every command takes --dry-run, and its --help ends with examples. A sweep is named by its dir, or by
+its sweep id (tune study name) under --root (default outputs).
 
 Overrides use Hydra's grammar (``algorithm.kl.coef=0,0.05``, ``algorithm=gspo``); see docs/.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as dt
 import shlex
@@ -29,24 +34,50 @@ from pathlib import Path
 
 # Module level: only what stays light (no torch, no Hydra), so `grpolab status` and `table` start fast;
 # each command imports the heavy parts it needs.
+from sweeps.cli_args import parse
 from sweeps.job_env import private_files
 from trainer.knobs import ConfigError
 from trainer.locks import RunBusy
-from trainer.run_record import RUNS_DIR, SWEEP_PLAN_FILE, RunStatus, SweepPaths, atomic_write_text, sweep_root
+from trainer.run_record import RUNS_DIR, SWEEP_PLAN_FILE, RunStatus, SweepPaths, atomic_write_text, find_sweep
 
 
 def _cmd_config(args) -> int:
-    import yaml
-
+    from sweeps.cli_hydra import config_text, print_groups, print_info, refuse_sweeps
     from sweeps.compose import compose
-    from trainer.identity import config_hash, to_dict
-    from trainer.secrets import redact_config
 
+    if args.groups:
+        print_groups()
+        return 0
+    refuse_sweeps("config", args.overrides)
+    if args.info:
+        print_info(args.overrides)
+        return 0
     cfg = compose(args.overrides)
-    print(yaml.safe_dump(redact_config(to_dict(cfg)), sort_keys=False), end="")  # as config.yaml records it
-    print(f"# config hash: {config_hash(cfg)}")
+    print(config_text(cfg, args.overrides, args.cfg or "job"), end="")
     _print_warnings([cfg])
     return 0
+
+
+def _hydra_habit(args) -> bool:
+    """``--cfg`` / ``--info`` of train and sweep: print what Hydra would, run nothing (True when done)."""
+    from sweeps.cli_hydra import config_text, print_info
+
+    if args.info:
+        print_info(args.overrides)
+        return True
+    if not args.cfg:
+        return False
+    if args.command == "train":
+        from sweeps.compose import compose
+
+        print(config_text(compose(args.overrides), args.overrides, args.cfg), end="")
+        return True
+    from sweeps.plan import make_plan
+
+    for i, run in enumerate(make_plan(args.overrides).runs):  # one YAML document per cell
+        print(("---\n" if i else "") + f"# cell {run.name}: {' '.join(run.overrides)}")
+        print(config_text(run.cfg, run.overrides, args.cfg), end="")
+    return True
 
 
 def _print_warnings(cfgs) -> None:
@@ -63,13 +94,24 @@ def _print_warnings(cfgs) -> None:
 
 
 def _cmd_train(args) -> int:
+    from sweeps.cli_hydra import refuse_sweeps
     from sweeps.compose import compose
     from sweeps.job import StopFlag
     from sweeps.preflight import preflight
     from trainer import distributed
-    from trainer.identity import run_meta
+    from trainer.identity import config_hash, run_meta
     from trainer.run import run_training, start_ranks
 
+    refuse_sweeps("train", args.overrides, args.multirun)
+    if _hydra_habit(args):
+        return 0
+    if args.dry_run:
+        cfg = compose(args.overrides)
+        preflight([cfg])
+        _print_warnings([cfg])
+        where = args.run_dir or f"{Path(cfg.paths.output_root) / RUNS_DIR}/<time of the start>"
+        print(f"dry run: the config is valid (hash {config_hash(cfg)}); the run record would go to {where}")
+        return 0
     # INT/TERM/USR2/HUP: checkpoint at the next step boundary, end preempted; a second INT: now
     stop = StopFlag(second_int_interrupts=True)
     stop.install()
@@ -98,6 +140,8 @@ def _cmd_sweep(args) -> int:
     from trainer.locks import sweep_lock
     from trainer.secrets import redact_overrides
 
+    if _hydra_habit(args):
+        return 0
     plan = make_plan(args.overrides)
     preflight(r.cfg for r in plan.runs)  # every check the submit runs, before anything is written
     launcher = plan.runs[0].cfg.launcher.name.value if plan.runs else "local"
@@ -171,20 +215,33 @@ def _finish(sweep_dir: Path, failed: dict) -> int:
 
 
 def _sweep_dir(arg: str, root: str) -> Path:
-    """A sweep dir given as a path, or as a sweep id under <root>/sweeps/."""
-    candidates = (Path(arg), sweep_root(root, arg))
-    for candidate in candidates:
-        if SweepPaths(candidate).plan.is_file():
-            return candidate
-    raise ConfigError(f"no sweep {arg!r}: neither {candidates[0] / SWEEP_PLAN_FILE} nor "
-                      f"{candidates[1] / SWEEP_PLAN_FILE} exists")
+    """A sweep dir (grid or tune) given as a path, or as a sweep id / study name under ``root``."""
+    try:
+        sweep_dir = find_sweep(arg, root)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    paths = SweepPaths(sweep_dir)
+    if not paths.plan.is_file() and not paths.runs.is_dir():
+        raise ConfigError(f"{arg}: a directory, but no sweep (no {SWEEP_PLAN_FILE}, no {RUNS_DIR}/ in it)")
+    return sweep_dir
+
+
+def _dry_run_sweep(command: str, sweep_dir: Path, cells) -> int:
+    paths = SweepPaths(sweep_dir)
+    plan = paths.plan if paths.plan.is_file() else f"{paths.runs}/ (no {SWEEP_PLAN_FILE}: a tune study's runs)"
+    print(f"dry run: grpolab {command} would read {plan} and the records of {len(cells)} cells under {paths.runs}"
+          + (f"; when they have ended, write {paths.table}" if command == "collect" else ""))
+    return 0
 
 
 def _cmd_status(args) -> int:
     from sweeps.status import format_status, sweep_status
 
     sweep_dir = _sweep_dir(args.sweep, args.root)
-    print(format_status(sweep_dir.name, sweep_status(sweep_dir)))
+    cells = sweep_status(sweep_dir)
+    if args.dry_run:
+        return _dry_run_sweep("status", sweep_dir, cells)
+    print(format_status(sweep_dir.name, cells))
     return 0
 
 
@@ -212,15 +269,25 @@ def _collect(sweep_dir: Path, timeout_s: float | None, poll_s: float) -> int:
 
 
 def _cmd_collect(args) -> int:
-    return _collect(_sweep_dir(args.sweep, args.root), args.timeout, args.poll)
+    sweep_dir = _sweep_dir(args.sweep, args.root)
+    if args.dry_run:
+        from sweeps.status import sweep_status
+
+        return _dry_run_sweep("collect", sweep_dir, sweep_status(sweep_dir))
+    return _collect(sweep_dir, args.timeout, args.poll)
 
 
 def _cmd_tune(args) -> int:
     from optuna.trial import TrialState
 
+    from sweeps.cli_hydra import refuse_sweeps
     from sweeps.compose import compose
-    from sweeps.tune_launch import tune_from_config
+    from sweeps.tune_launch import plan_tune, tune_from_config
 
+    refuse_sweeps("tune", args.overrides)
+    if args.dry_run:
+        print(plan_tune(compose(args.overrides), args.overrides))
+        return 0
     study = tune_from_config(compose(args.overrides), args.overrides)
     return 0 if any(t.state == TrialState.COMPLETE for t in study.get_trials()) else 1
 
@@ -254,39 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         import importlib
 
         return importlib.import_module(ANALYSIS[argv[0]]).main(argv[1:])
-    parser = argparse.ArgumentParser(prog="grpolab", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train", help="one run in this process")
-    p.add_argument("--run-dir", help="where the run record goes (default outputs/runs/<time>)")
-    p.add_argument("overrides", nargs="*")
-    p = sub.add_parser("sweep", help="run a grid of cells, then print the ablation table")
-    p.add_argument("-m", "--multirun", action="store_true", help="accepted for Hydra familiarity; sweeps always expand")
-    p.add_argument("--dry-run", action="store_true", help="compose and validate every cell, list them, run nothing")
-    p.add_argument("--append", action="store_true",
-                   help="add this command's cells to an existing sweep's plan (its history is kept)")
-    p.add_argument("--detach", action="store_true",
-                   help="launcher=slurm: submit the job array and return at once (then grpolab status / collect)")
-    p.add_argument("overrides", nargs="*")
-    p = sub.add_parser("config", help="print the composed config")
-    p.add_argument("overrides", nargs="*")
-    for name, text in (("status", "state of each cell of a sweep (pending/running/completed/failed/preempted)"),
-                       ("collect", "wait until every cell of a sweep has ended, then write and print its table")):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("sweep", help="sweep dir, or sweep id under <root>/sweeps/")
-        p.add_argument("--root", default="outputs", help="paths.output_root of the sweep (default outputs)")
-        if name == "collect":
-            p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds (exit 3)")
-            p.add_argument("--poll", type=float, default=5.0, help="seconds between polls (default 5)")
-    p = sub.add_parser("tune", help="Optuna search over tune.space (seeds averaged, pruning at eval steps)")
-    p.add_argument("overrides", nargs="*")
-    sub.add_parser("table", help="ablation table of a sweep dir or wandb://ENTITY/PROJECT/SWEEP_ID: Markdown/LaTeX/CSV "
-                                 "(see grpolab table --help)")
-    sub.add_parser("plot", help="learning curves and diagnostics plots of a sweep (dir or wandb://...), as PNG "
-                                "(grpolab plot --help)")
-    sub.add_parser("report", help="one self-contained HTML report of a sweep (dir or wandb://...): tables and plots "
-                                  "(grpolab report --help)")
-    args = parser.parse_args(argv)
+    args = parse(argv, __doc__)
     try:
         with private_files():  # records, checkpoints, W&B's files, pickles: the owner's only (docs/run-record.md)
             return COMMANDS[args.command](args)

@@ -72,11 +72,10 @@ def explain_error(overrides: list[str], e: BaseException) -> str:
             value = given.get(key)
             value = None if value is None else redact_value(key, value)  # an error line is a console line
             return f"{key}={value}: {reason[0]}" if value is not None else f"{key}: {reason[0]}"
-    missing = re.search(r"Could not (?:find|load) '([^']+)/([^'/]+)'", str(e))
+    missing = re.search(r"Could not (?:find|load) '([^']+)/([^'/]*)'", str(e))
     if missing:
         group, option = missing.groups()
-        options = sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
-        return f"{group}={option}: no such option in conf/{group}/; available: {', '.join(options)}"
+        return f"{group}={option}: no such option in conf/{group}/; available: {', '.join(group_options(group))}"
     parts, seen = [], set()
     while e is not None and id(e) not in seen:
         seen.add(id(e))
@@ -87,11 +86,25 @@ def explain_error(overrides: list[str], e: BaseException) -> str:
     msg = "\n".join(parts)
     for o in overrides:
         key = o.split("=", 1)[0].lstrip("+~")
+        if is_group(key):  # a group's options, not keys (a group is no key of the config)
+            if f"'{key}'" in msg:
+                msg += f"\noptions of {key}: {', '.join(group_options(key))}"
+            continue
         if f"'{key}'" in msg or f"Key '{key.rsplit('.', 1)[-1]}' not in" in msg:
             keys = valid_keys(key)
             if keys and key.rsplit(".", 1)[-1] not in keys:
                 msg += f"\nvalid keys under {key.rsplit('.', 1)[0]}: {', '.join(keys)}"
-    return msg
+    return MULTIRUN.sub(MULTIRUN_INSTEAD, msg)
+
+
+# Hydra's advice for a comma in a value; grpolab's multirun is its own command
+MULTIRUN = re.compile(r"add --multirun to your command line")
+MULTIRUN_INSTEAD = "run grpolab sweep with the same overrides (train, config and tune compose one config)"
+
+
+def group_options(group: str) -> list[str]:
+    """The options of config group ``group`` (its YAML files under conf/)."""
+    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
 
 
 def to_config(cfg: DictConfig) -> Config:

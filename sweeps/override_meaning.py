@@ -62,6 +62,28 @@ def unknown_key(key: str) -> Optional[str]:
     return f"{key}: not a key of the config{hint} (keys under {where}: {', '.join(valid)})"
 
 
+# Hydra's own settings, with what grpolab reads instead: it composes with Hydra's compose API, which
+# never applies a ``hydra.*`` value, so accepting one would be accepting it to ignore it.
+HYDRA_INSTEAD = {
+    "hydra.run": "paths.output_root=DIR (a run goes to DIR/runs/<time>) or grpolab train --run-dir DIR",
+    "hydra.sweep": "paths.output_root=DIR and sweep.id=ID (cells go to DIR/sweeps/ID/runs/<cell>)",
+    "hydra.launcher": "launcher=local|slurm and launcher.* (grpolab sweep submits through submitit itself)",
+    "hydra.sweeper": "key=a,b on grpolab sweep for a grid, tune.space on grpolab tune for a search",
+    "hydra.job.chdir": "nothing: grpolab never changes directory (relative paths are from the current one)",
+    "hydra.verbose": "nothing: grpolab does not log through Hydra",
+    "hydra.job_logging": "nothing: grpolab does not log through Hydra",
+    "hydra.hydra_logging": "nothing: grpolab does not log through Hydra",
+}
+
+
+def hydra_refusal(key: str) -> str:
+    """The one-line refusal of a ``hydra.*`` override, naming what to use instead."""
+    instead = next((v for k, v in HYDRA_INSTEAD.items() if key == k or key.startswith(k + ".")),
+                   "the grpolab option of the same purpose (grpolab --help; grpolab config --info)")
+    return f"{key}: a Hydra setting; grpolab composes with Hydra's compose API, which never applies hydra.* " \
+           f"values, so it is refused rather than ignored; use {instead}"
+
+
 def check_keys(overrides: Sequence[str], is_group) -> list[str]:
     """One refusal per override whose key is neither a config group nor a key of the schema, in any
     form (``key=``, ``+key=``, ``++key=``, ``~key``). ``is_group(key)`` says whether ``key`` names a
@@ -69,7 +91,10 @@ def check_keys(overrides: Sequence[str], is_group) -> list[str]:
     errors = []
     for o in parse_overrides(overrides):
         key = o.key_or_group
-        if key == "hydra" or key.startswith("hydra.") or is_group(key):
+        if key == "hydra" or key.startswith("hydra."):
+            errors.append(hydra_refusal(key))
+            continue
+        if is_group(key):
             continue
         problem = unknown_key(key)
         if problem:

@@ -30,6 +30,8 @@ from typing import Optional
 from trainer.record_check import read_checked, warn
 from trainer.run_record import (
     CHECKPOINT_DIR,
+    CONFIG_FILE,
+    META_FILE,
     SUMMARY_FILE,
     RunRecord,
     RunStatus,
@@ -275,6 +277,10 @@ def _planned_runs(paths: SweepPaths) -> tuple[list[dict], str]:
     When ``sweep.json`` is damaged, the run dirs there are the cells (with a warning), so they can
     still be seen."""
     plan, problem = read_checked(paths.plan)
+    if plan is None and problem is None and paths.runs.is_dir():
+        tune = _tune_runs(paths)
+        if tune is not None:
+            return tune, "the tune command (grpolab tune with the same overrides)"
     runs = plan.get("runs") if plan is not None else None
     if not isinstance(runs, list) or not all(isinstance(r, dict) and isinstance(r.get("name"), str) for r in runs):
         warn(paths.plan, problem or "its runs are not a list of {name, swept, steps}",
@@ -287,6 +293,25 @@ def _planned_runs(paths: SweepPaths) -> tuple[list[dict], str]:
     return [{"name": r["name"], "swept": r.get("swept") if isinstance(r.get("swept"), dict) else {},
              "steps": r.get("steps") if isinstance(r.get("steps"), int) and r.get("steps") >= 0 else 0}
             for r in runs], rerun
+
+
+def _tune_runs(paths: SweepPaths) -> Optional[list[dict]]:
+    """The runs of a ``grpolab tune`` dir (no plan: ``runs/t<trial>_s<seed>``, each meta naming its
+    trial) as ``{name, swept, steps}``, or None when a run dir there is no tune run."""
+    import yaml  # only for plan-less dirs: the planned steps are in each run's config.yaml
+
+    runs = []
+    for run_dir in sorted(d for d in paths.runs.iterdir() if d.is_dir()):
+        meta, _ = read_checked(run_dir / META_FILE)
+        if not meta or not isinstance(meta.get("tune"), dict):
+            return None
+        try:
+            steps = int(((yaml.safe_load((run_dir / CONFIG_FILE).read_text()) or {}).get("train") or {})["steps"])
+        except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError):
+            steps = 0
+        swept = {**(meta.get("swept") or {}), "seed": meta.get("seed")}
+        runs.append({"name": run_dir.name, "swept": swept, "steps": steps})
+    return runs or None
 
 
 def format_status(sweep_id: str, cells: list[CellStatus]) -> str:

@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import optuna
 
-from sweeps.tune import TrialContext, TrialReporter, run_study, to_overrides
+from sweeps.tune import DEFAULT_DB, TrialContext, TrialReporter, parse_space, run_study, to_overrides
 from trainer.run_record import RunRecord, RunStatus, Summary, SweepPaths, tune_root
 
 
@@ -85,16 +85,54 @@ class TrainerLaunch:
 
 
 # ---------------------------------------------------------------- `grpolab tune`
+def study_name(cfg) -> str:
+    import datetime as dt
+
+    return cfg.tune.study_name or cfg.sweep.id or dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def checked_space(cfg) -> list:
+    """``cfg.tune.space`` parsed; a bad spec is a ``ConfigError`` naming the key (before anything runs)."""
+    from trainer.knobs import ConfigError
+
+    try:
+        return parse_space(dict(cfg.tune.space))
+    except ValueError as e:
+        raise ConfigError(f"tune.space: {e}") from None
+
+
+def plan_tune(cfg, overrides: list[str]) -> str:
+    """``grpolab tune --dry-run``: the space parsed and each end of it composed and validated as a
+    trial would be, and the trials planned; nothing is written (the study is not created)."""
+    from sweeps.compose import compose
+
+    t = cfg.tune
+    params = checked_space(cfg)
+    base = [o for o in overrides if not o.startswith(("tune.", "+tune.", "++tune."))]
+    for end in (0, -1):  # a trial at the lower ends, one at the upper ends (the first/last choices)
+        compose([*base, *to_overrides({p.key: (p.low, p.high)[end] if p.kind != "cat" else p.choices[end]
+                                       for p in params})])
+    seeds = list(cfg.sweep.seeds)
+    root = tune_root(cfg.paths.output_root, study_name(cfg))
+    lines = [f"dry run: study {study_name(cfg)}: {t.n_trials} trials × {len(seeds)} seeds {seeds} = "
+             f"{t.n_trials * len(seeds)} runs of {cfg.train.steps} steps, {t.workers} at a time, "
+             f"{', '.join(f'{o} ({d})' for o, d in zip(t.objectives, t.directions))} -> {root}",
+             f"  storage: {t.storage or f'sqlite:///{root}/{DEFAULT_DB}'}; sampler {t.sampler or 'default'}, "
+             f"pruner {t.pruner or 'none'}"]
+    lines += [f"  {p.key}: " + (f"{p.kind} in [{p.low}, {p.high}]{' (log)' if p.log else ''}" if p.kind != "cat"
+                                 else f"one of {', '.join(map(str, p.choices))}") for p in params]
+    return "\n".join(lines)
+
+
 def tune_from_config(cfg, overrides: list[str], log: Callable = print) -> optuna.Study:
     """``grpolab tune [overrides]``: the study ``cfg.tune`` describes (space, n_trials, objectives,
     directions, sampler, pruner, storage, study_name, workers), seeds from ``cfg.sweep.seeds``, each
     cell run by ``cfg.launcher`` (local: a submitit LocalExecutor process per cell; slurm: one SLURM
     job per cell, so use a journal or RDB storage the nodes can reach). Study and run records go
     under ``<paths.output_root>/tune/<study name>/``."""
-    import datetime as dt
-
     t = cfg.tune
-    name = t.study_name or cfg.sweep.id or dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    checked_space(cfg)
+    name = study_name(cfg)
     root = tune_root(cfg.paths.output_root, name)
     logs = SweepPaths(root).logs
     launcher = getattr(cfg.launcher.name, "value", cfg.launcher.name)
