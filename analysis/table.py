@@ -153,11 +153,12 @@ class TableLayout:
     notes: list = field(default_factory=list)
     footer: str = ""
 
-    def column_labels(self, joiner):
-        """Per data column: ``metric · k=v`` (joiner given) or ``k=v`` only (joiner None)."""
+    def column_labels(self, joiner, digits: int | None = None):
+        """Per data column: ``metric · k=v`` (joiner given) or ``k=v`` only (joiner None); values
+        rounded to ``digits`` (``render.fmt_key``)."""
         labels = []
         for metric, vals in self.columns:
-            kv = ", ".join(f"{k}={render.fmt_key(v)}" for k, v in zip(self.col_keys, vals))
+            kv = ", ".join(f"{k}={render.fmt_key(v, digits)}" for k, v in zip(self.col_keys, vals))
             labels.append(kv if joiner is None else (f"{metric}{joiner}{kv}" if kv else metric))
         return labels
 

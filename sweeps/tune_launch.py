@@ -85,6 +85,25 @@ class TrainerLaunch:
 
 
 # ---------------------------------------------------------------- `grpolab tune`
+def trials_table(study: optuna.Study, objectives: Sequence[str], digits: int = 4) -> str:
+    """Every trial of ``study``, best first in the (first) objective's direction, unfinished ones last:
+    trial number, state, objective values and params, floats to ``digits`` significant digits."""
+    from sweeps.tune import shown
+
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    done = [t for t in study.get_trials() if t.values]
+    done.sort(key=lambda t: -t.values[0] if maximize else t.values[0])
+    trials = done + [t for t in study.get_trials() if not t.values]
+    keys = list(dict.fromkeys(k for t in trials for k in t.params))
+    head = ["trial", "state", *objectives, *keys]
+    rows = [[str(t.number), t.state.name.lower(), *(shown(v) for v in (t.values or [None] * len(objectives))),
+             *(shown(t.params[k]) if k in t.params else "" for k in keys)] for t in trials]
+    rows = [[("—" if c == "None" else c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head, *rows])
+
+
+
 def tune_from_config(cfg, overrides: list[str], log: Callable = print) -> optuna.Study:
     """``grpolab tune [overrides]``: the study ``cfg.tune`` describes (space, n_trials, objectives,
     directions, sampler, pruner, storage, study_name, workers), seeds from ``cfg.sweep.seeds``, each
@@ -98,11 +117,10 @@ def tune_from_config(cfg, overrides: list[str], log: Callable = print) -> optuna
     root = tune_root(cfg.paths.output_root, name)
     logs = SweepPaths(root).logs
     launcher = getattr(cfg.launcher.name, "value", cfg.launcher.name)
-    if launcher == "local":
-        import submitit
+    if launcher == "local":  # a LocalExecutor per run, logging to logs/<run name>/ (logs.json maps them)
+        from sweeps.run_logs import RunLogExecutor
 
-        executor = submitit.LocalExecutor(folder=str(logs / "%j"))
-        executor.update_parameters(timeout_min=24 * 60)
+        executor = RunLogExecutor(root)
     elif launcher == "slurm":  # each cell one SLURM job; the job reports to the storage itself
         from sweeps.launch_slurm import make_executor
 
@@ -113,10 +131,11 @@ def tune_from_config(cfg, overrides: list[str], log: Callable = print) -> optuna
                       seeds=list(cfg.sweep.seeds), storage=t.storage, study_name=name,
                       directions=list(t.directions), sampler=t.sampler, workers=t.workers,
                       launch_fn=TrainerLaunch(str(root), tuple(t.objectives), executor), pruner=t.pruner,
-                      steps_per_seed=cfg.train.steps, default_dir=root)
+                      steps_per_seed=cfg.train.steps, default_dir=root, log=log, objectives=tuple(t.objectives))
     states = [s.state.name for s in study.get_trials()]
     counts = ", ".join(f"{states.count(s)} {s.lower()}" for s in sorted(set(states)))
     log(f"study {name}: {len(states)} trials ({counts}) -> {root}")
+    log(trials_table(study, t.objectives))
     for best in study.best_trials:
         values = dict(zip(t.objectives, best.values))
         log(f"  best trial {best.number}: {values}  {' '.join(to_overrides(best.params))}")
