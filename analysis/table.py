@@ -189,8 +189,9 @@ def _bold_note(better: dict) -> str:
     return f"Bold: best mean per column ({which})" + (f"; none marked for {', '.join(unmarked)}." if unmarked else ".")
 
 
-def layout_table(summary: pd.DataFrame, metrics, rows, cols=()) -> TableLayout:
-    """Lay ``summary`` (grouped by ``rows + cols``) out as rows × (metric, col values) cells."""
+def layout_table(summary: pd.DataFrame, metrics, rows, cols=(), digits: int = 3) -> TableLayout:
+    """Lay ``summary`` (grouped by ``rows + cols``) out as rows × (metric, col values) cells; the
+    notes show swept values rounded to ``digits`` as the table does."""
     metrics, rows, cols = list(metrics), list(rows), list(cols)
     row_vals = list(dict.fromkeys(tuple(r) for r in summary[rows].itertuples(index=False, name=None)))
     col_vals = list(dict.fromkeys(tuple(r) for r in summary[cols].itertuples(index=False, name=None)))
@@ -228,7 +229,7 @@ def layout_table(summary: pd.DataFrame, metrics, rows, cols=()) -> TableLayout:
     n_text = "n = completed seeds per cell" if not cols else f"n = {common} seeds per cell unless marked"
     layout.notes.append(f"Mean ± {level}% CI half-width over seeds (Student t, n−1 dof); {n_text}.")
     if base:
-        desc = ", ".join(f"{k}={render.fmt_key(v)}" for k, v in base.items())
+        desc = ", ".join(f"{k}={render.fmt_key(v, digits)}" for k, v in base.items())
         layout.notes.append(f"(Δ): difference of means vs the baseline cell {desc}; "
                             "* p < 0.05, ** p < 0.01, Welch's two-sided t-test.")
     layout.notes.append(_bold_note(better))
@@ -243,7 +244,8 @@ def layout_table(summary: pd.DataFrame, metrics, rows, cols=()) -> TableLayout:
 def markdown_table(summary: pd.DataFrame, metrics, group_keys, digits: int = 3, cols=()) -> str:
     """GitHub Markdown of ``summary``; rows-only layouts end with ``n``, the smallest per-metric
     count of the row (the seeds every number in it rests on)."""
-    return render.markdown(layout_table(summary, metrics, [k for k in group_keys if k not in cols], cols), digits)
+    return render.markdown(layout_table(summary, metrics, [k for k in group_keys if k not in cols], cols, digits),
+                           digits)
 
 
 def csv_table(summary: pd.DataFrame) -> str:
@@ -275,8 +277,9 @@ class Table:
 
 
 def build_table(source, metrics=None, rows=None, cols=None, baseline=None, level: float = LEVEL,
-                df: pd.DataFrame | None = None) -> Table:
-    """Validate the keys against the records, derive history metrics, summarize and lay out."""
+                df: pd.DataFrame | None = None, digits: int = 3) -> Table:
+    """Validate the keys against the records, derive history metrics, summarize and lay out (the
+    notes' values to ``digits``, as ``Table.render`` shows the table's)."""
     df = runs_frame(source) if df is None else df
     swept, available = df.attrs["swept_keys"], df.attrs["metric_keys"]
     if metrics is None:
@@ -296,7 +299,7 @@ def build_table(source, metrics=None, rows=None, cols=None, baseline=None, level
     if set(keys) & set(cols):
         raise ValueError(f"keys both in rows and cols: {', '.join(sorted(set(keys) & set(cols)))}")
     summary = summarize(df, metrics, keys + cols, baseline=baseline, level=level)
-    return Table(summary, layout_table(summary, metrics, keys, cols))
+    return Table(summary, layout_table(summary, metrics, keys, cols, digits))
 
 
 def render_table(sweep_dir, metrics=None, rows=None, cols=None, baseline=None, fmt: str = "md",
@@ -307,7 +310,7 @@ def render_table(sweep_dir, metrics=None, rows=None, cols=None, baseline=None, f
         source = open_source(str(sweep_dir))
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
-    return build_table(source, metrics, rows, cols, baseline).render(fmt, digits)
+    return build_table(source, metrics, rows, cols, baseline, digits=digits).render(fmt, digits)
 
 
 # ---------------------------------------------------------------- CLI
@@ -356,7 +359,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         source = open_source(args.sweep_dir)
-        table = build_table(source, args.metrics, args.rows, args.cols, parse_baseline(args.baseline))
+        table = build_table(source, args.metrics, args.rows, args.cols, parse_baseline(args.baseline),
+                            digits=args.digits)
         if args.format == "all":
             stem = Path(args.out) if args.out else default_out_dir(source) / "table"
             stem.parent.mkdir(parents=True, exist_ok=True)
