@@ -178,10 +178,12 @@ def _print_tracker(plan) -> None:
     t = plan.runs[0].cfg.tracker if plan.runs else None
     if t is None or getattr(t.name, "value", t.name) != "wandb":
         return
-    from trainer.tracking import WANDB_DIR, mode_line
+    from trainer.tracking import WANDB_DIR, mode_line, resolve_mode
 
-    files = shlex.quote(str(plan.paths.runs)) + f"/*/{WANDB_DIR}/offline-run-*"
-    print(f"sweep {plan.sweep_id}: " + mode_line(getattr(t.mode, "value", t.mode), t.project, t.entity, files))
+    requested = getattr(t.mode, "value", t.mode)
+    runs = "offline-run-*" if resolve_mode(requested, t.project) == "offline" else "run-*"
+    files = shlex.quote(str(plan.paths.runs)) + f"/*/{WANDB_DIR}/{runs}"
+    print(f"sweep {plan.sweep_id}: " + mode_line(requested, t.project, t.entity, files))
 
 
 def _sweep_dir(arg: str, root: str) -> Path:

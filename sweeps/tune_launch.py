@@ -96,9 +96,14 @@ def trials_table(study: optuna.Study, objectives: Sequence[str], digits: int = 4
     trials = done + [t for t in study.get_trials() if not t.values]
     keys = list(dict.fromkeys(k for t in trials for k in t.params))
     head = ["trial", "state", *objectives, *keys]
-    rows = [[str(t.number), t.state.name.lower(), *(shown(v) for v in (t.values or [None] * len(objectives))),
-             *(shown(t.params[k]) if k in t.params else "" for k in keys)] for t in trials]
-    rows = [[("—" if c == "None" else c) for c in r] for r in rows]
+    state = {"FAIL": "failed"}  # as the trial lines say it
+
+    def row(t) -> list[str]:
+        values = [shown(v, digits) for v in t.values] if t.values else ["—"] * len(objectives)
+        return [str(t.number), state.get(t.state.name, t.state.name.lower()), *values,
+                *(shown(t.params[k], digits) if k in t.params else "" for k in keys)]
+
+    rows = [row(t) for t in trials]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head, *rows])
 
