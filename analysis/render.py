@@ -17,11 +17,25 @@ def _num(x: float, digits: int) -> str:
     return NA if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
 
 
-def fmt_key(v) -> str:
-    """A swept value as shown: integral floats without ``.0`` (``0.0`` → ``0``)."""
+def fmt_key(v, digits: int | None = None) -> str:
+    """A swept value as shown: integral floats without ``.0`` (``0.0`` → ``0``); with ``digits``
+    (a table's ``--digits``), other floats rounded: to that many decimals from 1 up, to that many
+    significant digits below (a tuned ``0.00034664415306594665`` shows as ``0.000347``)."""
+    if isinstance(v, float) and math.isfinite(v) and digits is not None and not v.is_integer():
+        v = round(v, digits) if abs(v) >= 1 else float(f"{v:.{max(digits, 1)}g}")
     if isinstance(v, float) and v.is_integer():
         v = int(v)
     return str(v)
+
+
+def distinct_digits(columns: list[list], digits: int) -> int | None:
+    """The fewest digits (at least ``digits``) at which ``fmt_key`` keeps every column's distinct
+    values distinct, so rounding never shows two cells under one label; None: show them unrounded."""
+    distinct = [list({repr(v): v for v in col}.values()) for col in columns]  # values may be unhashable
+    for d in range(digits, 18):
+        if all(len({fmt_key(v, d) for v in col}) == len(col) for col in distinct):
+            return d
+    return None
 
 
 def _parts(cell, digits):
@@ -49,14 +63,15 @@ def _md_cell(cell, digits) -> str:
 
 
 def markdown(layout, digits: int = 3) -> str:
-    header = [_md_escape(k) for k in layout.row_keys] + [_md_escape(h) for h in layout.column_labels(" · ")]
+    header = [_md_escape(k) for k in layout.row_keys] + [_md_escape(h) for h in layout.column_labels(" · ", digits)]
     align = ["---"] * len(layout.row_keys) + ["---:"] * len(layout.columns)
     if layout.show_n:
         header.append("n")
         align.append("---:")
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    kd = layout.key_digits(digits)
     for label, cells, n in layout.body:
-        row = [_md_escape(fmt_key(v)) for v in label] + [_md_cell(c, digits) for c in cells]
+        row = [_md_escape(fmt_key(v, kd)) for v in label] + [_md_cell(c, digits) for c in cells]
         if layout.show_n:
             row.append(str(n))
         lines.append("| " + " | ".join(row) + " |")
@@ -109,13 +124,14 @@ def latex(layout, digits: int = 3) -> str:
         if layout.show_n:
             spans.append("")
         out += [" & ".join(spans) + " \\\\", " ".join(rules)]
-        sub = [tex_escape(lbl) for lbl in layout.column_labels(None)]
+        sub = [tex_escape(lbl) for lbl in layout.column_labels(None, digits)]
     else:
         sub = [tex_escape(m) for m, _ in layout.columns]
     head = [tex_escape(k) for k in layout.row_keys] + sub + (["$n$"] if layout.show_n else [])
     out += [" & ".join(head) + " \\\\", "\\midrule"]
+    kd = layout.key_digits(digits)
     for label, cells, n in layout.body:
-        row = [tex_escape(fmt_key(v)) for v in label] + [_tex_cell(c, digits) for c in cells]
+        row = [tex_escape(fmt_key(v, kd)) for v in label] + [_tex_cell(c, digits) for c in cells]
         if layout.show_n:
             row.append(str(n))
         out.append(" & ".join(row) + " \\\\")
@@ -146,13 +162,14 @@ def html_table(layout, digits: int = 3) -> str:
         tr = "".join("<th></th>" for _ in range(nk))
         tr += "".join(f'<th colspan="{w}">{e(m)}</th>' for m, w in layout.metric_spans())
         out.append(f"<tr>{tr}{'<th></th>' if layout.show_n else ''}</tr>")
-        sub = layout.column_labels(None)
+        sub = layout.column_labels(None, digits)
     else:
         sub = [m for m, _ in layout.columns]
     tr = "".join(f"<th>{e(k)}</th>" for k in layout.row_keys) + "".join(f"<th>{e(s)}</th>" for s in sub)
     out += [f"<tr>{tr}{'<th>n</th>' if layout.show_n else ''}</tr>", "</thead>", "<tbody>"]
+    kd = layout.key_digits(digits)
     for label, cells, n in layout.body:
-        tr = "".join(f"<th>{e(fmt_key(v))}</th>" for v in label) + "".join(_html_cell(c, digits) for c in cells)
+        tr = "".join(f"<th>{e(fmt_key(v, kd))}</th>" for v in label) + "".join(_html_cell(c, digits) for c in cells)
         out.append(f"<tr>{tr}{f'<td>{n}</td>' if layout.show_n else ''}</tr>")
     out += ["</tbody>", "</table>"]
     notes = layout.notes + ([layout.footer] if layout.footer else [])

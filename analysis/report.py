@@ -64,12 +64,12 @@ def render_report(source, metrics=None, rows=None, cols=None, baseline=None, dig
     e = html.escape
     df = runs_frame(source)
     plan = plan if plan is not None else (getattr(source, "plan", None) or {})
-    main = build_table(source, metrics, rows, cols, baseline, df=df)
+    main = build_table(source, metrics, rows, cols, baseline, df=df, digits=digits)
     logged = history_keys(df, source)
     diag = [m for m in DIAG_METRICS if resolve_key(parse_metric(m)[1], logged) is not None]
     sections = [f"<h2>Ablation table</h2>\n{_scroll(main.render('html', digits))}"]
     if diag:
-        t = build_table(source, diag, rows, cols, baseline, df=df)
+        t = build_table(source, diag, rows, cols, baseline, df=df, digits=digits)
         sections.append("<h2>pass@k and diagnostics</h2>\n"
                         '<p class="notes">final_/best_pass@k: last/max logged eval/pass@k (unbiased estimator, '
                         "k = rollout.eval_n); mean:&lt;key&gt;: the mean over the run's logged steps.</p>\n"

@@ -153,11 +153,21 @@ class TableLayout:
     notes: list = field(default_factory=list)
     footer: str = ""
 
-    def column_labels(self, joiner):
-        """Per data column: ``metric · k=v`` (joiner given) or ``k=v`` only (joiner None)."""
+    def key_digits(self, digits: int | None) -> int | None:
+        """Digits for the swept values: ``digits``, or more where two values would round alike."""
+        if digits is None:
+            return None
+        rows = [[label[i] for label, _, _ in self.body] for i in range(len(self.row_keys))]
+        cols = [[vals[i] for _, vals in self.columns] for i in range(len(self.col_keys))]
+        return render.distinct_digits(rows + cols, digits)
+
+    def column_labels(self, joiner, digits: int | None = None):
+        """Per data column: ``metric · k=v`` (joiner given) or ``k=v`` only (joiner None); values
+        rounded to ``digits`` (``render.fmt_key``), or finer where two would look alike."""
         labels = []
+        kd = self.key_digits(digits)
         for metric, vals in self.columns:
-            kv = ", ".join(f"{k}={render.fmt_key(v)}" for k, v in zip(self.col_keys, vals))
+            kv = ", ".join(f"{k}={render.fmt_key(v, kd)}" for k, v in zip(self.col_keys, vals))
             labels.append(kv if joiner is None else (f"{metric}{joiner}{kv}" if kv else metric))
         return labels
 
@@ -188,8 +198,9 @@ def _bold_note(better: dict) -> str:
     return f"Bold: best mean per column ({which})" + (f"; none marked for {', '.join(unmarked)}." if unmarked else ".")
 
 
-def layout_table(summary: pd.DataFrame, metrics, rows, cols=()) -> TableLayout:
-    """Lay ``summary`` (grouped by ``rows + cols``) out as rows × (metric, col values) cells."""
+def layout_table(summary: pd.DataFrame, metrics, rows, cols=(), digits: int = 3) -> TableLayout:
+    """Lay ``summary`` (grouped by ``rows + cols``) out as rows × (metric, col values) cells; the
+    notes show swept values rounded to ``digits`` as the table does."""
     metrics, rows, cols = list(metrics), list(rows), list(cols)
     row_vals = list(dict.fromkeys(tuple(r) for r in summary[rows].itertuples(index=False, name=None)))
     col_vals = list(dict.fromkeys(tuple(r) for r in summary[cols].itertuples(index=False, name=None)))
@@ -227,7 +238,7 @@ def layout_table(summary: pd.DataFrame, metrics, rows, cols=()) -> TableLayout:
     n_text = "n = completed seeds per cell" if not cols else f"n = {common} seeds per cell unless marked"
     layout.notes.append(f"Mean ± {level}% CI half-width over seeds (Student t, n−1 dof); {n_text}.")
     if base:
-        desc = ", ".join(f"{k}={render.fmt_key(v)}" for k, v in base.items())
+        desc = ", ".join(f"{k}={render.fmt_key(v, digits)}" for k, v in base.items())
         layout.notes.append(f"(Δ): difference of means vs the baseline cell {desc}; "
                             "* p < 0.05, ** p < 0.01, Welch's two-sided t-test.")
     layout.notes.append(_bold_note(better))
@@ -242,7 +253,8 @@ def layout_table(summary: pd.DataFrame, metrics, rows, cols=()) -> TableLayout:
 def markdown_table(summary: pd.DataFrame, metrics, group_keys, digits: int = 3, cols=()) -> str:
     """GitHub Markdown of ``summary``; rows-only layouts end with ``n``, the smallest per-metric
     count of the row (the seeds every number in it rests on)."""
-    return render.markdown(layout_table(summary, metrics, [k for k in group_keys if k not in cols], cols), digits)
+    return render.markdown(layout_table(summary, metrics, [k for k in group_keys if k not in cols], cols, digits),
+                           digits)
 
 
 def csv_table(summary: pd.DataFrame) -> str:
@@ -274,8 +286,9 @@ class Table:
 
 
 def build_table(source, metrics=None, rows=None, cols=None, baseline=None, level: float = LEVEL,
-                df: pd.DataFrame | None = None) -> Table:
-    """Validate the keys against the records, derive history metrics, summarize and lay out."""
+                df: pd.DataFrame | None = None, digits: int = 3) -> Table:
+    """Validate the keys against the records, derive history metrics, summarize and lay out (the
+    notes' values to ``digits``, as ``Table.render`` shows the table's)."""
     df = runs_frame(source) if df is None else df
     swept, available = df.attrs["swept_keys"], df.attrs["metric_keys"]
     if metrics is None:
@@ -295,7 +308,7 @@ def build_table(source, metrics=None, rows=None, cols=None, baseline=None, level
     if set(keys) & set(cols):
         raise ValueError(f"keys both in rows and cols: {', '.join(sorted(set(keys) & set(cols)))}")
     summary = summarize(df, metrics, keys + cols, baseline=baseline, level=level)
-    return Table(summary, layout_table(summary, metrics, keys, cols))
+    return Table(summary, layout_table(summary, metrics, keys, cols, digits))
 
 
 def render_table(sweep_dir, metrics=None, rows=None, cols=None, baseline=None, fmt: str = "md",
@@ -306,7 +319,7 @@ def render_table(sweep_dir, metrics=None, rows=None, cols=None, baseline=None, f
         source = open_source(str(sweep_dir))
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
-    return build_table(source, metrics, rows, cols, baseline).render(fmt, digits)
+    return build_table(source, metrics, rows, cols, baseline, digits=digits).render(fmt, digits)
 
 
 # ---------------------------------------------------------------- CLI
@@ -342,12 +355,14 @@ def main(argv=None) -> int:
         stem = Path(args.out) if args.out else default_out_dir(source) / "table"
         if args.dry_run:
             if getattr(source, "root", None) is not None:  # the keys checked against the records
-                build_table(source, args.metrics, args.rows, args.cols, parse_baseline(args.baseline))
+                build_table(source, args.metrics, args.rows, args.cols, parse_baseline(args.baseline),
+                            digits=args.digits)
             writes = [stem.with_name(stem.name + SUFFIX[f]) for f in ("md", "latex", "csv")] \
                 if args.format == "all" else [args.out] if args.out else []
             print(dry_run_line("table", source, writes))
             return 0
-        table = build_table(source, args.metrics, args.rows, args.cols, parse_baseline(args.baseline))
+        table = build_table(source, args.metrics, args.rows, args.cols, parse_baseline(args.baseline),
+                            digits=args.digits)
         if args.format == "all":
             stem.parent.mkdir(parents=True, exist_ok=True)
             for fmt in ("md", "latex", "csv"):

@@ -118,7 +118,12 @@ class WandbSource:
         if self._api is None:
             import wandb
 
-            self._api = wandb.Api()
+            try:
+                self._api = wandb.Api()
+            except wandb.errors.UsageError as e:  # wandb's own check: no API key configured, most often
+                said = (str(e).strip().splitlines() or [""])[0]
+                what = "no W&B API key is configured" if "api key" in said.lower() else f"W&B: {said}"
+                raise ValueError(f"{self.url}: {what}; run `wandb login` or set WANDB_API_KEY") from None
         return self._api
 
     def _fetch(self) -> dict[str, Any]:

@@ -80,7 +80,7 @@ def rss_rows(tmp: Path) -> list[Row]:
     cmd = [sys.executable, "-m", "sweeps.cli", "train", f"paths.output_root={tmp}", "train.steps=2",
            "--run-dir", str(tmp / "run")]
     mib, wall, text = peak_rss(cmd, tmp / "train.log")
-    sft = " (it trained the SFT warm start first: not cached yet)" if "[sft] training" in text else ""
+    sft = " (it trained the SFT warm start first: not cached yet)" if "warm start: training SFT" in text else ""
     imp, _, _ = peak_rss([sys.executable, "-c", "import torch, transformers, trainer.run"], tmp / "imports.log")
     return [
         Row("peak RSS of a tiny run: `grpolab train train.steps=2`", f"{mib:.0f} MiB",

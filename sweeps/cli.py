@@ -164,6 +164,7 @@ def _cmd_sweep(args) -> int:
             print(f"this command {verb} the sweep's plan ({held} cells, {len(ownership.plan['history'])} "
                   "invocations in its history)")
         _print_warnings([r.cfg for r in plan.runs])
+        _print_tracker(plan)
         if args.dry_run:
             for r in plan.runs:
                 print(f"  {r.name} [{r.status}] {' '.join(redact_overrides(r.overrides))}")
@@ -210,8 +211,23 @@ def _finish(sweep_dir: Path, failed: dict) -> int:
     print(table)
     if failed:
         print(f"\n{len(failed)} runs did not complete: {failed}", file=sys.stderr)
-        return 1
-    return 0
+    where = shlex.quote(str(sweep_dir))
+    print(f"\ntable: {path}   plots: grpolab plot {where}   report: grpolab report {where}")
+    return 1 if failed else 0
+
+
+def _print_tracker(plan) -> None:
+    """With tracker=wandb, one line before anything runs: online or offline, where the files go,
+    and the command that uploads offline runs."""
+    t = plan.runs[0].cfg.tracker if plan.runs else None
+    if t is None or getattr(t.name, "value", t.name) != "wandb":
+        return
+    from trainer.tracking import WANDB_DIR, mode_line, resolve_mode
+
+    requested = getattr(t.mode, "value", t.mode)
+    runs = "offline-run-*" if resolve_mode(requested, t.project) == "offline" else "run-*"
+    files = shlex.quote(str(plan.paths.runs)) + f"/*/{WANDB_DIR}/{runs}"
+    print(f"sweep {plan.sweep_id}: " + mode_line(requested, t.project, t.entity, files))
 
 
 def _sweep_dir(arg: str, root: str) -> Path:
@@ -315,6 +331,21 @@ def _show_record_warnings() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Every subcommand, with a closed stdout (``grpolab status ... | head``) ending quietly: exit
+    141 (128 + SIGPIPE, as a shell reports a command killed by it), no traceback."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, not at exit, so a reader that left is noticed inside this try
+        return code
+    except BrokenPipeError:
+        import os
+        import signal
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own exit flush fails quietly
+        return 128 + signal.SIGPIPE
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _show_record_warnings()
     if argv and argv[0] in ANALYSIS:  # their own argument parsers

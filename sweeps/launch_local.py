@@ -1,8 +1,12 @@
 """Run a sweep's cells on this machine: each in its own process via submitit's LocalExecutor
 (the same Job API the SLURM launcher uses), ``launcher.max_parallel`` at a time, with progress.
 
-Progress is read from the run records themselves (lines in ``metrics.jsonl``), so it shows the
-same truth the table will be built from. Each job starts with ``launcher.env`` in its
+Progress is read from the run records themselves (lines in ``metrics.jsonl``; the phase a cell is
+in — warm start, model load, first step — from its ``summary.json``), so it shows the same truth
+the table will be built from: a ``[phase]`` line when a running cell enters a phase, and, without a
+terminal (a log file, CI), a ``[progress]`` line with elapsed time and ETA when the counts changed,
+at most every 30 s. Each cell logs to ``logs/<run name>/``, mapped in ``logs.json``
+(``sweeps.run_logs``). Each job starts with ``launcher.env`` in its
 environment, and its files are its owner's only (``sweeps.job_env``).
 
 A cell whose run dir another process holds (a second ``grpolab sweep`` of the same sweep,
@@ -23,7 +27,6 @@ process dies without a final record (SIGKILL, out of memory) is written down as 
 from __future__ import annotations
 
 import signal
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,13 +34,15 @@ from pathlib import Path
 
 import submitit
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from sweeps.job import Busy, CellJob, StopFlag
 from sweeps.job_env import job_environment, private_files
 from sweeps.plan import SweepPlan
+from sweeps.run_logs import RunLogExecutor
 from sweeps.status import mark_dead
 from trainer.locks import run_is_locked
+from trainer.progress import Eta, progress_text
 from trainer.run_record import RunRecord, RunStatus
 from trainer.secrets import redact_value
 
@@ -81,6 +86,12 @@ def _forward_stop(job: submitit.Job) -> None:
         process.send_signal(signal.SIGTERM)
 
 
+def _phase(run_dir: Path) -> str:
+    """The phase a running cell's summary names ("" before it wrote one, or once it ended)."""
+    summary = RunRecord.peek_summary(run_dir)
+    return summary.phase or "" if summary is not None and summary.status == RunStatus.running else ""
+
+
 def _log_file(job: submitit.Job) -> Path:
     """The job's log that says what happened: its stderr when anything was written there, else stdout."""
     err = Path(job.paths.stderr)
@@ -110,21 +121,22 @@ def _is_busy(job: submitit.Job) -> bool:
         return False
 
 
-def launch_local(plan: SweepPlan, console: Console | None = None, poll_s: float = 1.0) -> LocalResult:
-    """Run every pending cell, or until a stop signal; see the module docstring."""
+def launch_local(plan: SweepPlan, console: Console | None = None, poll_s: float = 1.0,
+                 report_every_s: float = 30.0) -> LocalResult:
+    """Run every pending cell, or until a stop signal; see the module docstring. ``report_every_s``:
+    the least time between two ``[progress]`` lines (printed when ``console`` is not a terminal)."""
     console = console or Console(stderr=True)
     if not plan.to_run:
         return LocalResult()
     with private_files():
-        return _launch(plan, console, poll_s)
+        return _launch(plan, console, poll_s, report_every_s)
 
 
-def _launch(plan: SweepPlan, console: Console, poll_s: float) -> LocalResult:
+def _launch(plan: SweepPlan, console: Console, poll_s: float, report_every_s: float) -> LocalResult:
     runs = plan.to_run
     result = LocalResult()
     parallel = runs[0].cfg.launcher.max_parallel
-    executor = submitit.LocalExecutor(folder=str(plan.paths.logs / "%j"))
-    executor.update_parameters(timeout_min=24 * 60)
+    executor = RunLogExecutor(plan.sweep_dir)
     total_steps = sum(r.cfg.train.steps for r in runs)
     queue = list(runs)
     active: dict[str, tuple[submitit.Job, Path]] = {}
@@ -134,11 +146,12 @@ def _launch(plan: SweepPlan, console: Console, poll_s: float) -> LocalResult:
     old_handlers = stop.install()
     forwarded = 0  # signals already passed on to the running cells
     interactive = console.is_terminal
-    last_print = 0.0
+    last_print, last_line, t0, eta = 0.0, "", time.time(), None
+    phases: dict[str, str] = {}
     try:
         with Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=console, disable=not interactive,
+            TimeRemainingColumn(), console=console, disable=not interactive,
         ) as progress:
             bar = progress.add_task(f"sweep {plan.sweep_id}: steps", total=total_steps)
             while (queue and not stop()) or active or (waiting and not stop()):
@@ -166,6 +179,10 @@ def _launch(plan: SweepPlan, console: Console, poll_s: float) -> LocalResult:
                         console.print(f"[{status}] {name}  ({len(result.statuses)}/{len(runs)} done) by another "
                                       "process", markup=False, soft_wrap=True)
                 for name, (job, run_dir) in list(active.items()):
+                    phase = _phase(run_dir)
+                    if phase and phase != phases.get(name):
+                        phases[name] = phase
+                        console.print(f"[phase] {name}  {phase}", markup=False, soft_wrap=True)
                     if job.done() and _is_busy(job):
                         del active[name]
                         waiting[name] = run_dir
@@ -181,10 +198,13 @@ def _launch(plan: SweepPlan, console: Console, poll_s: float) -> LocalResult:
                     _steps_done(d) for _, d in active.values()
                 )
                 progress.update(bar, completed=done_steps)
-                if not interactive and time.time() - last_print > 30 and active:
-                    last_print = time.time()
-                    print(f"[progress] {done_steps}/{total_steps} steps, {len(result.statuses)}/{len(runs)} cells "
-                          "done", file=sys.stderr, flush=True)
+                if eta is None and done_steps > 0:  # the rate counts from the first step, not the warm start
+                    eta = Eta(total_steps, done_steps)
+                line = f"{done_steps}/{total_steps} steps, {len(result.statuses)}/{len(runs)} cells done"
+                if not interactive and time.time() - last_print >= report_every_s and active and line != last_line:
+                    last_print, last_line = time.time(), line
+                    console.print(f"[progress] {line}, {progress_text(time.time() - t0, eta, done_steps)}",
+                                  markup=False, soft_wrap=True)
                 time.sleep(poll_s)
     finally:
         for sig, handler in old_handlers.items():

@@ -27,6 +27,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Optional
 
+from sweeps.run_logs import latest_log
 from trainer.record_check import read_checked, warn
 from trainer.run_record import (
     CHECKPOINT_DIR,
@@ -256,6 +257,9 @@ def sweep_status(sweep_dir: str | Path) -> list[CellStatus]:
             ckpt = checkpoint_step(paths.run(name))
             state, detail = CellState.failed, f"{SUMMARY_FILE} {problem}; re-running {rerun} " + (
                 f"resumes it from its checkpoint at step {ckpt}" if ckpt is not None else "starts it again")
+        if state in (CellState.failed, CellState.dead) and job_id is None:  # a local cell: where its log is
+            log = latest_log(paths.root, name)
+            detail = f"{detail}; log {log}" if log is not None else detail
         ended = state in (CellState.completed, CellState.failed, CellState.missing, CellState.dead) or (
             state == CellState.preempted and slurm_state not in ACTIVE)
         out.append(CellStatus(name, run["swept"], state, summary.steps_completed if summary else 0,

@@ -265,9 +265,25 @@ def _as_values(result: Any, n: int) -> list[float]:
     return values
 
 
+def shown(value: Any, digits: int = 4) -> str:
+    """A param or objective value as a line shows it: floats to ``digits`` significant digits."""
+    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+
+def trial_line(number: int, state: str, params: dict, values=None, objectives: Sequence[str] = (),
+               why: str = "") -> str:
+    """``trial 3 complete: final_eval_accuracy=0.625  algorithm.kl.coef=0.000347`` (pruned, failed: why)."""
+    names = list(objectives) or [f"value{i}" if len(values or ()) > 1 else "value" for i in range(len(values or ()))]
+    what = ", ".join(f"{n}={shown(v)}" for n, v in zip(names, values or ())) or why
+    return f"trial {number} {state}: {what}  " + " ".join(f"{k}={shown(v)}" for k, v in params.items())
+
+
 def run_trial(study: optuna.Study, trial: optuna.trial.Trial, params: list[Param], base_overrides: list[str],
-              seeds: Sequence[int], launch_fn: LaunchFn, storage_text: str, steps_per_seed: int) -> None:
-    """Run one asked trial over every seed and tell the study (COMPLETE, PRUNED or FAIL)."""
+              seeds: Sequence[int], launch_fn: LaunchFn, storage_text: str, steps_per_seed: int,
+              log: Optional[Callable[[str], Any]] = None, objectives: Sequence[str] = ()) -> None:
+    """Run one asked trial over every seed and tell the study (COMPLETE, PRUNED or FAIL); ``log``
+    gets one line (``trial_line``, values named by ``objectives``) when it has ended."""
+    log = log or (lambda _line: None)
     values = {p.key: p.suggest(trial) for p in params}
     overrides = [*base_overrides, *to_overrides(values)]
     per_seed: dict[str, list[float]] = {}
@@ -277,20 +293,24 @@ def run_trial(study: optuna.Study, trial: optuna.trial.Trial, params: list[Param
             ctx = TrialContext(storage_text, study.study_name, trial.number, i, i * (steps_per_seed + 1), values)
             per_seed[str(seed)] = _as_values(launch_fn(list(overrides), seed, ctx), n)
             trial.set_user_attr("seed_values", per_seed)
-    except optuna.TrialPruned:
+    except optuna.TrialPruned as e:
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        log(trial_line(trial.number, "pruned", values, why=str(e) or "pruned"))
         return
     except Exception as e:  # a failed cell fails its trial, not the study
         trial.set_user_attr("error", f"{type(e).__name__}: {e}")
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        log(trial_line(trial.number, "failed", values, why=f"{type(e).__name__}: {e}".splitlines()[0][:200]))
         return
     means = [sum(v[j] for v in per_seed.values()) / len(per_seed) for j in range(n)]
     study.tell(trial, means if n > 1 else means[0])
+    log(trial_line(trial.number, "complete", values, means, objectives))
 
 
 def worker(storage, study_name: str, base_overrides: list[str], space: dict[str, str], n_trials: int,
            seeds: Sequence[int], launch_fn: LaunchFn, *, sampler: str | None = None,
-           sampler_seed: Optional[int] = None, steps_per_seed: int = 0) -> int:
+           sampler_seed: Optional[int] = None, steps_per_seed: int = 0, log: Optional[Callable] = None,
+           objectives: Sequence[str] = ()) -> int:
     """Ask and run ``n_trials`` trials of an existing study; return how many ran. One worker per
     process or thread; under SLURM each array task runs one (``grpolab tune --worker``)."""
     if not seeds:
@@ -298,7 +318,8 @@ def worker(storage, study_name: str, base_overrides: list[str], space: dict[str,
     params = parse_space(space)
     study = load_study(storage, study_name, sampler=sampler, sampler_seed=sampler_seed)
     for _ in range(n_trials):
-        run_trial(study, study.ask(), params, base_overrides, seeds, launch_fn, storage, steps_per_seed)
+        run_trial(study, study.ask(), params, base_overrides, seeds, launch_fn, storage, steps_per_seed, log,
+                  objectives)
     return n_trials
 
 
@@ -306,16 +327,18 @@ def run_study(base_overrides: list[str], space: dict[str, str], *, n_trials: int
               storage: Optional[str], study_name: str, directions: Sequence[str] = ("maximize",),
               sampler: str | None = None, workers: int = 1, launch_fn: LaunchFn, pruner: str | None = None,
               processes: bool = False, steps_per_seed: int = 0, sampler_seed: Optional[int] = None,
-              default_dir: str | Path = "outputs/tune") -> optuna.Study:
+              default_dir: str | Path = "outputs/tune", log: Optional[Callable] = None,
+              objectives: Sequence[str] = ()) -> optuna.Study:
     """Create the study, then run ``n_trials`` over ``workers`` concurrent workers (threads, or forked
     processes with ``processes=True``); return the study. ``storage`` must be a string (workers
-    reopen it); None is SQLite under ``default_dir``."""
+    reopen it); None is SQLite under ``default_dir``. ``log`` gets a line as each trial ends,
+    naming its values by ``objectives``."""
     parse_space(space)  # a bad space fails before anything is created
     storage = default_storage(default_dir) if storage is None else storage
     create_study(storage, study_name, directions, pruner=pruner, sampler=sampler, sampler_seed=sampler_seed)
     quotas = [n_trials // workers + (i < n_trials % workers) for i in range(workers)]
     args = [(storage, study_name, list(base_overrides), dict(space), q, list(seeds), launch_fn) for q in quotas if q]
-    kwargs = dict(sampler=sampler, steps_per_seed=steps_per_seed)
+    kwargs = dict(sampler=sampler, steps_per_seed=steps_per_seed, log=log, objectives=tuple(objectives))
     if processes:
         ctx = mp.get_context("fork")
         procs = [ctx.Process(target=worker, args=a, kwargs={**kwargs, "sampler_seed": None if sampler_seed is None

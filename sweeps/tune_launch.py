@@ -123,6 +123,29 @@ def plan_tune(cfg, overrides: list[str]) -> str:
                                  else f"one of {', '.join(map(str, p.choices))}") for p in params]
     return "\n".join(lines)
 
+def trials_table(study: optuna.Study, objectives: Sequence[str], digits: int = 4) -> str:
+    """Every trial of ``study``, best first in the (first) objective's direction, unfinished ones last:
+    trial number, state, objective values and params, floats to ``digits`` significant digits."""
+    from sweeps.tune import shown
+
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    done = [t for t in study.get_trials() if t.values]
+    done.sort(key=lambda t: -t.values[0] if maximize else t.values[0])
+    trials = done + [t for t in study.get_trials() if not t.values]
+    keys = list(dict.fromkeys(k for t in trials for k in t.params))
+    head = ["trial", "state", *objectives, *keys]
+    state = {"FAIL": "failed"}  # as the trial lines say it
+
+    def row(t) -> list[str]:
+        values = [shown(v, digits) for v in t.values] if t.values else ["—"] * len(objectives)
+        return [str(t.number), state.get(t.state.name, t.state.name.lower()), *values,
+                *(shown(t.params[k], digits) if k in t.params else "" for k in keys)]
+
+    rows = [row(t) for t in trials]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head, *rows])
+
+
 
 def tune_from_config(cfg, overrides: list[str], log: Callable = print) -> optuna.Study:
     """``grpolab tune [overrides]``: the study ``cfg.tune`` describes (space, n_trials, objectives,
@@ -136,11 +159,10 @@ def tune_from_config(cfg, overrides: list[str], log: Callable = print) -> optuna
     root = tune_root(cfg.paths.output_root, name)
     logs = SweepPaths(root).logs
     launcher = getattr(cfg.launcher.name, "value", cfg.launcher.name)
-    if launcher == "local":
-        import submitit
+    if launcher == "local":  # a LocalExecutor per run, logging to logs/<run name>/ (logs.json maps them)
+        from sweeps.run_logs import RunLogExecutor
 
-        executor = submitit.LocalExecutor(folder=str(logs / "%j"))
-        executor.update_parameters(timeout_min=24 * 60)
+        executor = RunLogExecutor(root)
     elif launcher == "slurm":  # each cell one SLURM job; the job reports to the storage itself
         from sweeps.launch_slurm import make_executor
 
@@ -151,11 +173,14 @@ def tune_from_config(cfg, overrides: list[str], log: Callable = print) -> optuna
                       seeds=list(cfg.sweep.seeds), storage=t.storage, study_name=name,
                       directions=list(t.directions), sampler=t.sampler, workers=t.workers,
                       launch_fn=TrainerLaunch(str(root), tuple(t.objectives), executor), pruner=t.pruner,
-                      steps_per_seed=cfg.train.steps, default_dir=root)
+                      steps_per_seed=cfg.train.steps, default_dir=root, log=log, objectives=tuple(t.objectives))
     states = [s.state.name for s in study.get_trials()]
     counts = ", ".join(f"{states.count(s)} {s.lower()}" for s in sorted(set(states)))
     log(f"study {name}: {len(states)} trials ({counts}) -> {root}")
+    log(trials_table(study, t.objectives))
+    from sweeps.tune import shown
+
     for best in study.best_trials:
-        values = dict(zip(t.objectives, best.values))
+        values = ", ".join(f"{k}={shown(v, 4)}" for k, v in zip(t.objectives, best.values))
         log(f"  best trial {best.number}: {values}  {' '.join(to_overrides(best.params))}")
     return study

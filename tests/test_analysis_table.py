@@ -281,3 +281,25 @@ def test_bold_follows_each_metrics_declared_direction(tmp_path):
                           "mean:diag/lld_lazy_frac); none marked for warmstart_eval_accuracy, mean:train/entropy.")
     only_none = render_table(tmp_path, metrics=["final_response_length"], rows=["x"], baseline=False)
     assert "**" not in only_none and "Nothing is bold: no metric here has a better direction." in only_none
+
+
+def test_rounded_swept_values_never_show_two_cells_under_one_label():
+    from analysis.render import distinct_digits, fmt_key
+
+    assert fmt_key(0.00034664415306594665, 3) == "0.000347"
+    close = [0.1, 0.10004]  # distinct cells that three significant digits would merge
+    d = distinct_digits([close], 3)
+    assert len({fmt_key(v, d) for v in close}) == 2 and fmt_key(0.1, d) == "0.1"
+    assert all(fmt_key(v, d - 1) == "0.1" for v in close)  # the fewest digits that separate them
+    assert distinct_digits([[0.5, 0.25], ["grpo", "nthr"], [[1, 2], [3]]], 3) == 3  # nothing to widen
+    assert distinct_digits([[1.0, 1.0 + 1e-17]], 3) == 3  # the same float: one cell
+
+
+def test_a_table_keeps_close_swept_values_apart(tmp_path):
+    rng = random.Random(1)
+    for i, kl in enumerate([0.1, 0.10004]):
+        for seed in (1, 2):
+            write_run(tmp_path / "s", f"r{i}_{seed}", {KL: kl}, seed, completed_summary(rng))
+    table = render_table(tmp_path / "s", ["final_eval_accuracy"], [KL], digits=3)
+    labels = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| 0.1")]
+    assert labels == ["0.1", "0.10004"], table

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
 
 import optuna
@@ -242,7 +243,9 @@ def test_tune_from_config_runs_cells_as_local_submitit_jobs(tmp_path):
     for t in trials:
         per_seed = t.user_attrs["seed_values"]
         assert t.value == pytest.approx((per_seed["0"][0] + per_seed["1"][0]) / 2)
-    assert lines[0].startswith("study cli: 2 trials (2 complete)")
+    ended = [line for line in lines if re.match(r"trial \d+ ", line)]  # a line per trial as it ends, then the study
+    assert sorted(line.split()[1] for line in ended) == ["0", "1"]
+    assert lines[len(ended)].startswith("study cli: 2 trials (2 complete)")
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,7 @@ from trainer.grpo import GRPOTrainer, NonFiniteLoss
 from trainer.identity import config_hash, to_dict
 from trainer.locks import RunBusy, try_run_lock
 from trainer.modeling import load_policy, load_tokenizer
+from trainer.progress import Eta, duration, progress_text
 from trainer.rollout import build_rollout
 from trainer.rollout.sharded import ShardedRollout
 from trainer.run_record import Meta, RunRecord, RunStatus, Summary
@@ -184,18 +185,24 @@ def _prepare(state: RunState) -> None:
     cfg, log = state.cfg, state.log
     if state.main:
         state.tracker = make_tracker(to_dict(cfg), state.record.dir, state.meta)
+        if state.tracker.describe():
+            log(f"[{state.name}] {state.tracker.describe()}")
         replay(state.record.dir, state.tracker)  # a resumed run: what the record holds and the tracker never got
     torch.set_num_threads(cfg.engine.threads or cfg.launcher.threads_per_job)
     device = resolve_device(cfg.engine.device)
     task = build_task(cfg.task)
+    t_warm = time.time()
+    init_dir = _warm_start_rank0_first(cfg, task, functools.partial(_phase, state), state.main)
+    state.timing["warm_start_s"] = time.time() - t_warm
     t_load = time.time()
-    init_dir = _warm_start_rank0_first(cfg, task, log, state.main)
     policy = load_policy(init_dir).to(device)
     tok = load_tokenizer(init_dir)
     ref = None
     if cfg.algorithm.kl.coef > 0:
         ref = load_policy(init_dir).to(device).eval().requires_grad_(False)
     state.timing["model_load_s"] = time.time() - t_load
+    _phase(state, f"model loaded in {state.timing['model_load_s']:.1f}s"
+                  + ("; evaluating the warm start" if state.prior is None else "; restoring the checkpoint"))
     engine = build_engine(cfg.engine.backend.value, policy, cfg.optim, cfg.engine, **_engine_kwargs(cfg))
     policy = engine.module  # forwards go through the engine's wrapper (ZeRO-3 gathers parameters there)
     rollout = build_rollout(cfg.rollout.backend.value, policy, tok, engine.device, **_rollout_kwargs(cfg, init_dir))
@@ -214,7 +221,7 @@ def _prepare(state: RunState) -> None:
         state.record.append_metrics({"step": 0, **warm})
         state.tracker.log(warm, 0)
         summary.warmstart_eval_accuracy = summary.best_eval_accuracy = summary.final_eval_accuracy = acc
-        log(f"[{state.name}] warm start eval accuracy {acc:.3f}")
+        _phase(state, f"warm start eval accuracy {acc:.3f}; training {cfg.train.steps} steps")
         if acc in (0.0, 1.0):
             every = "wrong" if acc == 0 else "right"
             _warn(state, f"warm start eval accuracy {acc:.3f}: every group is likely all-{every}, so GRPO's "
@@ -228,7 +235,7 @@ def _prepare(state: RunState) -> None:
         rollout.sync_weights(policy)
         state.timing["checkpoint_load_s"] = time.time() - t_ckpt
         state.timing["warm_eval_s"] = 0.0
-        log(f"[{state.name}] resumed from the checkpoint at step {state.prior.step} (attempt {summary.attempt})")
+        _phase(state, f"resumed from the checkpoint at step {state.prior.step} (attempt {summary.attempt})")
     state.timing["run_to_first_step_s"] = time.time() - state.t_start
     summary.timing = state.timing
 
@@ -239,16 +246,21 @@ def _loop(state: RunState, should_stop, reporter) -> None:
     every = cfg.train.checkpoint_every
     if state.step < cfg.train.steps and _stop_requested(state, should_stop):  # a signal while preparing
         return
-    for step in range(state.step + 1, cfg.train.steps + 1):
+    eta, first = Eta(cfg.train.steps, state.step), state.step + 1
+    for step in range(first, cfg.train.steps + 1):
         state.step = step
         m = state.trainer.step(state.stream.at(step), step)
+        if step == first:
+            summary.phase = f"training: step {step} took {duration(m['time/step_s'])}"
+            log(f"[{state.name}] {summary.phase}; {cfg.train.steps - step} to go, "
+                f"{progress_text(state.wall_time(), eta, step)}")
         if step % cfg.train.eval_every == 0 or step == cfg.train.steps:
             m.update(_evaluate(state.trainer, state.eval_set, cfg.seed))
             acc = m["eval/accuracy"]
             summary.final_eval_accuracy = acc
             summary.best_eval_accuracy = max(summary.best_eval_accuracy, acc)
             log(f"[{state.name}] step {step}/{cfg.train.steps} reward {m['train/reward']:.3f} "
-                f"eval {acc:.3f} ({m['time/step_s']:.2f}s/step)")
+                f"eval {acc:.3f} ({m['time/step_s']:.2f}s/step, {progress_text(state.wall_time(), eta, step)})")
         state.record.append_metrics({"step": step, **m})
         state.tracker.log(m, step)
         summary.steps_completed = step
@@ -285,6 +297,14 @@ def _stop_requested(state: RunState, should_stop) -> bool:
     return True
 
 
+def _phase(state: RunState, text: str) -> None:
+    """A phase of the run begins or ends: one line in the log, and the summary says it (heartbeat
+    too), so a launcher's console can show it without reading the log."""
+    state.log(f"[{state.name}] {text}")
+    state.summary.phase = text
+    _write_summary(state)
+
+
 def _write_summary(state: RunState) -> None:
     """The summary as it stands, with a fresh heartbeat and wall time (rank 0 only: the record's writer)."""
     state.summary.heartbeat = time.time()
@@ -299,6 +319,7 @@ def _warn(state: RunState, text: str) -> None:
 
 
 def _finalize(state: RunState) -> None:
+    state.summary.phase = f"{state.summary.status} at step {state.summary.steps_completed}"
     _write_summary(state)
     state.tracker.finish(state.summary)
 
@@ -334,11 +355,12 @@ def _evaluate(trainer: GRPOTrainer, eval_set, seed: int) -> dict[str, float]:
         return trainer.evaluate(eval_set)
 
 
-def _warm_start_rank0_first(cfg, task, log, main: bool):
-    """Rank 0 builds (or finds) the warm-start checkpoint; the others wait, then find it cached."""
+def _warm_start_rank0_first(cfg, task, note, main: bool):
+    """Rank 0 builds (or finds) the warm-start checkpoint, saying so through ``note``; the others
+    wait, then find it cached."""
     if main:
-        init_dir = warm_start_dir(cfg, task, log=log)
+        init_dir = warm_start_dir(cfg, task, log=note)
     distributed.barrier()
     if not main:
-        init_dir = warm_start_dir(cfg, task, log=log)
+        init_dir = warm_start_dir(cfg, task, log=_quiet)
     return init_dir

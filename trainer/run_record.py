@@ -3,10 +3,10 @@
 A run directory holds ``config.yaml`` (the resolved config), ``meta.json`` (:class:`Meta`: who
 the run is), ``metrics.jsonl`` (one line per step) and ``summary.json`` (:class:`Summary`: where
 it stands). A sweep directory holds ``sweep.json`` (the plan), ``jobs.json`` (SLURM job ids),
-``runs/<name>/`` and ``logs/``. This module is the only place those names and the statuses are
-spelled (each metric's better direction: ``trainer.metric_directions``, re-exported here); the
-trainer, the launchers, tune, tracking and analysis import them from here. It imports nothing
-heavy (no torch), so readers of records stay fast.
+``logs.json`` (local cells: their log files), ``runs/<name>/`` and ``logs/``. This module is the
+only place those names and the statuses are spelled (each metric's better direction:
+``trainer.metric_directions``, re-exported here); the trainer, the launchers, tune, tracking and
+analysis import them from here. It imports nothing heavy (no torch), so readers of records stay fast.
 
 Whole files are written atomically (temp file + ``os.replace``), so a run killed mid-write leaves
 the previous version readable; a torn last metrics line is the only possible damage, and readers
@@ -53,9 +53,10 @@ SUMMARY_FILE = "summary.json"
 CHECKPOINT_DIR = "checkpoint"
 SWEEP_PLAN_FILE = "sweep.json"
 SWEEP_JOBS_FILE = "jobs.json"
+SWEEP_LOGS_FILE = "logs.json"  # local sweeps and tune studies: run name -> its log files, newest attempt last
 SWEEP_TABLE_FILE = "table.md"
 RUN_LOCK_FILE = ".lock"  # held by the one process writing a run dir (trainer.locks)
-SWEEP_LOCK_FILE = ".sweep.lock"  # held while an invocation reads and writes sweep.json / jobs.json
+SWEEP_LOCK_FILE = ".sweep.lock"  # held while an invocation reads and writes sweep.json / jobs.json / logs.json
 RUNS_DIR = "runs"
 LOGS_DIR = "logs"
 SWEEPS_DIR = "sweeps"  # <paths.output_root>/sweeps/<sweep id>
@@ -106,6 +107,10 @@ class SweepPaths:
     @property
     def jobs(self) -> Path:
         return self.root / SWEEP_JOBS_FILE
+
+    @property
+    def log_map(self) -> Path:
+        return self.root / SWEEP_LOGS_FILE
 
     @property
     def table(self) -> Path:
@@ -169,7 +174,7 @@ class Meta:
 
 
 # Summary fields that say where a run's process is, not what the run measured: never a metric.
-PROCESS_FIELDS = ("host", "pid", "heartbeat")
+PROCESS_FIELDS = ("host", "pid", "heartbeat", "phase")
 
 
 @dataclass
@@ -192,6 +197,7 @@ class Summary:
     host: Optional[str] = None  # where the run's process is (or was) ...
     pid: Optional[int] = None  # ... and its id: a `running` record whose process is gone is dead
     heartbeat: Optional[float] = None  # Unix time of the last write while running (at least every step)
+    phase: Optional[str] = None  # what the run is doing or last did, in words (the progress lines show it)
 
     def __post_init__(self) -> None:
         self.status = RunStatus(self.status)

@@ -21,6 +21,7 @@ import torch
 from trainer.config import Config
 from trainer.identity import stable_hash
 from trainer.modeling import build_tiny, load_policy, load_tokenizer
+from trainer.progress import duration
 from trainer.tasks import Task
 
 
@@ -56,10 +57,13 @@ def warm_start_dir(cfg: Config, task: Task, log=print) -> Path:
         return base
     key = stable_hash({"model": cfg.model, "task": cfg.task, "sft": cfg.sft})
     out = Path(cfg.paths.cache_dir) / "sft" / key
+    if not (out / "sft.json").is_file():
+        log(f"warm start: training SFT {key} ({cfg.sft.steps} steps, once for every run of this model, task and "
+            f"SFT config) -> {out}")
     with file_lock(out.with_suffix(".lock")):
         if (out / "sft.json").is_file():
+            log(f"warm start reused from the cache: {out}")
             return out
-        log(f"[sft] training warm start {key} ({cfg.sft.steps} steps) -> {out}")
         t0 = time.time()
         model = load_policy(base)
         tok = load_tokenizer(base)
@@ -70,7 +74,7 @@ def warm_start_dir(cfg: Config, task: Task, log=print) -> Path:
         tok.save_pretrained(tmp)
         (tmp / "sft.json").write_text(json.dumps({"final_loss": final_loss, "seconds": time.time() - t0}))
         tmp.rename(out)
-        log(f"[sft] done in {time.time() - t0:.0f}s, final loss {final_loss:.3f}")
+        log(f"warm start built in {duration(time.time() - t0)}, final loss {final_loss:.3f}")
     return out
 
 

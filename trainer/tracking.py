@@ -22,6 +22,7 @@ import json
 import netrc
 import os
 import re
+import shlex
 from pathlib import Path
 from typing import Iterable, Optional, Protocol
 
@@ -43,11 +44,17 @@ class Tracker(Protocol):
     def finish(self, summary: Summary) -> None:
         """End the run with the run record's final summary (its ``status`` says how it ended)."""
 
+    def describe(self) -> str:
+        """One line for the run's log: where the tracker's data goes ("" when nowhere)."""
+
 
 class NullTracker:
     """``tracker=none``: the run record is the only output."""
 
     last_step: Optional[int] = None
+
+    def describe(self) -> str:
+        return ""
 
     def log(self, metrics: dict, step: int) -> None:
         pass
@@ -98,6 +105,35 @@ def resolve_mode(mode: str, project: Optional[str]) -> str:
     return "online" if project and _have_api_key() else "offline"
 
 
+def sync_command(paths: str, project: Optional[str], entity: Optional[str] = None) -> str:
+    """The ``wandb sync`` command that uploads offline runs (``paths``: a dir or a shell glob)."""
+    return " ".join(["wandb", "sync", "--project", shlex.quote(project or "grpolab"),
+                     *(["--entity", shlex.quote(entity)] if entity else []), paths])
+
+
+def _offline_reason(requested: str, project: Optional[str]) -> str:
+    if requested == "offline":
+        return "tracker.mode=offline"
+    if os.environ.get("WANDB_MODE") == "offline":
+        return "WANDB_MODE=offline"
+    if not project:
+        return "tracker.mode=auto without tracker.project"
+    return "tracker.mode=auto and no API key: wandb login or WANDB_API_KEY makes it online"
+
+
+def mode_line(requested: str, project: Optional[str], entity: Optional[str], files: str) -> str:
+    """What a sweep or a run says of W&B before it starts (``requested``: ``tracker.mode``): online or
+    offline and why, where the files go and, offline, the command that uploads them (``files``: a dir
+    or a shell glob of offline-run dirs)."""
+    mode = resolve_mode(requested, project)
+    if mode == "disabled":
+        return "W&B disabled: nothing is logged to W&B"
+    if mode == "online":
+        return f"W&B online: project {(entity + '/') if entity else ''}{project or 'grpolab'}; local files in {files}"
+    return (f"W&B offline ({_offline_reason(requested, project)}): files in {files}; upload them with: "
+            f"{sync_command(files, project, entity)}")
+
+
 def _loggable(metrics: dict) -> dict:
     """Numbers only; nulls (non-finite values in the record) are left out, never logged as NaN."""
     return {k: v for k, v in metrics.items() if k != "step" and v is not None and not isinstance(v, (dict, list, str))}
@@ -121,6 +157,7 @@ class WandbTracker:
         import wandb  # only a run with tracker=wandb pays for the import
 
         self.run_dir = Path(run_dir)
+        self.project, self.entity, self.requested_mode = project, entity, mode
         self.mode = resolve_mode(mode, project)
         self.run_id = wandb_run_id(meta)
         self._state_path = self.run_dir / WANDB_DIR / STATE_FILE
@@ -153,6 +190,12 @@ class WandbTracker:
             ),
         )
         self._write_state()
+
+    def describe(self) -> str:
+        """``W&B offline: files in <dir>; upload them with: wandb sync ...`` (online: the run's URL)."""
+        if self.mode == "online" and getattr(self.run, "url", None):
+            return f"W&B online: {self.run.url} (local files in {self.run.settings.sync_dir})"
+        return mode_line(self.requested_mode, self.project, self.entity, shlex.quote(str(self.run.settings.sync_dir)))
 
     def _write_state(self) -> None:
         atomic_write_json(self._state_path, {"run_id": self.run_id, "last_step": self.last_step, "mode": self.mode})
