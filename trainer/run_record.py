@@ -17,6 +17,7 @@ skip it. Every file written here is created mode 0600 (``tempfile.mkstemp``'s mo
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -48,6 +49,7 @@ class RunStatus(str, Enum):
 CONFIG_FILE = "config.yaml"
 META_FILE = "meta.json"
 METRICS_FILE = "metrics.jsonl"
+EVALS_FILE = "evals.jsonl"  # per-prompt eval outcomes, one row per eval step (EvalRow)
 METRICS_CORRUPT_FILE = "metrics.corrupt.jsonl"  # lines of metrics.jsonl that were not JSON, kept aside on resume
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_DIR = "checkpoint"
@@ -198,6 +200,39 @@ class Summary:
         return {k: v for k, v in self.to_json().items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
+def prompt_id(index: int, prompt: str) -> str:
+    """A held-out prompt's id in ``evals.jsonl``: its index in the run's eval list and the first 8 hex
+    digits of the SHA-256 of its text (``"3:1f2e4d5c"``). Two runs' rows pair by prompt when the ids
+    are equal; the hash catches an eval list that changed under the same index."""
+    return f"{index}:{hashlib.sha256(prompt.encode('utf-8')).hexdigest()[:8]}"
+
+
+@dataclass
+class EvalRow:
+    """One line of ``evals.jsonl``: every held-out prompt's outcome at one eval step, columnar (the
+    lists are aligned, in eval-list order). ``correct[i]`` of ``eval_n`` samples of prompt
+    ``prompt_ids[i]`` were correct; ``length[i]`` is their mean completion length in tokens."""
+
+    step: int
+    eval_n: int
+    prompt_ids: list
+    correct: list
+    length: list
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> Optional["EvalRow"]:
+        """None for a row that is not one (a field missing or of the wrong type, lists of unequal length)."""
+        if not isinstance(data, dict) or not {f.name for f in dataclasses.fields(cls)} <= set(data):
+            return None
+        row = _from_json(cls, data)
+        if row is None or len({len(row.prompt_ids), len(row.correct), len(row.length)}) != 1:
+            return None
+        return row
+
+
 # ---------------------------------------------------------------- reading and writing
 def atomic_write_text(path: Path, text: str) -> None:
     path = Path(path)
@@ -293,6 +328,10 @@ class RunRecord:
         return self.dir / METRICS_FILE
 
     @property
+    def evals_path(self) -> Path:
+        return self.dir / EVALS_FILE
+
+    @property
     def summary_path(self) -> Path:
         return self.dir / SUMMARY_FILE
 
@@ -305,10 +344,16 @@ class RunRecord:
             atomic_write_json(self.meta_path, meta.to_json())
 
     def append_metrics(self, row: dict) -> None:
+        self._append(self.metrics_path, row)
+
+    def append_evals(self, row: EvalRow) -> None:
+        self._append(self.evals_path, row.to_json())
+
+    def _append(self, path: Path, row: dict) -> None:
         if not self.writable:
             return
         line = json.dumps(_jsonable(row), sort_keys=True)
-        with os.fdopen(os.open(self.metrics_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a") as f:
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a") as f:
             f.write(line + "\n")
             f.flush()
             os.fsync(f.fileno())
@@ -316,6 +361,11 @@ class RunRecord:
     def rewrite_metrics(self, rows: list[dict]) -> None:
         if self.writable:
             atomic_write_text(self.metrics_path, "".join(json.dumps(_jsonable(r), sort_keys=True) + "\n" for r in rows))
+
+    def rewrite_evals(self, rows: list[EvalRow]) -> None:
+        if self.writable:
+            atomic_write_text(self.evals_path, "".join(json.dumps(_jsonable(r.to_json()), sort_keys=True) + "\n"
+                                                       for r in rows))
 
     def write_summary(self, summary: Summary) -> None:
         if self.writable:
@@ -351,3 +401,15 @@ class RunRecord:
 
     def metrics(self) -> list[dict]:
         return read_jsonl(self.metrics_path)
+
+    def evals(self) -> list[EvalRow]:
+        """The rows of ``evals.jsonl`` that are eval rows (others skipped, with a ``RecordWarning``);
+        a step logged twice (a record from before resume truncated this file) counts once, the last."""
+        rows = {}
+        for data in read_jsonl(self.evals_path):
+            row = EvalRow.from_json(data)
+            if row is None:
+                warn(self.evals_path, f"a row is not an eval row (step {data.get('step')!r})", "skipped")
+            else:
+                rows[row.step] = row
+        return [rows[s] for s in sorted(rows)]
