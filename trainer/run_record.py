@@ -17,7 +17,6 @@ skip it. Every file written here is created mode 0600 (``tempfile.mkstemp``'s mo
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -27,6 +26,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
+from trainer.eval_record import EvalRow, prompt_id  # noqa: F401 (re-exported)
 from trainer.metric_directions import METRIC_DIRECTIONS, Direction, direction, is_declared  # noqa: F401 (re-exported)
 from trainer.record_check import field_problems, read_checked, warn
 
@@ -198,39 +198,6 @@ class Summary:
     def headline(self) -> dict[str, float]:
         """The numeric fields: what tables, tune objectives and W&B summaries read."""
         return {k: v for k, v in self.to_json().items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-
-
-def prompt_id(index: int, prompt: str) -> str:
-    """A held-out prompt's id in ``evals.jsonl``: its index in the run's eval list and the first 8 hex
-    digits of the SHA-256 of its text (``"3:1f2e4d5c"``). Two runs' rows pair by prompt when the ids
-    are equal; the hash catches an eval list that changed under the same index."""
-    return f"{index}:{hashlib.sha256(prompt.encode('utf-8')).hexdigest()[:8]}"
-
-
-@dataclass
-class EvalRow:
-    """One line of ``evals.jsonl``: every held-out prompt's outcome at one eval step, columnar (the
-    lists are aligned, in eval-list order). ``correct[i]`` of ``eval_n`` samples of prompt
-    ``prompt_ids[i]`` were correct; ``length[i]`` is their mean completion length in tokens."""
-
-    step: int
-    eval_n: int
-    prompt_ids: list
-    correct: list
-    length: list
-
-    def to_json(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, data: Any) -> Optional["EvalRow"]:
-        """None for a row that is not one (a field missing or of the wrong type, lists of unequal length)."""
-        if not isinstance(data, dict) or not {f.name for f in dataclasses.fields(cls)} <= set(data):
-            return None
-        row = _from_json(cls, data)
-        if row is None or len({len(row.prompt_ids), len(row.correct), len(row.length)}) != 1:
-            return None
-        return row
 
 
 # ---------------------------------------------------------------- reading and writing
