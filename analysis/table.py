@@ -1,5 +1,6 @@
-"""Ablation tables: per sweep cell, mean ± 95% CI over seeds, Δ vs a baseline cell with Welch's
-test, best per column in bold; as Markdown, LaTeX (booktabs), CSV or HTML.
+"""Ablation tables: per sweep cell, mean ± 95% CI over seeds, Δ vs a baseline cell (paired by seed
+and prompt, with its interval and a test corrected over the table: ``analysis.summary``), significant
+improvements in bold; as Markdown, LaTeX (booktabs), CSV or HTML.
 
 Only completed runs enter the statistics (a failed run's partial accuracy would bias the mean);
 the excluded ones are counted under the table so a reader sees that a cell rests on fewer
