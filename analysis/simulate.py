@@ -91,6 +91,27 @@ def coverage(design: Design, comparisons: int, n_boot: int = 500, rng=None) -> f
     return float(np.mean(hits))
 
 
+def ci_width_ratios(design: Design, tables: int, n_boot: int = 500, rng=None) -> dict:
+    """Per comparison with the baseline, through ``summarize``: the width of the paired Δ interval (the
+    table's hierarchical bootstrap; and the paired t interval over seeds) over the Welch interval's."""
+    from analysis.stats import t_quantile
+    from analysis.summary import summarize
+
+    m, out = "final_eval_accuracy", {"bootstrap/welch": [], "paired-t/welch": []}
+    for acc in simulate(design, tables, rng=rng if rng is not None else np.random.default_rng(5)):
+        df, prompts = records(acc)
+        paired = summarize(df, [m], ["cell"], prompts=prompts, n_boot=n_boot).iloc[1:]
+        welch = summarize(df, [m], ["cell"], test="welch").iloc[1:]
+        width = (welch[f"{m}/delta_hi"] - welch[f"{m}/delta_lo"]).to_numpy()
+        d = acc.mean(-1)[1:] - acc.mean(-1)[:1]  # [cells − 1, seeds]
+        t_width = 2 * t_quantile(0.975, design.seeds - 1) * d.std(-1, ddof=1) / np.sqrt(design.seeds)
+        ok = width > 0
+        width = np.where(ok, width, 1.0)
+        out["bootstrap/welch"] += list(((paired[f"{m}/delta_hi"] - paired[f"{m}/delta_lo"]).to_numpy() / width)[ok])
+        out["paired-t/welch"] += list((t_width / width)[ok])
+    return {k: np.array(v) for k, v in out.items()}
+
+
 def study(design: Design, tables: int, effect: float = 0.25, affected: int = 3) -> dict:
     """FWER of each test under the null, and per-comparison power with ``effect`` (logits) in the first
     ``affected`` non-baseline cells; each figure with its Monte-Carlo standard error."""
@@ -115,7 +136,15 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--prompts", type=int, default=32)
     p.add_argument("--effect", type=float, default=0.25, help="true effect (logits) in cells 1-3")
+    p.add_argument("--ci-ratio", action="store_true",
+                   help="instead: paired vs Welch Δ interval widths at demo scale (4 cells; 2, 4, 10 seeds)")
     args = p.parse_args(argv)
+    if args.ci_ratio:
+        for seeds in (2, 4, 10):
+            for key, r in ci_width_ratios(Design(cells=4, seeds=seeds, prompts=args.prompts), 150).items():
+                print(f"ci width {key:16s} seeds={seeds:<2d} median {np.median(r):.2f} "
+                      f"(IQR {np.quantile(r, 0.25):.2f}-{np.quantile(r, 0.75):.2f}), {len(r)} comparisons")
+        return 0
     design = Design(seeds=args.seeds, prompts=args.prompts)
     print(f"{design}, {args.tables} tables")
     for key, (value, se) in study(design, args.tables, args.effect).items():
