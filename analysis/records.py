@@ -184,6 +184,11 @@ class DirSource:
     def history(self, run_dir: str) -> pd.DataFrame:
         return load_metrics(run_dir)
 
+    def evals(self, run_dir: str) -> list:
+        """The run's per-prompt eval outcomes (``evals.jsonl``: ``trainer.run_record.EvalRow``s, by
+        step; [] for a run that logged none). Optional for a source: pairing by prompt needs it."""
+        return RunRecord(run_dir, writable=False).evals()
+
     def config(self, run_dir: str) -> dict:
         import yaml
 

@@ -43,6 +43,9 @@ def _parts(cell, digits):
     mean = _num(cell.mean, digits)
     ci = _num(cell.ci, digits)
     delta = "" if cell.baseline or cell.delta is None or not math.isfinite(cell.delta) else f"{cell.delta:+.{digits}f}"
+    lo, hi = getattr(cell, "lo", math.nan), getattr(cell, "hi", math.nan)
+    if delta and math.isfinite(lo) and math.isfinite(hi):
+        delta += f" [{lo:+.{digits}f}, {hi:+.{digits}f}]"
     return mean, ci, delta, cell.mark, cell.n_note
 
 
@@ -85,7 +88,8 @@ def markdown(layout, digits: int = 3) -> str:
 # ---------------------------------------------------------------- LaTeX (booktabs)
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
         "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-        "—": "---", "±": r"$\pm$", "·": r"$\cdot$", "Δ": r"$\Delta$", "≥": r"$\geq$", "<": r"$<$",
+        "—": "---", "±": r"$\pm$", "†": r"\textdagger{}", "·": r"$\cdot$", "Δ": r"$\Delta$", "≥": r"$\geq$",
+        "≤": r"$\leq$", "<": r"$<$",
         ">": r"$>$", "π": r"$\pi$", "−": "-"}
 _TEX_RE = re.compile("|".join(re.escape(k) for k in _TEX))
 
@@ -103,7 +107,7 @@ def _tex_cell(cell, digits) -> str:
     ci = r"\mbox{---}" if ci == NA else ci
     text = f"${mean} \\pm {ci}$"
     if delta:
-        sup = f"^{{{mark}}}" if mark else ""
+        sup = f"^{{{mark.replace('†', chr(92) + 'dagger')}}}" if mark else ""
         text += f" {{\\scriptsize $({delta}{sup})$}}"
     return text + (f" {{\\scriptsize ($n{{=}}{n_note}$)}}" if n_note else "")
 

@@ -1,4 +1,5 @@
-"""Seed statistics of one sweep cell: mean, 95% confidence interval, Welch's test vs a baseline.
+"""Seed statistics of one sweep cell: mean, 95% confidence interval; Welch's test vs a baseline (the
+unpaired fallback of ``analysis.paired``).
 
 Seeds are few (2-10), so the interval uses Student's t with n − 1 degrees of freedom rather
 than the normal approximation, and the comparison of two cells is Welch's unequal-variance

@@ -1,5 +1,6 @@
-"""Ablation tables: per sweep cell, mean ± 95% CI over seeds, Δ vs a baseline cell with Welch's
-test, best per column in bold; as Markdown, LaTeX (booktabs), CSV or HTML.
+"""Ablation tables: per sweep cell, mean ± 95% CI over seeds, Δ vs a baseline cell (paired by seed
+and prompt, with its interval and a test corrected over the table: ``analysis.summary``), significant
+improvements in bold; as Markdown, LaTeX (booktabs), CSV or HTML.
 
 Only completed runs enter the statistics (a failed run's partial accuracy would bias the mean);
 the excluded ones are counted under the table so a reader sees that a cell rests on fewer
@@ -24,12 +25,16 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import render
-from analysis.cells import cell_sort_key, group_value, same_value
+from analysis.cells import same_value
 from analysis.cli_args import add_table_args, dry_run_line, epilog, parse_baseline
 from analysis.history import add_history_metrics, is_history_metric, parse_metric
+from analysis.multiplicity import CORRECTIONS
+from analysis.outcomes import prompt_outcomes
+from analysis.paired import TESTS
 from analysis.sources import default_out_dir, open_source, resolve_source, runs_frame
-from analysis.stats import LEVEL, mean_ci, significance_mark, welch_p
-from trainer.run_record import Direction, RunStatus, direction
+from analysis.stats import LEVEL, significance_mark
+from analysis.summary import ALPHA, comparison_note, summarize
+from trainer.run_record import Direction, direction
 
 DEFAULT_METRICS = [
     "warmstart_eval_accuracy",
@@ -50,79 +55,6 @@ def metric_direction(metric: str) -> Direction:
     return direction(parse_metric(metric)[1] if is_history_metric(metric) else metric)
 
 
-def _resolve_baseline(cells, keys, baseline, plan_first):
-    """The baseline cell tuple: the cells matching ``baseline`` (key → value), preferring the one
-    that also matches the plan's first run on the other keys, else the first in table order.
-    None for ``baseline is False``, no cells or no keys."""
-    if baseline is False or not cells or not keys:
-        return None
-    spec = dict(baseline or {})
-    for k in spec:
-        if k not in keys:
-            raise ValueError(f"baseline key {k!r} is not a table key; table keys: {', '.join(keys)}")
-
-    def fits(cell, key, value):
-        return same_value(cell[keys.index(key)], value)
-
-    matching = [c for c in cells if all(fits(c, k, v) for k, v in spec.items())]
-    if not matching:
-        for k, v in spec.items():
-            if not any(fits(c, k, v) for c in cells):
-                valid = ", ".join(dict.fromkeys(render.fmt_key(c[keys.index(k)]) for c in cells))
-                raise ValueError(f"baseline {k}={v} matches no cell; valid values of {k}: {valid}")
-        raise ValueError(f"baseline {spec} matches no cell (no completed runs with that combination)")
-    planned = [c for c in matching if all(k in spec or (k in plan_first and fits(c, k, plan_first[k])) for k in keys)]
-    return (planned or matching)[0]
-
-
-def summarize(df: pd.DataFrame, metrics, group_keys=None, baseline=None, level: float = LEVEL) -> pd.DataFrame:
-    """Per-cell statistics of each metric over completed runs.
-
-    Columns: the group keys, ``<metric>/mean``, ``/std`` (sample, ddof=1), ``/ci`` (half-width
-    of the ``level`` Student-t interval), ``/n``, ``/delta`` (mean − baseline mean) and ``/p``
-    (Welch's two-sided t-test vs the baseline cell), and ``n_runs``. ``baseline`` is a
-    {key: value} dict (missing keys default to the plan's first run), None for that default,
-    or False for no comparison. ``attrs``: ``excluded`` (non-completed status → count),
-    ``group_keys``, ``metrics``, ``baseline`` ({key: value} or None), ``level``.
-    """
-    keys = list(df.attrs.get("swept_keys", []) if group_keys is None else group_keys)
-    metrics = list(metrics)
-    absent = [c for c in keys + metrics if c not in df.columns]
-    if absent:
-        raise ValueError(f"columns not in records: {', '.join(absent)}")
-    done = df[df["status"] == RunStatus.completed.value]
-    groups: dict[tuple, list] = {}
-    for label, values in zip(done.index, done[keys].itertuples(index=False, name=None)):
-        groups.setdefault(tuple(group_value(v) for v in values), []).append(label)
-    cells = sorted(groups, key=cell_sort_key(keys, df.attrs.get("value_order", {})))
-    base = _resolve_baseline(cells, keys, baseline, df.attrs.get("plan_first", {}))
-    numeric = {m: pd.to_numeric(done[m], errors="coerce") for m in metrics}
-    values = {c: {m: numeric[m].loc[groups[c]].dropna().to_numpy(dtype=float) for m in metrics} for c in cells}
-    rows = []
-    for cell in cells:
-        row = dict(zip(keys, cell))
-        for m in metrics:
-            vals = values[cell][m]
-            mean, ci = mean_ci(vals, level)
-            row[f"{m}/mean"], row[f"{m}/ci"], row[f"{m}/n"] = mean, ci, int(len(vals))
-            row[f"{m}/std"] = float(vals.std(ddof=1)) if len(vals) > 1 else math.nan
-            if base is None or cell == base:
-                row[f"{m}/delta"], row[f"{m}/p"] = math.nan, math.nan
-            else:
-                ref = values[base][m]
-                row[f"{m}/delta"] = mean - ref.mean() if len(ref) and len(vals) else math.nan
-                row[f"{m}/p"] = welch_p(vals, ref)
-        row["n_runs"] = len(groups[cell])
-        rows.append(row)
-    stat_cols = [f"{m}/{s}" for m in metrics for s in ("mean", "std", "ci", "n", "delta", "p")]
-    out = pd.DataFrame(rows, columns=keys + stat_cols + ["n_runs"])
-    not_done = df["status"] != RunStatus.completed.value
-    excluded = Counter(df.loc[not_done, "status"].fillna(RunStatus.missing.value))
-    out.attrs.update(excluded=dict(sorted(excluded.items())), group_keys=keys, metrics=metrics,
-                     baseline=dict(zip(keys, base)) if base is not None else None, level=level)
-    return out
-
-
 # ---------------------------------------------------------------- layout
 @dataclass
 class Cell:
@@ -130,14 +62,17 @@ class Cell:
     ci: float
     n: int
     delta: float
-    p: float
+    p: float  # after the table's multiplicity correction (NaN: no test)
+    lo: float = math.nan  # interval of delta
+    hi: float = math.nan
+    welch: bool = False  # the comparison fell back to Welch (cells share < 2 seeds)
     baseline: bool = False
-    best: bool = False
+    best: bool = False  # significantly better than the baseline after the correction
     n_note: str = ""  # shown when the cell's n differs from the table's common n
 
     @property
     def mark(self) -> str:
-        return significance_mark(self.p)
+        return significance_mark(self.p) + ("†" if self.welch else "")
 
 
 @dataclass
@@ -195,7 +130,8 @@ def _bold_note(better: dict) -> str:
         which = "lower is better"
     else:
         which = "higher is better" + (f"; lower for {', '.join(lower)}" if lower else "")
-    return f"Bold: best mean per column ({which})" + (f"; none marked for {', '.join(unmarked)}." if unmarked else ".")
+    return (f"Bold: significantly better than the baseline after the correction ({which})"
+            + (f"; none marked for {', '.join(unmarked)}." if unmarked else "."))
 
 
 def layout_table(summary: pd.DataFrame, metrics, rows, cols=(), digits: int = 3) -> TableLayout:
@@ -214,7 +150,8 @@ def layout_table(summary: pd.DataFrame, metrics, rows, cols=(), digits: int = 3)
     lookup = {}
     for _, r in summary.iterrows():
         key = tuple(r[k] for k in rows + cols)
-        lookup[key] = {m: Cell(r[f"{m}/mean"], r[f"{m}/ci"], int(r[f"{m}/n"]), r[f"{m}/delta"], r[f"{m}/p"],
+        lookup[key] = {m: Cell(r[f"{m}/mean"], r[f"{m}/ci"], int(r[f"{m}/n"]), r[f"{m}/delta"], r[f"{m}/p_adj"],
+                               r[f"{m}/delta_lo"], r[f"{m}/delta_hi"], welch=r[f"{m}/test"] == "welch",
                                baseline=key == base_t) for m in metrics}
     ns = [c.n for d in lookup.values() for c in d.values()]
     common = Counter(ns).most_common(1)[0][0] if ns else 0
@@ -228,19 +165,17 @@ def layout_table(summary: pd.DataFrame, metrics, rows, cols=(), digits: int = 3)
         # fractions in a GRPO row) is shown as "—" and does not make the row's n 0
         layout.body.append((rv, cells, min((c.n for c in present if c.n > 0), default=0)))
     better = {m: metric_direction(m) for m in metrics}
-    for j, (metric, _) in enumerate(layout.columns):  # bold: best mean per column
-        col = [row[1][j] for row in layout.body if row[1][j] is not None and math.isfinite(row[1][j].mean)]
-        if better[metric] != Direction.none and len({c.mean for c in col}) > 1:  # all equal: nothing is best
-            best = (max if better[metric] == Direction.higher else min)(c.mean for c in col)
-            for c in col:
-                c.best = c.mean == best
+    for j, (metric, _) in enumerate(layout.columns):  # bold: significantly better than the baseline
+        sign = {Direction.higher: 1, Direction.lower: -1}.get(better[metric], 0)
+        for row in layout.body:
+            c = row[1][j]
+            if c is not None and sign and c.p < ALPHA and sign * c.delta > 0:
+                c.best = True
     level = round(100 * summary.attrs.get("level", LEVEL))
     n_text = "n = completed seeds per cell" if not cols else f"n = {common} seeds per cell unless marked"
     layout.notes.append(f"Mean ± {level}% CI half-width over seeds (Student t, n−1 dof); {n_text}.")
     if base:
-        desc = ", ".join(f"{k}={render.fmt_key(v, digits)}" for k, v in base.items())
-        layout.notes.append(f"(Δ): difference of means vs the baseline cell {desc}; "
-                            "* p < 0.05, ** p < 0.01, Welch's two-sided t-test.")
+        layout.notes.append(comparison_note(summary, base))
     layout.notes.append(_bold_note(better))
     excluded = summary.attrs.get("excluded", {})
     total = sum(excluded.values())
@@ -268,7 +203,10 @@ def csv_table(summary: pd.DataFrame) -> str:
             mean, ci = r[f"{m}/mean"], r[f"{m}/ci"]
             recs.append({**{k: r[k] for k in keys}, "metric": m, "n": r[f"{m}/n"], "mean": mean,
                          "std": r[f"{m}/std"], f"ci{lvl}_low": mean - ci, f"ci{lvl}_high": mean + ci,
-                         "delta": r[f"{m}/delta"], "p_welch": r[f"{m}/p"],
+                         "delta": r[f"{m}/delta"], "delta_low": r[f"{m}/delta_lo"],
+                         "delta_high": r[f"{m}/delta_hi"], "test": r[f"{m}/test"], "pairing": r[f"{m}/pairing"],
+                         "pairs": r[f"{m}/pairs"], "prompts": r[f"{m}/prompts"], "p": r[f"{m}/p"],
+                         "p_adj": r[f"{m}/p_adj"], "p_welch": r[f"{m}/p_welch"],
                          "baseline": bool(base) and all(same_value(r[k], base[k]) for k in keys)})
     return pd.DataFrame(recs).to_csv(index=False)
 
@@ -286,9 +224,11 @@ class Table:
 
 
 def build_table(source, metrics=None, rows=None, cols=None, baseline=None, level: float = LEVEL,
-                df: pd.DataFrame | None = None, digits: int = 3) -> Table:
-    """Validate the keys against the records, derive history metrics, summarize and lay out (the
-    notes' values to ``digits``, as ``Table.render`` shows the table's)."""
+                df: pd.DataFrame | None = None, test: str = "auto", correction: str = "holm",
+                digits: int = 3) -> Table:
+    """Validate the keys against the records, derive history metrics, read the per-prompt eval
+    outcomes of the runs (``analysis.outcomes``), summarize and lay out (the notes' values to
+    ``digits``, as ``Table.render`` shows the table's)."""
     df = runs_frame(source) if df is None else df
     swept, available = df.attrs["swept_keys"], df.attrs["metric_keys"]
     if metrics is None:
@@ -307,25 +247,28 @@ def build_table(source, metrics=None, rows=None, cols=None, baseline=None, level
             raise ValueError(f"unknown row/column key {k!r}; available swept keys: {', '.join(swept) or '(none)'}")
     if set(keys) & set(cols):
         raise ValueError(f"keys both in rows and cols: {', '.join(sorted(set(keys) & set(cols)))}")
-    summary = summarize(df, metrics, keys + cols, baseline=baseline, level=level)
+    prompts = prompt_outcomes(source, df, metrics) if baseline is not False else {}
+    summary = summarize(df, metrics, keys + cols, baseline=baseline, level=level, test=test, correction=correction,
+                        prompts=prompts)
     return Table(summary, layout_table(summary, metrics, keys, cols, digits))
 
 
 def render_table(sweep_dir, metrics=None, rows=None, cols=None, baseline=None, fmt: str = "md",
-                 digits: int = 3, source=None) -> str:
+                 digits: int = 3, source=None, test: str = "auto", correction: str = "holm") -> str:
     """Load a sweep (a dir or ``wandb://ENTITY/PROJECT/SWEEP_ID``) and render its ablation table;
     bad keys raise ValueError early."""
     if source is None:
         source = open_source(str(sweep_dir))
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
-    return build_table(source, metrics, rows, cols, baseline, digits=digits).render(fmt, digits)
+    return build_table(source, metrics, rows, cols, baseline, test=test, correction=correction,
+                       digits=digits).render(fmt, digits)
 
 
 # ---------------------------------------------------------------- CLI
 EXAMPLES = [
     ("grpolab table outputs/sweeps/kl --rows algorithm.kl.coef --metrics final_eval_accuracy", "one metric by kl"),
-    ("grpolab table outputs/sweeps/lopti --cols variant --format all", "mean ± 95% CI, Δ vs baseline (Welch), "
+    ("grpolab table outputs/sweeps/lopti --cols variant --format all", "mean ± 95% CI, paired Δ vs baseline, "
                                                                        "md/tex/csv"),
     ("grpolab table kl --format latex --digits 2 --baseline algorithm.kl.coef=0.0", "sweep id kl, LaTeX"),
     ("grpolab table --root outputs kl_search --metrics final_eval_accuracy", "a tune study's runs"),
@@ -333,11 +276,23 @@ EXAMPLES = [
 ]
 
 
+def add_stats_args(parser: argparse.ArgumentParser) -> None:
+    """How Δ is tested and the table's comparisons corrected (``analysis.paired``, ``analysis.multiplicity``)."""
+    parser.add_argument("--test", default="auto", choices=TESTS,
+                        help="test of Δ vs the baseline: auto (paired t when the cells share >= 2 seeds, else "
+                             "Welch), paired-t, sign-flip (exact permutation over seeds), welch (unpaired)")
+    parser.add_argument("--correction", default="holm", choices=CORRECTIONS,
+                        help="multiplicity correction over every comparison of the table: holm (family-wise "
+                             "error, default), bh (Benjamini-Hochberg, false discovery rate), none")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grpolab table", description="Ablation table of a sweep: per cell, mean ± "
-                                     "95%% CI over seeds, Δ vs a baseline cell with Welch's test.",
+                                     "95%% CI over seeds, Δ vs a baseline cell paired by seed and prompt, "
+                                     "with its bootstrap CI and a test corrected for the table's comparisons.",
                                      epilog=epilog(EXAMPLES), formatter_class=argparse.RawDescriptionHelpFormatter)
     add_table_args(parser)
+    add_stats_args(parser)
     parser.add_argument("--format", default="md", choices=[*FORMATS, "all"],
                         help="output format; 'all' writes md, tex and csv next to --out (default <sweep>/table; "
                              "./<sweep id>/table for W&B)")
@@ -356,13 +311,13 @@ def main(argv=None) -> int:
         if args.dry_run:
             if getattr(source, "root", None) is not None:  # the keys checked against the records
                 build_table(source, args.metrics, args.rows, args.cols, parse_baseline(args.baseline),
-                            digits=args.digits)
+                            test=args.test, correction=args.correction, digits=args.digits)
             writes = [stem.with_name(stem.name + SUFFIX[f]) for f in ("md", "latex", "csv")] \
                 if args.format == "all" else [args.out] if args.out else []
             print(dry_run_line("table", source, writes))
             return 0
         table = build_table(source, args.metrics, args.rows, args.cols, parse_baseline(args.baseline),
-                            digits=args.digits)
+                            test=args.test, correction=args.correction, digits=args.digits)
         if args.format == "all":
             stem.parent.mkdir(parents=True, exist_ok=True)
             for fmt in ("md", "latex", "csv"):

@@ -1,8 +1,10 @@
-"""The ablation table's statistics and layouts: 95% CIs, Δ vs a baseline with Welch's test,
-bold best values, rows × cols pivots, baselines from the plan, CSV/LaTeX/HTML output.
+"""The ablation table's statistics and layouts: 95% CIs, Δ vs a baseline (paired by seed, Welch
+when asked or when cells share no seeds), Holm over the table, bold for significant improvements,
+rows × cols pivots, baselines from the plan, CSV/LaTeX/HTML output.
 
-Expected numbers are recomputed from the raw values: the CI with scipy's own t interval, the
-Welch p-value both with scipy and by hand (Welch–Satterthwaite degrees of freedom).
+Expected numbers are recomputed from the raw values: the CI with scipy's own t interval, the paired
+p-value with ``scipy.stats.ttest_rel`` on the shared seeds, the Welch p-value both with scipy and by
+hand (Welch–Satterthwaite degrees of freedom), the correction with statsmodels' ``multipletests``.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import statistics
 import pandas as pd
 import pytest
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
 
 from analysis.history import add_history_metrics, parse_metric
 from analysis.records import DirSource, load_records
@@ -67,10 +70,12 @@ def welch_by_hand(a, b):
     return 2 * stats.t.sf(abs(t), dof)
 
 
-def test_ci_delta_and_welch_p_match_scipy_and_hand(cells_sweep):
+def test_ci_and_paired_delta_and_p_match_scipy(cells_sweep):
+    """Cells share seeds 0-2 (grpo/0.01 has a fourth): Δ and the paired t are over the shared seeds."""
     summ = summarize(load_records(cells_sweep), [ACC], [V, KL])
     assert summ.attrs["baseline"] == {V: "grpo", KL: 0.0}  # the plan's first run
     base = CELLS[("grpo", 0.0)]
+    raw = []
     for _, row in summ.iterrows():
         vals = CELLS[(row[V], row[KL])]
         lo, hi = stats.t.interval(0.95, len(vals) - 1, loc=statistics.mean(vals), scale=stats.sem(vals))
@@ -80,9 +85,47 @@ def test_ci_delta_and_welch_p_match_scipy_and_hand(cells_sweep):
         if (row[V], row[KL]) == ("grpo", 0.0):
             assert math.isnan(row[f"{ACC}/delta"]) and math.isnan(row[f"{ACC}/p"])
             continue
+        shared = vals[:3]
+        assert (row[f"{ACC}/test"], row[f"{ACC}/pairing"], row[f"{ACC}/pairs"]) == ("paired-t", "seed", 3)
+        assert row[f"{ACC}/delta"] == pytest.approx(statistics.mean(shared) - statistics.mean(base), abs=1e-12)
+        assert row[f"{ACC}/p"] == pytest.approx(stats.ttest_rel(shared, base).pvalue, rel=1e-9)
+        assert row[f"{ACC}/p_welch"] == pytest.approx(welch_by_hand(vals, base), rel=1e-9)
+        assert row[f"{ACC}/delta_lo"] <= row[f"{ACC}/delta"] <= row[f"{ACC}/delta_hi"]
+        raw.append((row[f"{ACC}/p"], row[f"{ACC}/p_adj"]))
+    assert [adj for _, adj in raw] == pytest.approx(list(multipletests([p for p, _ in raw], method="holm")[1]))
+
+
+def test_welch_when_asked_matches_scipy_and_hand(cells_sweep):
+    summ = summarize(load_records(cells_sweep), [ACC], [V, KL], test="welch", correction="none")
+    base = CELLS[("grpo", 0.0)]
+    for _, row in summ.iloc[1:].iterrows():
+        vals = CELLS[(row[V], row[KL])]
+        assert row[f"{ACC}/test"] == "welch"
         assert row[f"{ACC}/delta"] == pytest.approx(statistics.mean(vals) - statistics.mean(base), abs=1e-12)
         assert row[f"{ACC}/p"] == pytest.approx(welch_by_hand(vals, base), rel=1e-9)
         assert row[f"{ACC}/p"] == pytest.approx(stats.ttest_ind(vals, base, equal_var=False).pvalue, rel=1e-9)
+        assert row[f"{ACC}/p_adj"] == row[f"{ACC}/p"]  # no correction
+        ci = stats.ttest_ind(vals, base, equal_var=False).confidence_interval(0.95)
+        assert (row[f"{ACC}/delta_lo"], row[f"{ACC}/delta_hi"]) == (pytest.approx(ci.low), pytest.approx(ci.high))
+
+
+def test_cells_without_shared_seeds_fall_back_to_welch(tmp_path):
+    root = write_cells(tmp_path / "s", {("grpo", 0.0): [0.40, 0.42, 0.41], ("ar", 0.0): [0.50, 0.52, 0.55]})
+    for run in (root / "runs").glob("ar_*"):  # the ar runs get seeds 10-12: nothing to pair with
+        meta = json.loads((run / "meta.json").read_text())
+        meta["seed"] += 10
+        (run / "meta.json").write_text(json.dumps(meta))
+    plan = json.loads((root / "sweep.json").read_text())
+    for r in plan["runs"]:
+        if r["name"].startswith("ar_"):
+            r["swept"]["seed"] += 10
+    (root / "sweep.json").write_text(json.dumps(plan))
+    summ = summarize(load_records(root), [ACC], [V, KL])
+    row = summ.iloc[1]
+    assert row[f"{ACC}/test"] == "welch"
+    assert row[f"{ACC}/p"] == pytest.approx(stats.ttest_ind([0.50, 0.52, 0.55], [0.40, 0.42, 0.41],
+                                                            equal_var=False).pvalue)
+    assert "†" in render_table(root, metrics=[ACC]) and "Welch" in render_table(root, metrics=[ACC])
 
 
 def test_rows_follow_the_plan_order_not_the_alphabet(cells_sweep):
@@ -90,23 +133,46 @@ def test_rows_follow_the_plan_order_not_the_alphabet(cells_sweep):
     assert list(zip(summ[V], summ[KL])) == list(CELLS)  # grpo before ar: as planned
 
 
-def test_markdown_cells_show_delta_marks_and_bold_best(cells_sweep):
-    md = render_table(cells_sweep, metrics=[ACC, "wall_time_s", "final_response_length"])
-    rows = {tuple(line.split(" | ")[:2]): line for line in md.splitlines()[2:6]}
-    ar0 = rows[("| ar", "0")]
-    d = statistics.mean(CELLS[("ar", 0.0)]) - statistics.mean(CELLS[("grpo", 0.0)])
-    p = welch_by_hand(CELLS[("ar", 0.0)], CELLS[("grpo", 0.0)])
-    mark = "\\*\\*" if p < 0.01 else "\\*" if p < 0.05 else ""
-    assert f"**{statistics.mean(CELLS[('ar', 0.0)]):.3f}** ± " in ar0  # highest accuracy: bold
-    assert f"({d:+.3f}{mark})" in ar0 and mark  # a clear effect is marked
-    base = rows[("| grpo", "0")]
-    assert "(" not in base.split(" | ")[2]  # the baseline cell has no Δ
-    # wall time: lower is better, so the lowest mean is bold; response length: nothing bold
-    assert "**100.4" in rows[("| grpo", "0")].split(" | ")[3]
-    assert not any("**" in line.split(" | ")[4] for line in rows.values())
+def test_markdown_marks_and_bold_follow_the_corrected_paired_test(cells_sweep):
+    """Every mark and bold recomputed independently: ttest_rel on the shared seeds, Holm over the
+    table's comparisons with statsmodels; bold = significant and better in the metric's direction
+    (the three metrics' directions: tests/test_analysis_table.py)."""
+    metrics = [ACC]
+    md = render_table(cells_sweep, metrics=metrics)
+    rows = {tuple(line.split(" | ")[:2]): line.split(" | ") for line in md.splitlines()[2:6]}
+    value = {ACC: lambda a: a, "wall_time_s": lambda a: 100 + a, "final_response_length": lambda a: 100 + 10 * a}
+    better = {ACC: 1, "wall_time_s": -1, "final_response_length": 0}
+    base = CELLS[("grpo", 0.0)]
+    keys, ps, deltas = [], [], []
+    for cell, vals in list(CELLS.items())[1:]:
+        for m in metrics:
+            a, b = [value[m](x) for x in vals[:3]], [value[m](x) for x in base]
+            keys.append((cell, m))
+            ps.append(stats.ttest_rel(a, b).pvalue)
+            deltas.append(statistics.mean(a) - statistics.mean(b))
+    adj = multipletests(ps, method="holm")[1]
+    assert min(adj) < 0.05 < max(adj)  # the fixture has both kinds
+    for ((variant, kl), m), p, d in zip(keys, adj, deltas):
+        text = rows[(f"| {variant}", f"{kl:g}")][2 + metrics.index(m)]
+        mark = "\\*\\*" if p < 0.01 else "\\*" if p < 0.05 else ""
+        assert f"({d:+.3f} [" in text and text.endswith(f"]{mark})"), (variant, kl, m, text)
+        assert text.startswith("**") == (p < 0.05 and better[m] * d > 0), (variant, kl, m, text)
+    assert "(" not in rows[("| grpo", "0")][2]  # the baseline cell has no Δ
     notes = md.split("\n\n")[1]
-    assert "baseline cell variant=grpo, algorithm.kl.coef=0" in notes and "Welch" in notes
-    assert "lower for wall_time_s" in notes and "none marked for final_response_length" in notes
+    assert "baseline cell variant=grpo, algorithm.kl.coef=0" in notes and "paired t-test over seeds" in notes
+    assert "Holm" in notes and "over the 3 comparisons of this table" in notes
+
+
+def test_correction_option_changes_the_marks(cells_sweep):
+    """ar/0 vs the baseline: ttest_rel p ≈ 0.014: starred alone, not once Holm counts nine comparisons."""
+    p = stats.ttest_rel(CELLS[("ar", 0.0)], CELLS[("grpo", 0.0)]).pvalue
+    assert 0.01 < p < 0.05 and p * 9 > 0.05
+    metrics = [ACC, "wall_time_s", "final_response_length"]
+    ar0 = lambda md: next(line for line in md.splitlines() if line.startswith("| ar | 0 |")).split(" | ")[2]  # noqa: E731
+    assert ar0(render_table(cells_sweep, metrics=metrics, correction="none")).endswith("]\\*)")
+    assert ar0(render_table(cells_sweep, metrics=metrics)).endswith("])")
+    assert "no multiplicity correction" in render_table(cells_sweep, metrics=[ACC], correction="none")
+    assert "Benjamini–Hochberg" in render_table(cells_sweep, metrics=[ACC], correction="bh")
 
 
 def test_baseline_option_and_errors(cells_sweep):
@@ -151,6 +217,7 @@ def test_csv_is_tidy_and_unformatted(cells_sweep):
     text = render_table(cells_sweep, metrics=[ACC], fmt="csv")
     df = pd.read_csv(io.StringIO(text))
     assert list(df.columns) == [V, KL, "metric", "n", "mean", "std", "ci95_low", "ci95_high", "delta",
+                                "delta_low", "delta_high", "test", "pairing", "pairs", "prompts", "p", "p_adj",
                                 "p_welch", "baseline"]
     row = df[(df[V] == "ar") & (df[KL] == 0.0)].iloc[0]
     vals = CELLS[("ar", 0.0)]
@@ -162,10 +229,10 @@ def test_csv_is_tidy_and_unformatted(cells_sweep):
 def test_format_all_writes_three_files(cells_sweep, tmp_path, capsys):
     stem = tmp_path / "out" / "kl"
     stem.parent.mkdir()
-    assert main([str(cells_sweep), "--format", "all", "--out", str(stem)]) == 0
+    assert main([str(cells_sweep), "--format", "all", "--out", str(stem), "--correction", "none"]) == 0
     assert capsys.readouterr().out == (stem.parent / "kl.md").read_text()
     tex = (stem.parent / "kl.tex").read_text()
-    assert "\\toprule" in tex and "\\bottomrule" in tex and "$\\mathbf{" in tex
+    assert "\\toprule" in tex and "\\bottomrule" in tex and "$\\mathbf{" in tex  # ar/0: p ≈ 0.014 uncorrected
     assert pd.read_csv(stem.parent / "kl.csv")["metric"].iloc[0] == "final_eval_accuracy"
 
 
@@ -173,7 +240,7 @@ def test_latex_escapes_and_spans(cells_sweep):
     tex = render_table(cells_sweep, metrics=[ACC], rows=[KL], cols=[V], fmt="latex")
     assert "\\multicolumn{2}{c}{final\\_eval\\_accuracy}" in tex and "\\cmidrule(lr){2-3}" in tex
     assert "algorithm.kl.coef & variant=grpo & variant=ar \\\\" in tex
-    assert "% (Δ)" not in tex and "% ($\\Delta$)" in tex  # notes as comments, Unicode made TeX
+    assert "% (Δ" not in tex and "% ($\\Delta$ [lo, hi])" in tex  # notes as comments, Unicode made TeX
 
 
 def test_html_table_marks(cells_sweep):

@@ -253,13 +253,15 @@ def test_a_metric_one_variant_never_logs_leaves_its_row_n_alone(tmp_path):
 
 
 def test_bold_follows_each_metrics_declared_direction(tmp_path):
-    """Which way is better comes from the run record's declarations (trainer.run_record), also for a
-    derived metric (that of the key it aggregates): cell "a" is higher on every metric below, so the
-    bold goes to "a" where higher is better, to "b" where lower is, and nowhere otherwise."""
+    """Bold marks a cell significantly better than the baseline, better in the direction the run
+    record declares (trainer.run_record), also for a derived metric (that of the key it aggregates).
+    Against baseline "b", cell "a" is higher and cell "c" lower on every metric by the same amount at
+    every seed (paired differences constant: p = 0, significant after Holm), so the bold goes to "a"
+    where higher is better, to "c" where lower is, and nowhere otherwise; never to the baseline."""
     import json as _json
 
     rng = random.Random(4)
-    for cell, level in (("a", 2.0), ("b", 1.0)):
+    for cell, level in (("a", 2.0), ("b", 1.0), ("c", 0.5)):
         for seed in (0, 1):
             rows = [{"step": s, "train/kl": level + s, "train/reward": level + s, "train/entropy": level,
                      "eval/pass@4": level / 4, "diag/lld_lazy_frac": level / 4} for s in (1, 2)]
@@ -268,17 +270,18 @@ def test_bold_follows_each_metrics_declared_direction(tmp_path):
             write_run(tmp_path, f"{cell}_s{seed}", {"x": cell}, seed, summary,
                       metrics="".join(_json.dumps(r) + "\n" for r in rows))
     expected = {  # metric: the cell in bold (None: no better direction, nothing bold)
-        "final_eval_accuracy": "a", "wall_time_s": "b", "warmstart_eval_accuracy": None,
-        "mean:train/kl": "b", "max:train/reward": "a", "final_pass@k": "a",
-        "mean:diag/lld_lazy_frac": "b", "mean:train/entropy": None,
+        "final_eval_accuracy": "a", "wall_time_s": "c", "warmstart_eval_accuracy": None,
+        "mean:train/kl": "c", "max:train/reward": "a", "final_pass@k": "a",
+        "mean:diag/lld_lazy_frac": "c", "mean:train/entropy": None,
     }
-    md = render_table(tmp_path, metrics=list(expected), rows=["x"], baseline=False).splitlines()
-    body = {line.split(" | ")[0]: line.split(" | ")[1:-1] for line in md[2:4]}
+    md = render_table(tmp_path, metrics=list(expected), rows=["x"], baseline={"x": "b"}).splitlines()
+    body = {line.split(" | ")[0]: line.split(" | ")[1:-1] for line in md[2:5]}
     for j, (metric, best) in enumerate(expected.items()):
-        bold = [cell for cell in ("a", "b") if body[f"| {cell}"][j].startswith("**")]
+        bold = [cell for cell in ("a", "b", "c") if body[f"| {cell}"][j].startswith("**")]
         assert bold == ([best] if best else []), metric
-    assert md[5].endswith("Bold: best mean per column (higher is better; lower for wall_time_s, mean:train/kl, "
-                          "mean:diag/lld_lazy_frac); none marked for warmstart_eval_accuracy, mean:train/entropy.")
+    assert md[6].endswith("Bold: significantly better than the baseline after the correction (higher is better; "
+                          "lower for wall_time_s, mean:train/kl, mean:diag/lld_lazy_frac); none marked for "
+                          "warmstart_eval_accuracy, mean:train/entropy.")
     only_none = render_table(tmp_path, metrics=["final_response_length"], rows=["x"], baseline=False)
     assert "**" not in only_none and "Nothing is bold: no metric here has a better direction." in only_none
 

@@ -203,19 +203,33 @@ def test_records_frame_is_the_same_from_wandb_as_from_disk(sources):
     assert b.attrs["value_order"] == a.attrs["value_order"] and b.attrs["plan_first"] == a.attrs["plan_first"]
 
 
+class _NoPerPromptOutcomes:
+    """A source with the three RunSource methods only: what W&B gives (no ``evals.jsonl``)."""
+
+    def __init__(self, source):
+        self.name, self.plan = source.name, source.plan
+        self.runs, self.history, self.config = source.runs, source.history, source.config
+
+
 @pytest.mark.slow
 def test_table_from_wandb_equals_table_from_disk(sources):
-    """Same rows, means, CIs, Δ and Welch p, from summary keys and from history-derived metrics."""
+    """Same rows, means, CIs, Δ and p, from summary keys and from history-derived metrics. W&B holds
+    no per-prompt outcomes, so its Δ pairs by seed only: equal to the disk table read the same way,
+    and differing from the disk table's (prompt-paired) only in Δ's interval and the caption."""
     from analysis.table import build_table
 
     disk, wb = sources
     for layout in ({}, {"cols": ["algorithm.kl.coef"], "rows": []}):
-        t_disk, t_wb = (build_table(s, TABLE_METRICS, **layout) for s in (disk, wb))
-        pd.testing.assert_frame_equal(t_disk.summary, t_wb.summary)
-        assert t_wb.summary.attrs == t_disk.summary.attrs
+        t_disk, t_wb, t_seed = (build_table(s, TABLE_METRICS, **layout) for s in (disk, wb, _NoPerPromptOutcomes(disk)))
+        pd.testing.assert_frame_equal(t_seed.summary, t_wb.summary)
+        assert t_wb.summary.attrs == t_seed.summary.attrs
         assert (t_wb.summary.n_runs == 2).all() and t_wb.summary["final_eval_accuracy/ci"].notna().all()
         for fmt in ("md", "csv", "latex"):
-            assert t_wb.render(fmt) == t_disk.render(fmt)
+            assert t_wb.render(fmt) == t_seed.render(fmt)
+        assert set(t_disk.summary["final_eval_accuracy/pairing"]) == {"", "seed×prompt"}
+        assert set(t_wb.summary["final_eval_accuracy/pairing"]) == {"", "seed"}
+        interval = [c for c in t_disk.summary.columns if c.endswith(("/delta_lo", "/delta_hi", "/pairing", "/prompts"))]
+        pd.testing.assert_frame_equal(t_disk.summary.drop(columns=interval), t_wb.summary.drop(columns=interval))
 
 
 @pytest.mark.slow
@@ -242,8 +256,9 @@ def test_figures_and_report_from_wandb_equal_those_from_disk(sources):
                 assert all((p1.vertices == p2.vertices).all() for p1, p2 in zip(c1.get_paths(), c2.get_paths()))
         plt.close(a)
         plt.close(b)
-    html_wb, html_disk = render_report(wb), render_report(disk)
-    assert build_table(disk).render("html").partition("</table>")[0] in html_wb
+    seed_paired = _NoPerPromptOutcomes(disk)  # W&B has no per-prompt outcomes (test above)
+    html_wb, html_disk = render_report(wb), render_report(seed_paired)
+    assert build_table(seed_paired).render("html").partition("</table>")[0] in html_wb
     assert f"grpolab sweep report: {SWEEP_ID}" in html_wb and "completed: 4" in html_wb
     body = [re.sub(r'<dl class="meta">.*?</dl>', "", h, flags=re.S) for h in (html_wb, html_disk)]
     assert body[0] == body[1]  # tables and every plot's PNG; only the plan block differs (no command on W&B)

@@ -310,6 +310,12 @@ class GRPOTrainer:
     @torch.no_grad()
     def evaluate(self, examples: list[Example]) -> dict[str, float]:
         """pass@1 (mean correctness over eval_n samples per prompt) and unbiased pass@k, k = eval_n."""
+        return self.evaluate_prompts(examples)[0]
+
+    @torch.no_grad()
+    def evaluate_prompts(self, examples: list[Example]) -> tuple[dict[str, float], dict[str, list]]:
+        """``evaluate``'s metrics, and per prompt (in ``examples``' order) the number of correct samples
+        out of eval_n (``correct``) and the mean completion length in tokens (``length``)."""
         r = self.cfg.rollout
         temperature = r.temperature if r.eval_temperature is None else r.eval_temperature
         greedy = temperature == 0
@@ -321,10 +327,11 @@ class GRPOTrainer:
             for t, g in zip(batch.completions, batch.group_ids.tolist())
         ]).view(len(examples), r.eval_n)
         c = correct.sum(-1).tolist()
+        lengths = batch.completion_mask.sum(-1).double().view(len(examples), r.eval_n).mean(-1).tolist()
         return {
             "eval/accuracy": float(correct.float().mean()),
             f"eval/pass@{r.eval_n}": sum(pass_at_k(r.eval_n, ci, r.eval_n) for ci in c) / len(c),
-        }
+        }, {"correct": [int(x) for x in c], "length": lengths}
 
     # ------------------------------------------------------------ helpers
     def _forward(self, model, batch: RolloutBatch) -> torch.Tensor:

@@ -33,7 +33,7 @@ from trainer.modeling import load_policy, load_tokenizer
 from trainer.progress import Eta, duration, progress_text
 from trainer.rollout import build_rollout
 from trainer.rollout.sharded import ShardedRollout
-from trainer.run_record import Meta, RunRecord, RunStatus, Summary
+from trainer.run_record import EvalRow, Meta, RunRecord, RunStatus, Summary, prompt_id
 from trainer.run_start import begin, process_age_s, resolve_device, start_ranks, write_rank_error
 from trainer.sft import warm_start_dir
 from trainer.tasks import build_task
@@ -216,7 +216,7 @@ def _prepare(state: RunState) -> None:
     t_eval = time.time()
     summary = state.summary
     if state.prior is None:
-        warm = _evaluate(state.trainer, state.eval_set, cfg.seed)
+        warm = _evaluate(state, 0)
         acc = warm["eval/accuracy"]
         state.record.append_metrics({"step": 0, **warm})
         state.tracker.log(warm, 0)
@@ -255,7 +255,7 @@ def _loop(state: RunState, should_stop, reporter) -> None:
             log(f"[{state.name}] {summary.phase}; {cfg.train.steps - step} to go, "
                 f"{progress_text(state.wall_time(), eta, step)}")
         if step % cfg.train.eval_every == 0 or step == cfg.train.steps:
-            m.update(_evaluate(state.trainer, state.eval_set, cfg.seed))
+            m.update(_evaluate(state, step))
             acc = m["eval/accuracy"]
             summary.final_eval_accuracy = acc
             summary.best_eval_accuracy = max(summary.best_eval_accuracy, acc)
@@ -348,11 +348,17 @@ def _engine_kwargs(cfg) -> dict:
     return {}
 
 
-def _evaluate(trainer: GRPOTrainer, eval_set, seed: int) -> dict[str, float]:
-    """Eval with its own RNG stream, restoring the global one so training draws are unaffected."""
+def _evaluate(state: RunState, step: int) -> dict[str, float]:
+    """Eval with its own RNG stream, restoring the global one so training draws are unaffected; the
+    per-prompt outcomes go to ``evals.jsonl`` (rank 0) before the step's metrics line is written, so a
+    resume that cuts both back to the checkpoint's step keeps them aligned."""
     with torch.random.fork_rng():
-        torch.manual_seed(seed + 7919)
-        return trainer.evaluate(eval_set)
+        torch.manual_seed(state.cfg.seed + 7919)
+        metrics, per_prompt = state.trainer.evaluate_prompts(state.eval_set)
+    ids = [prompt_id(i, e.prompt) for i, e in enumerate(state.eval_set)]
+    state.record.append_evals(EvalRow(step, state.cfg.rollout.eval_n, ids, per_prompt["correct"],
+                                      per_prompt["length"]))
+    return metrics
 
 
 def _warm_start_rank0_first(cfg, task, note, main: bool):

@@ -26,6 +26,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
+from trainer.eval_record import EvalRow, prompt_id  # noqa: F401 (re-exported)
 from trainer.metric_directions import METRIC_DIRECTIONS, Direction, direction, is_declared  # noqa: F401 (re-exported)
 from trainer.record_check import field_problems, read_checked, warn
 
@@ -48,6 +49,7 @@ class RunStatus(str, Enum):
 CONFIG_FILE = "config.yaml"
 META_FILE = "meta.json"
 METRICS_FILE = "metrics.jsonl"
+EVALS_FILE = "evals.jsonl"  # per-prompt eval outcomes, one row per eval step (EvalRow)
 METRICS_CORRUPT_FILE = "metrics.corrupt.jsonl"  # lines of metrics.jsonl that were not JSON, kept aside on resume
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_DIR = "checkpoint"
@@ -315,6 +317,10 @@ class RunRecord:
         return self.dir / METRICS_FILE
 
     @property
+    def evals_path(self) -> Path:
+        return self.dir / EVALS_FILE
+
+    @property
     def summary_path(self) -> Path:
         return self.dir / SUMMARY_FILE
 
@@ -327,10 +333,16 @@ class RunRecord:
             atomic_write_json(self.meta_path, meta.to_json())
 
     def append_metrics(self, row: dict) -> None:
+        self._append(self.metrics_path, row)
+
+    def append_evals(self, row: EvalRow) -> None:
+        self._append(self.evals_path, row.to_json())
+
+    def _append(self, path: Path, row: dict) -> None:
         if not self.writable:
             return
         line = json.dumps(_jsonable(row), sort_keys=True)
-        with os.fdopen(os.open(self.metrics_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a") as f:
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a") as f:
             f.write(line + "\n")
             f.flush()
             os.fsync(f.fileno())
@@ -338,6 +350,11 @@ class RunRecord:
     def rewrite_metrics(self, rows: list[dict]) -> None:
         if self.writable:
             atomic_write_text(self.metrics_path, "".join(json.dumps(_jsonable(r), sort_keys=True) + "\n" for r in rows))
+
+    def rewrite_evals(self, rows: list[EvalRow]) -> None:
+        if self.writable:
+            atomic_write_text(self.evals_path, "".join(json.dumps(_jsonable(r.to_json()), sort_keys=True) + "\n"
+                                                       for r in rows))
 
     def write_summary(self, summary: Summary) -> None:
         if self.writable:
@@ -373,3 +390,15 @@ class RunRecord:
 
     def metrics(self) -> list[dict]:
         return read_jsonl(self.metrics_path)
+
+    def evals(self) -> list[EvalRow]:
+        """The rows of ``evals.jsonl`` that are eval rows (others skipped, with a ``RecordWarning``);
+        a step logged twice (a record from before resume truncated this file) counts once, the last."""
+        rows = {}
+        for data in read_jsonl(self.evals_path):
+            row = EvalRow.from_json(data)
+            if row is None:
+                warn(self.evals_path, f"a row is not an eval row (step {data.get('step')!r})", "skipped")
+            else:
+                rows[row.step] = row
+        return [rows[s] for s in sorted(rows)]

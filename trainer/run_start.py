@@ -126,6 +126,7 @@ def begin(cfg, record: RunRecord, resume: bool, meta: Optional[Meta], log) -> St
     if prior is None:
         checkpoint.remove(record.dir)
         record.metrics_path.unlink(missing_ok=True)
+        record.evals_path.unlink(missing_ok=True)
         (record.dir / METRICS_CORRUPT_FILE).unlink(missing_ok=True)
         record.write_config(yaml.safe_dump(redact_config(to_dict(cfg)), sort_keys=False))  # a record: the run has cfg
         return Start(done=None, meta=meta, summary=Summary())
@@ -160,6 +161,7 @@ def _keep_metrics_to(record: RunRecord, step: int, summary: Summary, log, name: 
     corrupt: list = []
     rows = [r for r in read_jsonl(record.metrics_path, corrupt) if r.get("step", 0) <= step]
     record.rewrite_metrics(rows)
+    record.rewrite_evals([r for r in record.evals() if r.step <= step])  # evals.jsonl: cut back alike
     if not corrupt:
         return
     record.keep_aside(corrupt)
