@@ -145,10 +145,11 @@ TEST_TEXT = {"paired-t": "paired t-test over seeds", "sign-flip": "sign-flip per
              "welch": "Welch's unequal-variance t-test (unpaired)"}
 
 
-def comparison_note(summary: pd.DataFrame, base: dict) -> str:
-    """The caption's account of Δ: what is paired, the interval, the test and the correction."""
+def comparison_note(summary: pd.DataFrame, base: dict, digits: int | None = None) -> str:
+    """The caption's account of Δ: what is paired, the interval, the test and the correction (the
+    baseline's swept values to ``digits``, as the table shows them)."""
     a = summary.attrs
-    desc = ", ".join(f"{k}={render.fmt_key(v)}" for k, v in base.items())
+    desc = ", ".join(f"{k}={render.fmt_key(v, digits)}" for k, v in base.items())
     level = round(100 * a.get("level", LEVEL))
     tests = [t for t in a.get("tests_used", []) if t]
     paired = [t for t in tests if t != "welch"]

@@ -175,7 +175,7 @@ def layout_table(summary: pd.DataFrame, metrics, rows, cols=(), digits: int = 3)
     n_text = "n = completed seeds per cell" if not cols else f"n = {common} seeds per cell unless marked"
     layout.notes.append(f"Mean ± {level}% CI half-width over seeds (Student t, n−1 dof); {n_text}.")
     if base:
-        layout.notes.append(comparison_note(summary, base))
+        layout.notes.append(comparison_note(summary, base, digits))
     layout.notes.append(_bold_note(better))
     excluded = summary.attrs.get("excluded", {})
     total = sum(excluded.values())

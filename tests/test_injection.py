@@ -130,7 +130,9 @@ def test_a_hostile_value_is_refused_in_one_line_or_reaches_the_script_quoted(key
     argv = (record / "argv").read_bytes().decode().split("\0")[:-1]
     root = Path(value if key == "paths.output_root" else "out")
     logs = (work / root).absolute() / "sweeps" / (value if key == "sweep.id" else "inj") / "logs" / "%j"
-    assert argv[-5:] == [sys.executable, "-u", "-m", "submitit.core._submit", str(logs)], argv  # srun ran once
+    # srun ran once: the job's Python through sweeps.job_boot (stop signals held while it starts)
+    assert argv[-8:] == [sys.executable, "-u", "-m", "sweeps.job_boot", "-u", "-m", "submitit.core._submit",
+                         str(logs)], argv
     env = dict(e.split("=", 1) for e in (record / "env").read_bytes().decode().split("\0") if "=" in e)
     if key == "+launcher.env.GRPOLAB_PROBE":
         assert env["GRPOLAB_PROBE"] == value  # the job's environment holds it exactly
