@@ -53,9 +53,14 @@ class VerifyPool:
         proc = self._ctx.Process(target=verify_worker.serve, args=(child,), daemon=True, name=f"math-verify-{i}")
         proc.start()
         child.close()
-        if not parent.poll(STARTUP_TIMEOUT_S) or parent.recv()[0] != "ready":
+        try:
+            ready = parent.poll(STARTUP_TIMEOUT_S) and parent.recv()[0] == "ready"
+        except (EOFError, OSError):
+            ready = False
+        if not ready:
             proc.kill()
-            raise RuntimeError(f"math-verify worker {i} did not start within {STARTUP_TIMEOUT_S:.0f} s")
+            raise RuntimeError(f"math-verify worker {i} exited or was silent {STARTUP_TIMEOUT_S:.0f} s at start (a "
+                               "script that builds the task needs a `__main__` guard; docs/rewards.md)")
         self._procs[i], self._conns[i] = proc, parent
 
     def _kill(self, i: int) -> None:
