@@ -11,7 +11,7 @@ PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check -c constra
 $(BIN)/grpolab: pyproject.toml constraints/cpu.txt
 	$(PY) -m venv $(VENV)
 	$(PIP_INSTALL) torch==2.13.0
-	$(PIP_INSTALL) -e ".[test]"
+	$(PIP_INSTALL) -e ".[test,math]"
 	# DeepSpeed's sdist imports torch to build: build it against the pinned CPU torch, no ops
 	DS_BUILD_OPS=0 $(PIP_INSTALL) --no-build-isolation -e ".[deepspeed]"
 	# vLLM's CPU build (rollout=vllm tests); its CUDA torchvision/torchaudio/torchcodec break its import

@@ -36,6 +36,11 @@ class TaskName(str, Enum):
     jsonl = "jsonl"
 
 
+# a name with "+" needs the functional API: OmegaConf converts a string to an enum member by name
+VerifierName = Enum("VerifierName", [(v, v) for v in ("exact", "math_verify", "exact+math_verify")], type=str,
+                    module=__name__)
+
+
 class LossAgg(str, Enum):
     token_mean = "token_mean"
     seq_mean_token_mean = "seq_mean_token_mean"
@@ -132,6 +137,14 @@ class TaskConfig:
     correct_threshold: Optional[float] = knob(
         None, "Task reward ≥ this counts as correct (train/eval accuracy, NTHR anchors, reward-balanced counts); "
         "null = 1.0, which needs binary rewards where NTHR is on.")
+    verifier: Optional[VerifierName] = knob(
+        None, "task=jsonl answer checker: exact (grpolab's stdlib path), math_verify (math-verify 0.9.0, the `math` "
+        "extra), exact+math_verify (exact decides plain-number boxed answers, math-verify the rest); null = "
+        "exact+math_verify where math-verify is installed, else exact with a warning (docs/rewards.md).")
+    verifier_workers: int = knob(2, "math-verify worker processes (each call under verifier_timeout_s).", ge=1)
+    verifier_timeout_s: float = knob(
+        5.0, "Hard deadline of one math-verify call: past it the worker is killed and respawned, the completion "
+        "scores 0 and counts in train/reward_timeouts.", gt=0.0)
     arithmetic: ArithmeticTaskConfig = section(ArithmeticTaskConfig, "task=arithmetic options.")
     knights_knaves: KnightsKnavesTaskConfig = section(KnightsKnavesTaskConfig, "task=knights_knaves options.")
     jsonl: JsonlTaskConfig = section(JsonlTaskConfig, "task=jsonl options.")

@@ -144,8 +144,11 @@ class GRPOTrainer:
         """Sample, score, filter, take π_old, and turn rewards into the per-token advantages the loss uses."""
         batch = self.rollout.generate([e.prompt for e in examples], self.sampling)
         sampled_tokens = float(batch.completion_mask.sum())
-        rewards = self.score(batch, examples)
+        t_reward = time.perf_counter()
+        rewards, reward_stats = self.score(batch, examples)
         stats = rollout_stats(batch, rewards, self.threshold)
+        stats.update({f"train/{k}": v for k, v in reward_stats.items()})
+        stats["time/reward_s"] = time.perf_counter() - t_reward
         batch, rewards = self.filter(batch, rewards, stats)
         if batch is None:
             return Collected(None, stats, sampled_tokens)
@@ -165,10 +168,14 @@ class GRPOTrainer:
         return Collected(ScoredBatch(batch, rewards, correct, seq_adv, adv, old.logp, ref_logp, mask, sampled_at),
                          stats, sampled_tokens)
 
-    def score(self, batch: RolloutBatch, examples: list[Example]) -> torch.Tensor:
-        return torch.tensor(
-            [self.task.reward(text, examples[g]) for text, g in zip(batch.completions, batch.group_ids.tolist())]
-        )
+    def score(self, batch: RolloutBatch, examples: list[Example]) -> tuple[torch.Tensor, dict]:
+        """The task's rewards [B] of one batch: one ``Task.rewards`` call (a task with only ``reward`` is
+        scored one completion at a time)."""
+        paired = [examples[g] for g in batch.group_ids.tolist()]
+        if not hasattr(self.task, "rewards"):
+            return torch.tensor([self.task.reward(c, e) for c, e in zip(batch.completions, paired)]), {}
+        out = self.task.rewards(batch.completions, paired)
+        return torch.tensor(out.values), out.stats
 
     def filter(self, batch: RolloutBatch, rewards: torch.Tensor, stats: dict):
         """The enabled batch filters, in turn; (None, None) when one keeps nothing."""
@@ -322,10 +329,8 @@ class GRPOTrainer:
         params = SamplingParams(r.eval_n, r.max_new_tokens, temperature=temperature or 1.0,
                                 top_p=r.top_p, top_k=r.top_k, greedy=greedy)
         batch = self.rollout.generate([e.prompt for e in examples], params)
-        correct = torch.tensor([
-            self.task.reward(t, examples[g]) >= self.threshold
-            for t, g in zip(batch.completions, batch.group_ids.tolist())
-        ]).view(len(examples), r.eval_n)
+        rewards, _ = self.score(batch, examples)
+        correct = (rewards >= self.threshold).view(len(examples), r.eval_n)
         c = correct.sum(-1).tolist()
         lengths = batch.completion_mask.sum(-1).double().view(len(examples), r.eval_n).mean(-1).tolist()
         return {

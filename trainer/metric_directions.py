@@ -38,6 +38,8 @@ METRIC_DIRECTIONS: tuple[tuple[str, Direction], ...] = (
     ("train/logp_mismatch", Direction.lower),
     ("train/loss", Direction.lower),
     ("train/kl", Direction.lower),
+    ("train/reward_timeouts", Direction.lower),  # math-verify calls past task.verifier_timeout_s
+    ("train/reward_errors", Direction.lower),
     ("train/*", Direction.none),  # losses' parts, clip fractions, ratios, variant statistics
     ("diag/lld_mean*", Direction.higher),  # correct responses' likelihood rises (NTHR paper Eq. 2)
     ("diag/lld_lazy_frac*", Direction.lower),

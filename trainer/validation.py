@@ -18,6 +18,7 @@ from trainer.batching import MINIBATCHERS
 from trainer.config import Config, OldLogpSource, RolloutBackend, TaskName
 from trainer.knobs import ConfigError
 from trainer.safe_text import config_strings, env_name_error, shown, text_error
+from trainer.tasks import verifier
 
 _BOUND_TEXT = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
 _BOUND_OK = {
@@ -103,6 +104,10 @@ def _cross_errors(cfg: Config) -> list[str]:
     t = cfg.task
     if t.name == TaskName.jsonl and not t.jsonl.path:
         errors.append("task.jsonl.path=null: task=jsonl needs a local JSONL/Parquet file")
+    asked = getattr(t.verifier, "value", t.verifier)
+    if asked not in (None, "exact") and not verifier.math_verify_installed():
+        errors.append(f"task.verifier={asked}: math-verify is not installed; {verifier.INSTALL} "
+                      "(or task.verifier=exact)")
     if t.name == TaskName.arithmetic and t.arithmetic.max_operand < t.arithmetic.min_operand:
         errors.append(
             f"task.arithmetic.max_operand={t.arithmetic.max_operand}: "
@@ -214,6 +219,8 @@ def config_warnings(cfg: Config) -> list[str]:
             "vLLM's log-probs are of the "
             "truncated, renormalized distribution, the trainer's π is not; ratios start away from 1"
         )
+    if cfg.task.name == TaskName.jsonl and cfg.task.verifier is None and not verifier.math_verify_installed():
+        warnings.append(f"task.verifier=null falls back to exact: math-verify is not installed ({verifier.INSTALL})")
     needs = registry.needs(cfg)
     one_minibatch = b.mini_batch_size >= r.prompts_per_step * r.n
     on_policy = one_minibatch and a.ppo_epochs == 1 and not needs.off_policy and r.backend == RolloutBackend.hf

@@ -33,6 +33,7 @@ def _build(cfg) -> Task:
             min_people=k.min_people, max_people=k.max_people, style=k.style,
         )
     if name == "jsonl":
+        from trainer.tasks import verifier
         from trainer.tasks.jsonl import JsonlTask
 
         j = cfg.jsonl
@@ -40,5 +41,7 @@ def _build(cfg) -> Task:
             path=j.path, eval_path=j.eval_path, prompt_key=j.prompt_key, answer_key=j.answer_key,
             solution_key=j.solution_key, eval_fraction=j.eval_fraction, seed=cfg.seed,
             max_examples=j.max_examples, prompt_template=j.prompt_template,
+            verifier=verifier.resolve(getattr(cfg.verifier, "value", cfg.verifier)),
+            verifier_workers=cfg.verifier_workers, verifier_timeout_s=cfg.verifier_timeout_s,
         )
     raise ValueError(f"task.name={name!r}: available tasks are arithmetic, knights_knaves, jsonl")

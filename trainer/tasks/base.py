@@ -9,7 +9,7 @@ gets a float.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 
 def correct_threshold(task_cfg) -> float:
@@ -27,6 +27,13 @@ class Example:
     """A correct completion written by the task's solver: the SFT warm-start target."""
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     """Task-specific extras (e.g. the K&K assignment); never needed by the trainer."""
+
+
+class Rewards(NamedTuple):
+    """A batch's rewards and the ``train/*`` counts of how scoring went (``reward_timeouts``, ...)."""
+
+    values: list[float]
+    stats: dict[str, float]
 
 
 class Task:
@@ -58,3 +65,7 @@ class Task:
         except Exception:
             pass
         return 0.0
+
+    def rewards(self, completions: list[str], examples: list[Example]) -> Rewards:
+        """The rewards of a batch (one example per completion); tasks with a costly verifier batch it."""
+        return Rewards([self.reward(c, e) for c, e in zip(completions, examples)], {})

@@ -13,12 +13,16 @@ hours into a sweep is far costlier than one reported at construction.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 from typing import Any, Iterator
 
-from trainer.tasks.base import Example, Task
-from trainer.tasks.math_verify import extract_answer, last_boxed, math_equal
+from trainer.tasks.base import Example, Rewards, Task
+from trainer.tasks.math_verify import extract_answer, hedged, last_boxed
+from trainer.tasks.verifier import EXACT, Verifier
+
+log = logging.getLogger(__name__)
 
 PROMPT_KEYS = ("prompt", "question", "problem", "query")
 ANSWER_KEYS = ("answer", "final_answer", "solution", "gold")
@@ -27,14 +31,15 @@ ANSWER_KEYS = ("answer", "final_answer", "solution", "gold")
 def gold_answer(text: Any) -> str:
     """The canonical gold answer inside a dataset's answer field.
 
-    The last ``\\boxed{}`` (MATH solutions), else what follows the last ``####`` (GSM8K),
-    else the whole stripped text. Unlike ``extract_answer`` there is no last-number
-    fallback: a bare gold such as ``\\frac{3}{4}`` must stay whole, not become ``4``.
+    The last ``\\boxed{}`` (MATH solutions; the whole text when it boxes several distinct answers,
+    so a multi-part gold keeps every part), else what follows the last ``####`` (GSM8K), else the
+    whole stripped text. Unlike ``extract_answer`` there is no last-number fallback: a bare gold
+    such as ``\\frac{3}{4}`` must stay whole, not become ``4``.
     """
     text = str(text)
     boxed = last_boxed(text)
     if boxed is not None:
-        return boxed
+        return text.strip() if hedged(text) else boxed
     if "####" in text:
         return text.rsplit("####", 1)[1].strip().split("\n", 1)[0].strip()
     return text.strip()
@@ -123,12 +128,16 @@ class JsonlTask(Task):
         seed: int = 0,
         max_examples: int | None = None,
         prompt_template: str = "{question}",
+        verifier: str = EXACT,
+        verifier_workers: int = 2,
+        verifier_timeout_s: float = 5.0,
     ) -> None:
         if not 0.0 <= eval_fraction < 1.0:
             raise ValueError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
         self.path, self.eval_path = str(path), None if eval_path is None else str(eval_path)
         self.prompt_key, self.answer_key, self.solution_key = prompt_key, answer_key, solution_key
         self.prompt_template, self.max_examples = prompt_template, max_examples
+        self.verifier = Verifier(verifier, verifier_workers, verifier_timeout_s)
         examples = self._load(self.path)
         if self.eval_path is not None:
             self.train, self.eval = examples, self._load(self.eval_path)
@@ -178,11 +187,30 @@ class JsonlTask(Task):
             examples.append(Example(prompt, answer, str(solution), {"file": path, "line": lineno}))
         if not examples:
             raise ValueError(f"{path}: no examples")
+        self.verifier.check_golds([(f"{e.meta['file']}:{e.meta['line']}", e.answer) for e in examples])
         return examples
 
     def is_correct(self, completion: str, example: Example) -> bool:
-        """The completion's final answer (last box, "answer is", ####, last number) equals the gold."""
-        return math_equal(extract_answer(completion), example.answer)
+        """The completion's final answer equals the gold, under ``task.verifier`` (docs/rewards.md)."""
+        return self.verifier.judge([completion], [example.answer]).correct[0]
+
+    def rewards(self, completions: list[str], examples: list[Example]) -> Rewards:
+        """One verifier batch: math-verify's calls spread over the pool's workers, each under the deadline.
+
+        A timeout or a verifier error scores 0 and is counted (``reward_timeouts``, ``reward_errors``)
+        and logged, never silently.
+        """
+        judged = self.verifier.judge(completions, [e.answer for e in examples])
+        values = [
+            1.0 if ok else (self.format_reward if self.format_reward and self.is_well_formatted(c, e) else 0.0)
+            for ok, c, e in zip(judged.correct, completions, examples)
+        ]
+        if judged.details:
+            log.warning("reward: %d timeouts, %d verifier errors in %d completions (first: %s)",
+                        judged.timeouts, judged.errors, len(completions), judged.details[0])
+        n = max(len(completions), 1)
+        return Rewards(values, {"reward_timeouts": float(judged.timeouts), "reward_errors": float(judged.errors),
+                                "reward_math_verify_frac": judged.sent / n})
 
     def is_well_formatted(self, completion: str, example: Example) -> bool:
         return extract_answer(completion) is not None

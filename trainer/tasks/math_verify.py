@@ -40,10 +40,12 @@ _NUMBER_RE = re.compile(
     r"(?:[0-9]{1,3}(?:,[0-9]{3}(?![0-9]))+|[0-9]+)"  # 1,000 or 1000
     r"(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?(?:/[0-9]+)?"
 )
-_TEXT_CMD = r"\\(?:text|textbf|textrm|mbox|mathrm)\s*"
+_TEXT_CMD = r"\\(?:text(?:normal|bf|rm|it)?|mbox|math(?:rm|bf))\s*"
 _UNIT_RE = re.compile(_TEXT_CMD + r"\{[^{}]*\}\s*$")
 _TEXT_RE = re.compile(_TEXT_CMD + r"\{([^{}]*)\}")
-_DROP_RE = re.compile(r"\\left(?![A-Za-z])|\\right(?![A-Za-z])|\\displaystyle|\\[!,;: ]|\$|\^\{?\\circ\}?")
+_DROP_RE = re.compile(
+    r"\\left(?![A-Za-z])|\\right(?![A-Za-z])|\\displaystyle|\\[!,;: ()\[\]]|\\?\$|\^\{?\\circ\}?"
+)
 _VAR_PREFIX_RE = re.compile(r"^[A-Za-z]=(?=[^=]*$)")
 _THOUSANDS_RE = re.compile(r"-?[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?")
 _NUM = r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
@@ -52,6 +54,10 @@ _SLASH_RE = re.compile(rf"({_NUM})/({_NUM})")
 _FRAC_RE = re.compile(r"([-+]?)\\frac(?:\{([^{}]*)\}|([0-9]))(?:\{([^{}]*)\}|([0-9]))")
 _TIMES_TEN_RE = re.compile(rf"({_NUM})(?:\\times|\\cdot)10\^(?:\{{([-+]?[0-9]+)\}}|([0-9]))")
 _EXP_RE = re.compile(r"[eE]([-+]?[0-9]+)$")
+_DOLLAR_RE = re.compile(r"(?<!\\)\$\$?")
+_UNIT_WORD_RE = re.compile(r"(\\?\$?-?[0-9][0-9,.]*)\s+[A-Za-z][A-Za-z ]*\.?")
+_LIST_COMMA_RE = re.compile(r",\s")
+_PLAIN_RE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 
 
 def _matching_braces(text: str) -> dict[int, int]:
@@ -70,6 +76,40 @@ def _matching_braces(text: str) -> dict[int, int]:
             pairs[stack.pop()] = i
         i += 1
     return pairs
+
+
+def _boxes(text: str) -> list[tuple[str, int]]:
+    """(content, end index) of every complete outermost box in ``text``, in order."""
+    starts = [m.end() - 1 for m in _BOX_RE.finditer(text)]
+    out: list[tuple[str, int]] = []
+    if starts:
+        pairs, covered_to = _matching_braces(text), -1
+        for open_at in starts:
+            if open_at in pairs and open_at > covered_to:
+                out.append((text[open_at + 1 : pairs[open_at]].strip(), pairs[open_at]))
+                covered_to = pairs[open_at]
+    if not out:
+        out = [(m.group(1), m.end()) for m in _BOX_SPACE_RE.finditer(text)]
+    return out
+
+
+def boxed_answers(text: str) -> list[str]:
+    """Contents of every complete outermost ``\\boxed{...}``/``\\fbox{...}`` in the scanned tail, in order.
+
+    A box inside another box is part of the outer one's content; a box whose braces never close
+    (a truncated generation) is skipped. Without a braced box, ``\\boxed 5`` forms count.
+    """
+    return [content for content, _ in _boxes(text[-MAX_SCAN_CHARS:])]
+
+
+def final_boxed(completion: str) -> str | None:
+    """The last box's content when it is the completion's last word on the answer: None when there is no
+    box, or when an "answer is"/"Answer:"/"####" statement follows it."""
+    text = completion[-MAX_SCAN_CHARS:]
+    boxes = _boxes(text)
+    if not boxes or _MARKER_RE.search(text, boxes[-1][1]) is not None:
+        return None
+    return boxes[-1][0]
 
 
 def last_boxed(text: str) -> str | None:
@@ -91,12 +131,61 @@ def last_boxed(text: str) -> str | None:
     return spaced
 
 
+def _answer_key(answer: str):
+    """What makes two boxed answers the same: their value if numeric, else their normalized text."""
+    value = parse_number(answer)
+    return ("n", value) if value is not None else ("s", normalize(answer))
+
+
+def hedged(completion: str) -> bool:
+    """Several distinct boxed answers and no "answer is" after the last: a hedge, never correct.
+
+    Boxed intermediate results followed by "The final answer is 10,455" are no hedge: the
+    statement after the boxes is the answer.
+    """
+    try:
+        text = completion[-MAX_SCAN_CHARS:]
+        boxes = _boxes(text)
+        if len({_answer_key(b) for b, _ in boxes}) < 2:
+            return False
+        return _MARKER_RE.search(text, boxes[-1][1]) is None
+    except Exception:
+        return False
+
+
+def _math_span(text: str, pos: int) -> tuple[int, int] | None:
+    """(start, end) of the ``$…$``/``$$…$$``/``\\(…\\)``/``\\[…\\]`` content around ``pos``, else None.
+
+    Linear: one pass over the unescaped dollars and a ``rfind``/``find`` per bracket kind.
+    """
+    dollars = list(_DOLLAR_RE.finditer(text))
+    before = [m for m in dollars if m.end() <= pos]
+    if len(before) % 2 == 1:
+        after = next((m.start() for m in dollars if m.start() >= pos), len(text))
+        return before[-1].end(), after
+    for opener, closer in (("\\(", "\\)"), ("\\[", "\\]")):
+        start = text.rfind(opener, 0, pos)
+        if start >= 0 and text.find(closer, start, pos) < 0:
+            end = text.find(closer, pos)
+            return start + 2, len(text) if end < 0 else end
+    return None
+
+
+def _after_marker(rest: str) -> str:
+    """The answer stated after "answer is": up to the line's end or the first ". ", less a unit word."""
+    segment = rest.split("\n", 1)[0].split(". ", 1)[0].strip()
+    unit = _UNIT_WORD_RE.fullmatch(segment)
+    return unit.group(1) if unit is not None else segment
+
+
 def extract_answer(completion: str) -> str | None:
     """The final answer a completion commits to, or None.
 
     Priority: the last complete ``\\boxed{}``/``\\fbox{}``; else the text after the last
-    "answer is" / "Answer:" / "####" (up to the end of that line or the first ". ");
-    else the last number (``-1,000.5``, ``1e3``, ``3/4``) in the scanned tail.
+    "answer is" / "Answer:" / "####" (up to the end of that line or the first ". ", and a number
+    followed only by words is that number: "42 apples." -> ``42``); else the last number
+    (``-1,000.5``, ``1e3``, ``3/4``) in the scanned tail, unless it sits inside ``$…$``/``\\(…\\)``
+    maths: then the whole maths span (``$\\dfrac{1}{3}$`` is ``\\dfrac{1}{3}``, not ``3``).
     """
     try:
         text = completion[-MAX_SCAN_CHARS:]
@@ -107,14 +196,32 @@ def extract_answer(completion: str) -> str | None:
         for marker in _MARKER_RE.finditer(text):
             pass
         if marker is not None:
-            rest = text[marker.end() :].lstrip().lstrip(":").lstrip()
-            segment = rest.split("\n", 1)[0].split(". ", 1)[0].strip()
+            segment = _after_marker(text[marker.end() :].lstrip().lstrip(":").lstrip())
             if segment:
                 return segment
         number = None
         for number in _NUMBER_RE.finditer(text):
             pass
-        return number.group(0) if number is not None else None
+        if number is None:
+            return None
+        span = _math_span(text, number.start())
+        if span is not None and text[span[0] : span[1]].strip():
+            return text[span[0] : span[1]].strip()
+        return number.group(0)
+    except Exception:
+        return None
+
+
+def plain_number(text: str) -> Fraction | None:
+    """The value of an answer that is only an integer or decimal (after ``normalize``), else None.
+
+    What the combined verifier's fast path decides alone: ``1{,}000``, ``\\$18``, ``x = 5``, ``-0.5``.
+    """
+    try:
+        if _LIST_COMMA_RE.search(text):  # "32, 349" is a list, not thirty-two thousand
+            return None
+        s = normalize(text)
+        return _decimal(s) if _PLAIN_RE.fullmatch(s) and len(s) <= MAX_DIGITS else None
     except Exception:
         return None
 
@@ -131,7 +238,7 @@ def normalize(text: str) -> str:
     (``1,000`` and ``-1,234.5`` -> plain; ``1,2`` and ``(1,000,2)`` stay tuples, and the
     ambiguous ``1,234`` is read as one thousand two hundred thirty-four).
     """
-    s = str(text).strip()
+    s = str(text).strip().replace("{,}", ",")
     unit = _UNIT_RE.search(s)
     if unit is not None and s[: unit.start()].strip():
         s = s[: unit.start()]
