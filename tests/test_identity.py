@@ -11,7 +11,7 @@ import pytest
 
 from sweeps.compose import compose
 from trainer import registry
-from trainer.config import Config
+from trainer.config import Config, VerifierName
 from trainer.identity import HASH_VERSION, classify, config_hash, leaves, to_dict, variant_label
 from trainer.knobs import ConfigError
 
@@ -21,6 +21,9 @@ LEAVES = sorted(leaves(to_dict(Config())))
 ENABLERS = {
     "task.knights_knaves.*": lambda c: setattr(c.task, "name", "knights_knaves"),
     "task.jsonl.*": lambda c: setattr(c.task, "name", "jsonl"),
+    "task.verifier": lambda c: setattr(c.task, "name", "jsonl"),
+    "task.verifier_timeout_s": lambda c: (setattr(c.task, "name", "jsonl"),
+                                          setattr(c.task, "verifier", VerifierName("exact+math_verify"))),
     "engine.zero_stage": lambda c: setattr(c.engine, "backend", "deepspeed"),
     "engine.offload_*": lambda c: setattr(c.engine, "backend", "deepspeed"),
     "engine.ds_config": lambda c: setattr(c.engine, "backend", "deepspeed"),
@@ -37,6 +40,9 @@ DISABLERS = {
     "task.arithmetic.*": lambda c: setattr(c.task, "name", "knights_knaves"),
     "task.knights_knaves.*": lambda c: None,
     "task.jsonl.*": lambda c: None,
+    "task.verifier": lambda c: None,
+    "task.verifier_timeout_s": lambda c: (setattr(c.task, "name", "jsonl"),
+                                          setattr(c.task, "verifier", VerifierName("exact"))),
     "engine.zero_stage": lambda c: None, "engine.offload_*": lambda c: None, "engine.ds_config": lambda c: None,
     "algorithm.loss_agg_max_len": lambda c: None,
     "batching.seqlen_partitions": lambda c: None,
@@ -111,6 +117,26 @@ def test_keys_a_run_does_not_use_leave_its_hash_alone():
     assert config_hash(compose(["engine.threads=2"])) == config_hash(base)
     assert config_hash(compose(["launcher.max_parallel=7", "tracker=wandb"])) == config_hash(base)
     assert config_hash(compose(["algorithm.kl.coef=0.01"])) != config_hash(base)
+
+
+def test_a_null_verifier_is_hashed_as_the_checker_it_resolves_to():
+    from trainer.tasks import verifier
+
+    def jsonl(v):
+        cfg = Config()
+        cfg.task.name = "jsonl"
+        cfg.task.verifier = None if v is None else VerifierName(v)
+        return cfg
+
+    here = "exact+math_verify" if verifier.math_verify_installed() else "exact"
+    other = "exact" if here != "exact" else "exact+math_verify"
+    assert config_hash(jsonl(None)) == config_hash(jsonl(here))  # the same checker runs: one cell
+    assert config_hash(jsonl(None)) != config_hash(jsonl(other))
+    arithmetic = Config()  # no answer checker to choose: the verifier's knobs leave its hash alone
+    for key, value in (("verifier", VerifierName("exact")), ("verifier_timeout_s", 1.0), ("verifier_workers", 9)):
+        changed = copy.deepcopy(arithmetic)
+        setattr(changed.task, key, value)
+        assert config_hash(changed) == config_hash(arithmetic), key
 
 
 @pytest.mark.parametrize("overrides, label", [

@@ -65,6 +65,10 @@ def result_keys() -> tuple[tuple[str, Counts], ...]:
         ("task.arithmetic.*", lambda c: c.task.name == "arithmetic"),
         ("task.knights_knaves.*", lambda c: c.task.name == "knights_knaves"),
         ("task.jsonl.*", lambda c: c.task.name == "jsonl"),
+        # the answer checker: only task=jsonl has one to choose; workers change speed, not rewards
+        ("task.verifier_workers", None),
+        ("task.verifier", lambda c: c.task.name == "jsonl"),
+        ("task.verifier_timeout_s", lambda c: c.task.name == "jsonl" and _verifier(c) != "exact"),
         ("engine.zero_stage", lambda c: c.engine.backend == "deepspeed"),
         ("engine.offload_*", lambda c: c.engine.backend == "deepspeed"),
         ("engine.ds_config", lambda c: c.engine.backend == "deepspeed"),
@@ -106,13 +110,21 @@ def leaves(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _verifier(cfg) -> str:
+    """The answer checker a task=jsonl run uses: ``task.verifier``, its null resolved by what is installed."""
+    from trainer.tasks import verifier
+
+    return verifier.resolve(getattr(cfg.task.verifier, "value", cfg.task.verifier))
+
+
 def identity_view(cfg) -> dict[str, Any]:
-    """The leaves that identify ``cfg``'s cell: every key that counts for this config."""
+    """The leaves that identify ``cfg``'s cell: every key that counts for this config. A null
+    ``task.verifier`` counts as the checker it resolves to here (math-verify installed or not)."""
     out = {}
     for key, value in leaves(to_dict(cfg)).items():
         _, counts = classify(key)
         if counts is not None and counts(cfg):
-            out[key] = value
+            out[key] = _verifier(cfg) if key == "task.verifier" else value
     return out
 
 
