@@ -12,7 +12,8 @@ import pandas as pd
 
 from analysis.records import DirSource, RunSource
 from analysis.wandb_source import SCHEME, WandbSource
-from trainer.run_record import META_FILE, find_sweep
+from trainer.run_record import META_FILE
+from trainer.sweep_names import find_sweep
 
 
 def open_source(arg: str, api=None) -> RunSource:
@@ -46,7 +47,7 @@ def runs_frame(source) -> pd.DataFrame:
 
 def resolve_source(arg: str, root: str = "outputs", api=None) -> RunSource:
     """The source a command line names, as every command names a sweep: ``wandb://...``, a sweep dir
-    (grid or tune), or a sweep id / tune study name under ``root`` (``trainer.run_record.find_sweep``)."""
+    (grid or tune), or a sweep id / tune study name under ``root`` (``trainer.sweep_names.find_sweep``)."""
     if str(arg).startswith(SCHEME):
         return WandbSource.from_url(str(arg), api=api)
     return DirSource(find_sweep(arg, root))

@@ -38,7 +38,8 @@ from sweeps.cli_args import parse
 from sweeps.job_env import private_files
 from trainer.knobs import ConfigError
 from trainer.locks import RunBusy
-from trainer.run_record import RUNS_DIR, SWEEP_PLAN_FILE, RunStatus, SweepPaths, atomic_write_text, find_sweep
+from trainer.run_record import RUNS_DIR, SWEEP_PLAN_FILE, RunStatus, SweepPaths, atomic_write_text
+from trainer.sweep_names import find_sweep
 
 
 def _cmd_config(args) -> int:
