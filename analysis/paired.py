@@ -40,7 +40,9 @@ TESTS = ("auto", "paired-t", "sign-flip", "welch")
 
 def paired_t_p(d) -> np.ndarray:
     """Two-sided paired-t p-value of mean ≠ 0 over the last axis of ``d`` (the per-seed differences).
-    NaN for n < 2 or all differences 0; 0 when they are equal and non-zero (what scipy gives)."""
+    NaN for n < 2 or when the differences do not vary: with no spread there is no noise to test
+    against (scipy gives p = 0 when they are equal and non-zero; two seeds that happen to agree would
+    then be a finding), as ``welch_p`` is NaN for constant samples."""
     d = np.asarray(d, dtype=float)
     n = d.shape[-1]
     if n < 2:
@@ -49,7 +51,7 @@ def paired_t_p(d) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         t = mean / (sd / math.sqrt(n))
     p = 2 * special.stdtr(n - 1, -np.abs(t))
-    return np.where((sd == 0) & (mean == 0), math.nan, p)[()]
+    return np.where(sd == 0, math.nan, p)[()]
 
 
 def _signs(n: int, rng) -> np.ndarray:

@@ -62,9 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     for source, command, expected in SESSION:
         t0 = time.time()
         # pipefail off: `| head` is part of what the user typed, the exit status is the pipeline's
-        out = subprocess.run(["bash", "-c", command], cwd=args.clone, capture_output=True, text=True)
+        out = subprocess.run(["bash", "-c", command], cwd=args.clone, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)  # one stream, in the order a terminal shows
         wall = time.time() - t0
-        text = out.stdout + (("\n" if out.stdout and out.stderr else "") + out.stderr if out.stderr else "")
+        text = out.stdout
         problem = []
         if "Traceback (most recent call last)" in text:
             problem.append("a traceback")

@@ -155,7 +155,7 @@ def _cmd_sweep(args) -> int:
         live = [r.name for r in plan.runs if r.status == PlanStatus.live]
         skipped = len(plan.runs) - len(plan.to_run) - len(live)
         held = len(ownership.plan["runs"])
-        print(f"sweep {plan.sweep_id}: {len(plan.runs)} runs over {plan.grid.keys} "
+        print(f"sweep {plan.sweep_id}: {_count(len(plan.runs), 'run')} over {', '.join(plan.grid.keys) or 'no key'} "
               f"({len(plan.to_run)} to run, {skipped} already completed"
               + (f", {len(live)} running in another process: left to it" if live else "") + f") -> {plan.sweep_dir}")
         if ownership.kind != "new":
@@ -197,6 +197,16 @@ def _cmd_sweep(args) -> int:
     return _collect(plan.sweep_dir, timeout_s=None, poll_s=5.0)
 
 
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
+
+
+def _not_completed(failed: dict) -> str:
+    """``2 runs did not complete: a1_s0 (failed), a1_s1 (preempted)``."""
+    verb = "run did" if len(failed) == 1 else "runs did"
+    return f"{len(failed)} {verb} not complete: " + ", ".join(f"{name} ({state})" for name, state in failed.items())
+
+
 def _finish(sweep_dir: Path, failed: dict) -> int:
     """Write and print the ablation table; name the cells that did not complete."""
     from analysis.table import render_table
@@ -205,13 +215,13 @@ def _finish(sweep_dir: Path, failed: dict) -> int:
     try:
         table = render_table(sweep_dir)
     except ValueError as e:  # no run wrote a record (every cell died before it began)
-        print(f"no ablation table: {e}; {len(failed)} runs did not complete: {failed}", file=sys.stderr)
+        print(f"no ablation table: {e}; {_not_completed(failed)}", file=sys.stderr)
         return 1
     atomic_write_text(path, table + "\n")
     print(f"\nAblation table ({path}):\n")
     print(table)
     if failed:
-        print(f"\n{len(failed)} runs did not complete: {failed}", file=sys.stderr)
+        print(f"\n{_not_completed(failed)}", file=sys.stderr)
     where = shlex.quote(str(sweep_dir))
     print(f"\ntable: {path}   plots: grpolab plot {where}   report: grpolab report {where}")
     return 1 if failed else 0

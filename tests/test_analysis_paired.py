@@ -29,7 +29,9 @@ def test_paired_t_vectorised_rows_equal_one_by_one():
 def test_paired_t_edge_cases():
     assert math.isnan(paired_t_p([0.0, 0.0, 0.0]))  # identical cells (the warm start): no test
     assert math.isnan(paired_t_p([0.3]))
-    assert paired_t_p([0.1, 0.1]) == 0.0 == stats.ttest_1samp([0.1, 0.1], 0).pvalue
+    # two seeds that agree exactly: scipy says p = 0, but there is no spread to test against
+    assert stats.ttest_1samp([0.1, 0.1], 0).pvalue == 0.0 and math.isnan(paired_t_p([0.1, 0.1]))
+    assert paired_t_p([0.1, 0.1, 0.10001]) < 1e-4  # any spread at all: a test again
 
 
 @pytest.mark.parametrize("n", [2, 4, 6, 9])

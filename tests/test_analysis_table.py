@@ -255,18 +255,20 @@ def test_a_metric_one_variant_never_logs_leaves_its_row_n_alone(tmp_path):
 def test_bold_follows_each_metrics_declared_direction(tmp_path):
     """Bold marks a cell significantly better than the baseline, better in the direction the run
     record declares (trainer.run_record), also for a derived metric (that of the key it aggregates).
-    Against baseline "b", cell "a" is higher and cell "c" lower on every metric by the same amount at
-    every seed (paired differences constant: p = 0, significant after Holm), so the bold goes to "a"
-    where higher is better, to "c" where lower is, and nowhere otherwise; never to the baseline."""
+    Against baseline "b", cell "a" is higher and cell "c" lower on every metric at every one of 4
+    seeds, by nearly the same amount (paired t p < 1e-4, significant after Holm; exactly constant
+    differences would leave no variance to test against), so the bold goes to "a" where higher is
+    better, to "c" where lower is, and nowhere otherwise; never to the baseline."""
     import json as _json
 
     rng = random.Random(4)
-    for cell, level in (("a", 2.0), ("b", 1.0), ("c", 0.5)):
-        for seed in (0, 1):
-            rows = [{"step": s, "train/kl": level + s, "train/reward": level + s, "train/entropy": level,
-                     "eval/pass@4": level / 4, "diag/lld_lazy_frac": level / 4} for s in (1, 2)]
-            summary = completed_summary(rng, warmstart_eval_accuracy=level + seed, final_eval_accuracy=level + seed,
-                                        wall_time_s=100 * level + seed)
+    for cell, level, k in (("a", 2.0, 0.01), ("b", 1.0, 0.0), ("c", 0.5, 0.005)):
+        for seed in (0, 1, 2, 3):
+            j = k * seed  # the cell's difference from the baseline varies a little from seed to seed
+            rows = [{"step": s, "train/kl": level + s + j, "train/reward": level + s + j, "train/entropy": level,
+                     "eval/pass@4": level / 4 + j, "diag/lld_lazy_frac": level / 4 + j} for s in (1, 2)]
+            summary = completed_summary(rng, warmstart_eval_accuracy=level + seed,
+                                        final_eval_accuracy=level + seed + j, wall_time_s=100 * level + seed + j)
             write_run(tmp_path, f"{cell}_s{seed}", {"x": cell}, seed, summary,
                       metrics="".join(_json.dumps(r) + "\n" for r in rows))
     expected = {  # metric: the cell in bold (None: no better direction, nothing bold)
@@ -306,3 +308,16 @@ def test_a_table_keeps_close_swept_values_apart(tmp_path):
     table = render_table(tmp_path / "s", ["final_eval_accuracy"], [KL], digits=3)
     labels = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| 0.1")]
     assert labels == ["0.1", "0.10004"], table
+
+
+def test_two_seeds_that_agree_exactly_are_not_a_finding(tmp_path):
+    """The demo's case: a cell whose two seeds both differ from the baseline by exactly -0.010 (integer
+    token counts make such ties common). With no spread there is nothing to test against: no star."""
+    rng = random.Random(2)
+    for cell, shift in (("base", 0.0), ("other", -0.010)):
+        for seed, length in ((0, 2.894), (1, 2.5)):
+            write_run(tmp_path, f"{cell}_{seed}", {"x": cell}, seed,
+                      completed_summary(rng, final_response_length=length + shift, wall_time_s=100.0 + seed))
+    table = render_table(tmp_path, ["final_response_length"], ["x"], baseline={"x": "base"})
+    other = next(line for line in table.splitlines() if line.startswith("| other"))
+    assert "-0.010" in other and "*" not in other, table
