@@ -294,7 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_table_args(parser)
     add_stats_args(parser)
     parser.add_argument("--format", default="md", choices=[*FORMATS, "all"],
-                        help="output format; 'all' writes md, tex and csv next to --out (default <sweep>/table; "
+                        help="output format; 'all' writes md, tex and csv next to --out (default <sweep>/tables/table, "
+                             "so the sweep's own table.md stays; "
                              "./<sweep id>/table for W&B)")
     parser.add_argument("--out", default=None,
                         help="also write the table to this file (with --format all: a path without suffix)")
@@ -307,7 +308,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         source = resolve_source(args.sweep_dir, args.root)
-        stem = Path(args.out) if args.out else default_out_dir(source) / "table"
+        # a sweep dir's own table.md is the sweep command's product: --format all never overwrites it
+        own = getattr(source, "root", None) is not None
+        stem = Path(args.out) if args.out else default_out_dir(source) / ("tables" if own else ".") / "table"
         if args.dry_run:
             if getattr(source, "root", None) is not None:  # the keys checked against the records
                 build_table(source, args.metrics, args.rows, args.cols, parse_baseline(args.baseline),
@@ -320,10 +323,12 @@ def main(argv=None) -> int:
                             test=args.test, correction=args.correction, digits=args.digits)
         if args.format == "all":
             stem.parent.mkdir(parents=True, exist_ok=True)
+            written = []
             for fmt in ("md", "latex", "csv"):
-                text = table.render(fmt, args.digits)
-                stem.with_name(stem.name + SUFFIX[fmt]).write_text(text)
+                written.append(stem.with_name(stem.name + SUFFIX[fmt]))
+                written[-1].write_text(table.render(fmt, args.digits))
             print(table.render("md", args.digits), end="")
+            print(f"wrote {', '.join(map(str, written))}", file=sys.stderr)
             return 0
         text = table.render(args.format, args.digits)
     except ValueError as exc:

@@ -236,6 +236,17 @@ def test_format_all_writes_three_files(cells_sweep, tmp_path, capsys):
     assert pd.read_csv(stem.parent / "kl.csv")["metric"].iloc[0] == "final_eval_accuracy"
 
 
+def test_format_all_leaves_the_sweeps_own_table_alone(cells_sweep, capsys):
+    own = cells_sweep / "table.md"
+    own.write_text("the table the sweep command wrote\n")
+    assert main([str(cells_sweep), "--cols", V, "--format", "all"]) == 0
+    out, err = capsys.readouterr()
+    assert own.read_text() == "the table the sweep command wrote\n"
+    written = [cells_sweep / "tables" / f"table{suffix}" for suffix in (".md", ".tex", ".csv")]
+    assert all(p.is_file() for p in written) and (cells_sweep / "tables" / "table.md").read_text() == out
+    assert err.strip() == "wrote " + ", ".join(map(str, written))
+
+
 def test_latex_escapes_and_spans(cells_sweep):
     tex = render_table(cells_sweep, metrics=[ACC], rows=[KL], cols=[V], fmt="latex")
     assert "\\multicolumn{2}{c}{final\\_eval\\_accuracy}" in tex and "\\cmidrule(lr){2-3}" in tex
