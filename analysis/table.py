@@ -312,7 +312,7 @@ def main(argv=None) -> int:
         own = getattr(source, "root", None) is not None
         stem = Path(args.out) if args.out else default_out_dir(source) / ("tables" if own else ".") / "table"
         if args.dry_run:
-            if getattr(source, "root", None) is not None:  # the keys checked against the records
+            if own:  # the keys checked against the records
                 build_table(source, args.metrics, args.rows, args.cols, parse_baseline(args.baseline),
                             test=args.test, correction=args.correction, digits=args.digits)
             writes = [stem.with_name(stem.name + SUFFIX[f]) for f in ("md", "latex", "csv")] \
