@@ -73,10 +73,10 @@ class StopFlag:
         except ValueError:
             return old
         for signum in job_boot.take():
-            self._handle(signum, None)
+            self._handle(signum, None, held=True)
         return old
 
-    def _handle(self, signum, frame) -> None:
+    def _handle(self, signum, frame, held: bool = False) -> None:
         self.count += 1
         if self.second_int_interrupts and signum == signal.SIGINT and self.signum is not None:
             raise KeyboardInterrupt
@@ -84,7 +84,8 @@ class StopFlag:
             self.signum = signum
         # os.write, not print: a handler that prints while the main thread prints raises "reentrant call"
         then = " (Ctrl-C again: stop now)" if self.second_int_interrupts and signum == signal.SIGINT else ""
-        os.write(2, f"[grpolab] caught {signal.Signals(signum).name}: {self.what}{then}\n".encode())
+        when = " while the job started" if held else ""
+        os.write(2, f"[grpolab] caught {signal.Signals(signum).name}{when}: {self.what}{then}\n".encode())
 
 
 def slurm_job_id() -> str | None:

@@ -7,7 +7,8 @@ with a short time limit (or a preemption, which can come at any time) the warnin
 first second of the job. Launchers start the job as ``python -m sweeps.job_boot -m
 submitit.core._submit FOLDER`` instead of ``python -m submitit.core._submit FOLDER``: this module
 (stdlib only, so it takes milliseconds) records the signals it gets, runs submitit's entry point, and
-``StopFlag.install`` replays what was held.
+``StopFlag.install`` replays what was held. What no Python code can cover is the interpreter's own
+start (tens of milliseconds after the task's exec): a signal there still kills the task.
 """
 
 from __future__ import annotations

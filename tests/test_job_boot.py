@@ -45,7 +45,7 @@ def test_the_boot_holds_an_early_signal_and_the_stop_flag_handles_it(tmp_path, s
     out = _run(tmp_path, "-u", "-m", "sweeps.job_boot", "-u", signals=(sig,))
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["flag", sig, "1", "argv", sig]  # the entry point got its own argv
-    assert f"[grpolab] caught {sig}" in out.stderr
+    assert f"[grpolab] caught {sig} while the job started" in out.stderr
 
 
 def test_held_signals_are_replayed_in_order_and_term_wins(tmp_path):

@@ -8,6 +8,7 @@ The module starts the cluster if it is not up (and stops it afterwards); where i
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -229,28 +230,44 @@ def test_a_job_reaching_its_time_limit_checkpoints_requeues_itself_and_completes
     assert "caught SIGUSR2" in logs and "it resumes from the checkpoint" in logs  # the signal line is on stderr
 
 
-def _job_step_started(env, job_id: str) -> bool:
-    out = subprocess.run(["squeue", "-h", "-s", "-j", job_id, "-o", "%i"], env=env, capture_output=True, text=True)
-    return any(line.strip().endswith(".0") for line in out.stdout.splitlines())
+def _usr2_caught(env, job_id: str) -> bool:
+    """Whether task 0 of the job's step 0 has a USR2 handler: sweeps.job_boot's first line ran (the
+    ``SigCgt`` mask in /proc; the single-node cluster runs its tasks on this machine)."""
+    out = subprocess.run(["scontrol", "listpids", f"{job_id}.0"], env=env, capture_output=True, text=True)
+    for line in out.stdout.splitlines()[1:]:
+        pid, _job, _step, local_id, *_ = line.split()
+        if local_id != "0":
+            continue
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return False
+        caught = next(int(x.split()[1], 16) for x in status.splitlines() if x.startswith("SigCgt:"))
+        return bool(caught >> (signal.SIGUSR2 - 1) & 1)
+    return False
 
 
 def test_a_usr2_that_arrives_while_the_job_starts_is_not_fatal(slurm, tmp_path):
     """SLURM sends ``--signal=USR2@N`` up to a scheduler period early, and a preemption warning can
-    come at any time: the moment the job's step exists (Python still importing), the signal is held
-    (sweeps.job_boot), then handled: checkpoint at step 0, requeue, complete on the second attempt."""
+    come at any time: the moment the job's Python holds USR2 (sweeps.job_boot's first line, seconds
+    before the trainer's imports are done and its StopFlag is installed), the signal is held, then
+    handled: checkpoint at step 0, requeue, complete on the second attempt."""
     overrides = [*fast_overrides(tmp_path, steps=4)]
     _ok(grpolab(slurm, "sweep", *overrides, "launcher=slurm_local", "sweep.id=early", "--detach"))
     sweep = tmp_path / "out" / "sweeps" / "early"
     ((name, (job_id,)),) = json.loads((sweep / "jobs.json").read_text()).items()
     end = time.time() + 120
-    while not _job_step_started(slurm, job_id):
-        assert time.time() < end, "the job's step did not start"
-        time.sleep(0.02)
+    while not _usr2_caught(slurm, job_id):
+        assert time.time() < end, "the job's Python never installed a USR2 handler"
+        time.sleep(0.005)
     subprocess.run(["scancel", "--signal=USR2", job_id], env=slurm, check=True)
     _ok(grpolab(slurm, "collect", str(sweep), "--poll", "1", "--timeout", "600"))
     summary = json.loads((sweep / "runs" / name / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["attempt"] == 2, summary
     assert [r["step"] for r in read_jsonl(sweep / "runs" / name / "metrics.jsonl")] == list(range(5))
+    # the held path, not a handler that happened to be installed already
+    (first_log,) = (sweep / "logs" / job_id).glob("*_log.err")
+    assert "caught SIGUSR2 while the job started" in first_log.read_text()
 
 
 def test_a_cell_of_two_tasks_is_one_data_parallel_run_that_survives_preemption(slurm, tmp_path):
