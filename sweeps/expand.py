@@ -1,7 +1,8 @@
 """Expand sweep overrides (Hydra's grammar: ``k=a,b``, ``range()``, ``choice()``) into a grid.
 
 Swept keys come from the command line and from the composed ``sweep.params``; the command line
-wins for a key given in both. Seeds are a replication axis: ``seed=0,1`` or ``sweep.seeds``.
+wins for a key given in both: ``k=a,b`` replaces the key's axis, and a single value ``k=a`` pins it
+(the key is then not swept; every cell runs ``k=a``). Seeds are a replication axis: ``seed=0,1`` or ``sweep.seeds``.
 """
 
 from __future__ import annotations
@@ -56,13 +57,13 @@ def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, tuple[st
 
 def build_sweep_grid(cli_overrides: list[str], sweep_params: dict[str, str], seeds: list[int]) -> SweepGrid:
     plain, swept = split_overrides(cli_overrides)
+    plain_keys = {p.split("=", 1)[0].lstrip("+~") for p in plain}
     axes: dict[str, tuple[str, ...]] = {}
     for key, values in sweep_params.items():
-        if key not in swept:
+        if key not in swept and key not in plain_keys:  # a single value on the command line pins the axis
             _, parsed = split_overrides([f"{key}={values}"])
             axes[key] = parsed.get(key, (str(values),))
     axes.update(swept)
-    plain_keys = {p.split("=", 1)[0].lstrip("+~") for p in plain}
     if ("seed" in swept or "seed" in plain_keys) and "sweep.seeds" in plain_keys:
         raise ConfigError("seed and sweep.seeds are both on the command line: give the seeds once "
                           "(seed=0,1,2 or sweep.seeds=[0,1,2])")

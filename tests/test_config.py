@@ -145,6 +145,15 @@ def test_cli_sweep_values_override_sweep_params():
     assert dict(grid.axes)["algorithm.kl.coef"] == ("0", "0.5")
 
 
+def test_a_single_cli_value_pins_a_sweep_params_axis():
+    # the user said kl=0.0: no cell may run the preset's other values
+    grid = build_sweep_grid(["algorithm.kl.coef=0.0"], {"algorithm.kl.coef": "0.0,0.01", "rollout.n": "4,8"}, [0, 1])
+    assert grid.keys == ["rollout.n", "seed"]
+    cells = grid.cells()
+    assert len(cells) == 4 and all("algorithm.kl.coef=0.0" in grid.overrides(c) for c in cells)
+    assert not any("algorithm.kl.coef=0.01" in grid.overrides(c) for c in cells)
+
+
 def test_range_sweep_syntax():
     grid = build_sweep_grid(["seed=range(3)"], {}, [0])
     assert dict(grid.axes)["seed"] == ("0", "1", "2")
