@@ -139,9 +139,8 @@ def _interval(row, stat, digits) -> str:
 
 def _header(summary) -> list[str]:
     lvl = round(100 * summary.attrs["level"])
-    poi = "P(< baseline)" if summary.attrs["lower_better"] else "P(> baseline)"
-    return [*summary.attrs["keys"], f"IQM [{lvl}% CI]", f"mean [{lvl}% CI]", f"median [{lvl}% CI]",
-            f"{poi} [{lvl}% CI]", "tasks", "runs"]
+    poi = ["P(< baseline)" if summary.attrs["lower_better"] else "P(> baseline)"] if summary.attrs["baseline"] else []
+    return [*summary.attrs["keys"], *(f"{h} [{lvl}% CI]" for h in ("IQM", "mean", "median", *poi)), "tasks", "runs"]
 
 
 def _body(summary, digits) -> list[list[str]]:
@@ -149,9 +148,9 @@ def _body(summary, digits) -> list[list[str]]:
     kd = render.distinct_digits([list(summary[k]) for k in keys], digits)
     out = []
     for _, r in summary.iterrows():
-        poi = "baseline" if r["baseline"] else _interval(r, "poi", digits)
+        poi = [("baseline" if r["baseline"] else _interval(r, "poi", digits))] if summary.attrs["baseline"] else []
         out.append([render.fmt_key(r[k], kd) for k in keys] + [_interval(r, s, digits) for s in STATS]
-                   + [poi, str(r["tasks"]), str(r["runs"])])
+                   + poi + [str(r["tasks"]), str(r["runs"])])
     return out
 
 
@@ -169,7 +168,8 @@ def notes(summary, digits: int = 3) -> list[str]:
                    f"{better} a run of the baseline cell {desc} on the same task (ties count ½), averaged over tasks.")
     out.append(f"[lo, hi]: {lvl}% percentile intervals over {a['reps']} stratified bootstrap resamples (each task's "
                "runs resampled with replacement, tasks fixed); Agarwal et al., 2021, arXiv:2108.13264.")
-    if summary["runs_per_task"].map(lambda s: len(set(s.split(",")))).gt(1).any():
+    aggregated = summary[summary["missing"] == ""]
+    if aggregated["runs_per_task"].map(lambda s: len(set(s.split(",")))).gt(1).any():
         out.append("Runs per task differ in some cells: the IQM weighs each run, the mean and median each task.")
     for _, r in summary[summary["missing"] != ""].iterrows():
         cell = ", ".join(f"{k}={render.fmt_key(r[k], digits)}" for k in a["keys"]) or "all runs"

@@ -55,8 +55,9 @@ def profile_figure(scores: TaskScores, reps: int = REPS, level: float = LEVEL):
     for i, (cell, (frac, lo, hi)) in enumerate(profiles(scores, taus, reps, level).items()):
         color, style = OKABE_ITO[i % len(OKABE_ITO)], STYLES[(i // len(OKABE_ITO)) % len(STYLES)]
         runs = sum(len(p) for p in scores.cells[cell])
-        ax.plot(taus, frac, color=color, ls=style, lw=1.8, label=_label(scores.keys, cell, runs))
-        ax.fill_between(taus, lo, hi, color=color, alpha=0.18, lw=0)
+        ax.plot(taus, frac, color=color, ls=style, lw=1.8, drawstyle="steps-post",
+                label=_label(scores.keys, cell, runs))
+        ax.fill_between(taus, lo, hi, color=color, alpha=0.18, lw=0, step="post")
     tasks = ", ".join(render.fmt_key(t, 3) for t in scores.tasks)
     ax.set_xlabel(f"threshold τ on {scores.metric}")
     ax.set_ylabel(f"fraction of runs with {scores.metric} > τ")

@@ -197,6 +197,9 @@ def test_markdown_and_latex_name_what_was_resampled(sweep, capsys):
     rc, out, _ = grpolab(capsys, "aggregate", str(sweep), "--over", "task", "--reps", "200", "--format", "latex",
                          "--baseline", "variant=ar")
     assert rc == 0 and "\\toprule" in out and "variant=ar" in out and "P($>$ baseline)" in out
+    rc, out, _ = grpolab(capsys, "aggregate", str(sweep), "--over", "task", "--reps", "200", "--baseline", "none")
+    assert rc == 0 and "baseline" not in out
+    assert out.splitlines()[0] == "| variant | IQM [95% CI] | mean [95% CI] | median [95% CI] | tasks | runs |"
 
 
 def test_lower_is_better_metric_asks_for_a_lower_score(sweep, capsys):
@@ -223,6 +226,26 @@ def test_a_cell_missing_a_task_is_listed_not_aggregated(tmp_path, capsys):
     assert "| ar | — | — | — | — | 1 | 2 |" in out
     assert "variant=ar: no completed run on task = b; not aggregated." in out
     assert "4 runs not completed (failed: 4) and excluded." in out
+    assert "Runs per task differ" not in out  # the aggregated cells have 3 runs on each task
+
+
+def test_unequal_runs_per_task_are_resampled_at_their_own_count_and_noted(tmp_path, capsys):
+    sweep = write_synthetic_sweep(tmp_path / "s", axes={"variant": ["grpo", "ar"], "task": ["a", "b"]},
+                                  seeds=range(4), steps=2, eval_every=1)
+    for run in (sweep / "runs").iterdir():
+        swept = json.loads((run / "meta.json").read_text())["swept"]
+        if swept["variant"] == "ar" and swept["task"] == "a" and swept["seed"] < 2:
+            summary = json.loads((run / "summary.json").read_text())
+            (run / "summary.json").write_text(json.dumps({**summary, "status": "failed"}))
+    rc, out, _ = grpolab(capsys, "aggregate", str(sweep), "--over", "task", "--reps", "200", "--format", "csv")
+    assert rc == 0
+    table = pd.read_csv(StringIO(out)).set_index("variant")
+    assert table.loc["ar", "runs_per_task"] == "2,4" and table.loc["ar", "runs"] == 6
+    scores = _scores(sweep)
+    assert table.loc["ar", "mean"] == pytest.approx((np.mean(scores["ar"]["a"]) + np.mean(scores["ar"]["b"])) / 2)
+    assert table.loc["ar", "iqm"] == pytest.approx(scipy.stats.trim_mean(scores["ar"]["a"] + scores["ar"]["b"], 0.25))
+    rc, out, _ = grpolab(capsys, "aggregate", str(sweep), "--over", "task", "--reps", "200")
+    assert "Runs per task differ in some cells: the IQM weighs each run, the mean and median each task." in out
 
 
 @pytest.mark.parametrize("argv,line", [
@@ -230,6 +253,7 @@ def test_a_cell_missing_a_task_is_listed_not_aggregated(tmp_path, capsys):
     (["--over", "tasks"], "error: --over 'tasks': not a swept key of this sweep; swept keys: variant, task"),
     (["--over", "seed"], "error: --over 'seed': not a swept key of this sweep; swept keys: variant, task"),
     (["--over", "task", "--rows", "task"], "error: --rows task: is the --over key"),
+    (["--over", "task", "--rows", "kl"], "error: --rows 'kl': not a swept key; swept keys: variant, task"),
     (["--over", "task", "--metric", "bogus"], "error: --metric 'bogus': unknown; available metrics: "),
     (["--over", "task", "--baseline", "variant=ppo"], "error: baseline variant=ppo matches no cell; valid values "
                                                       "of variant: grpo, ar"),
