@@ -84,9 +84,9 @@ def task_scores(df: pd.DataFrame, metric: str, over: str, rows=None, source=None
         raise ValueError(f"--over {over}: aggregates across tasks need ≥ 2 values; {over} has {len(tasks)} with "
                          f"completed runs of {metric}{have}")
     by_cell: dict[tuple, dict] = {}
-    for (_, run), cell, task in zip(done.iterrows(), done[rows].itertuples(index=False, name=None), done[over]):
+    for value, cell, task in zip(done[metric], done[rows].itertuples(index=False, name=None), done[over]):
         by_cell.setdefault(tuple(group_value(v) for v in cell), {}).setdefault(group_value(task), []).append(
-            float(run[metric]))
+            float(value))
     cells = {c: [np.array(by_cell[c].get(t, []), dtype=float) for t in tasks]
              for c in sorted(by_cell, key=cell_sort_key(rows, order))}
     not_done = df["status"] != RunStatus.completed.value
@@ -108,8 +108,8 @@ def summarize_tasks(scores: TaskScores, baseline=None, reps: int = REPS, level: 
 
     rows = []
     for cell, parts in scores.cells.items():
-        row = {**dict(zip(scores.keys, cell)), **{f"{s}{e}": math.nan for s in (*STATS, "poi") for e in ("", "_lo",
-                                                                                                        "_hi")}}
+        row = dict(zip(scores.keys, cell))
+        row.update({f"{s}{end}": math.nan for s in (*STATS, "poi") for end in ("", "_lo", "_hi")})
         if cell in complete:
             point, lo, hi = bootstrap_interval(stats, parts, reps=reps, level=level)
             for i, s in enumerate(STATS):
