@@ -12,6 +12,8 @@ $(BIN)/grpolab: pyproject.toml constraints/cpu.txt
 	$(PY) -m venv $(VENV)
 	$(PIP_INSTALL) torch==2.13.0
 	$(PIP_INSTALL) -e ".[test,math]"
+	# rliable (test reference) resolves arch<8, which does not import under pandas 3; arch 8 does
+	$(PIP_INSTALL) --no-deps arch==8.0.0
 	# DeepSpeed's sdist imports torch to build: build it against the pinned CPU torch, no ops
 	DS_BUILD_OPS=0 $(PIP_INSTALL) --no-build-isolation -e ".[deepspeed]"
 	# vLLM's CPU build (rollout=vllm tests); its CUDA torchvision/torchaudio/torchcodec break its import

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from analysis.synthetic import write_synthetic_sweep
 
-COMMANDS = ("config", "train", "sweep", "tune", "status", "collect", "table", "plot", "report")
+COMMANDS = ("config", "train", "sweep", "tune", "status", "collect", "table", "plot", "report", "aggregate")
 
 
 def grpolab(capsys, *argv: str) -> tuple[int, str, str]:
@@ -34,12 +34,15 @@ def examples(capsys, command: str) -> list[list[str]]:
 
 
 def write_sweeps(root: Path) -> None:
-    """Under ``root``: grid sweeps kl (by algorithm.kl.coef) and lopti (by variant) and a tune-shaped
-    dir kl_search (runs t<trial>_s<seed>, meta naming the trial, no plan), 2 seeds of 4 steps each."""
+    """Under ``root``: grid sweeps kl (by algorithm.kl.coef), lopti (by variant) and tasks (variant ×
+    task) and a tune-shaped dir kl_search (runs t<trial>_s<seed>, meta naming the trial, no plan), 2
+    seeds of 4 steps each."""
     write_synthetic_sweep(root / "sweeps" / "kl", axes={"algorithm.kl.coef": [0.0, 0.01]}, seeds=range(2),
                           steps=4, eval_every=2, sweep_id="kl")
     write_synthetic_sweep(root / "sweeps" / "lopti", axes={"variant": ["grpo", "ar"]}, seeds=range(2),
                           steps=4, eval_every=2, sweep_id="lopti")
+    write_synthetic_sweep(root / "sweeps" / "tasks", axes={"variant": ["grpo", "ar"], "task": ["arithmetic", "gsm8k"]},
+                          seeds=range(2), steps=4, eval_every=2, sweep_id="tasks")
     tune = write_synthetic_sweep(root / "tune" / "kl_search", axes={"algorithm.clip.high": [0.2, 0.25]},
                                  seeds=range(1), steps=4, eval_every=2, sweep_id="kl_search")
     (tune / "sweep.json").unlink()
