@@ -12,7 +12,8 @@
     grpolab table <sweep> [...]              the ablation table of a sweep's run records
     grpolab plot <sweep> [...]               learning curves and diagnostics plots (PNG)
     grpolab report <sweep> [...]             one self-contained HTML report (tables and plots)
-                                             (table/plot/report also read wandb://ENTITY/PROJECT/SWEEP_ID)
+    grpolab power <sweep> --delta D [...]    per comparison of the table: MDE, power and seeds for Δ = D
+                                             (table/plot/report/power also read wandb://ENTITY/PROJECT/SWEEP_ID)
     grpolab config [overrides...]            print the composed, validated config
     grpolab config --groups                  every config group, its options and what each is
     grpolab train|sweep|config --cfg job|all / --info
@@ -319,7 +320,8 @@ def _cmd_tune(args) -> int:
     return 0 if any(t.state == TrialState.COMPLETE for t in study.get_trials()) else 1
 
 
-ANALYSIS = {"table": "analysis.table", "plot": "analysis.plots", "report": "analysis.report"}
+ANALYSIS = {"table": "analysis.table", "plot": "analysis.plots", "report": "analysis.report",
+            "power": "analysis.power_cli"}
 COMMANDS = {"tune": _cmd_tune, "train": _cmd_train, "sweep": _cmd_sweep, "config": _cmd_config,
             "status": _cmd_status, "collect": _cmd_collect}
 

@@ -143,7 +143,8 @@ def build_parser(doc: str) -> tuple[argparse.ArgumentParser, dict[str, argparse.
     p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP + "; tune.* set the study")
     for name, text in (("table", "ablation table of a sweep: Markdown/LaTeX/CSV/HTML"),
                        ("plot", "learning curves and diagnostics plots of a sweep, as PNG"),
-                       ("report", "one self-contained HTML report of a sweep: tables and plots")):
+                       ("report", "one self-contained HTML report of a sweep: tables and plots"),
+                       ("power", "per comparison of a sweep's table: detectable effect, power and seeds needed")):
         sub.add_parser(name, help=f"{text} (a dir, a sweep id or wandb://ENTITY/PROJECT/SWEEP_ID; "
                                   f"grpolab {name} --help)", add_help=False)
     return parser, subs

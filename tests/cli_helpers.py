@@ -8,7 +8,7 @@ from pathlib import Path
 
 from analysis.synthetic import write_synthetic_sweep
 
-COMMANDS = ("config", "train", "sweep", "tune", "status", "collect", "table", "plot", "report")
+COMMANDS = ("config", "train", "sweep", "tune", "status", "collect", "table", "plot", "report", "power")
 
 
 def grpolab(capsys, *argv: str) -> tuple[int, str, str]:

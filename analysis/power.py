@@ -1,0 +1,379 @@
+"""Power and seeds: for each comparison of an ablation table (cell × metric vs the baseline), the
+smallest difference the present seeds can detect, the power they have for a difference Δ that
+matters, and the seeds that Δ needs.
+
+The table's test decides the model (``analysis.summary``; Colas et al., 2018, "How many random
+seeds?", arXiv:1806.08295; Miller, 2024, "Adding error bars to evals", arXiv:2411.00640):
+
+    paired (t or sign flip): d_s = cell − baseline within seed s, s = SD(d_s) over the n shared seeds
+        power = TTestPower: one-sample t on d_s, effect size Δ / s, n seeds, n − 1 dof (noncentral t)
+    Welch (unpaired):        s_p² = ((n₁ − 1) s₁² + (n₂ − 1) s₂²) / (n₁ + n₂ − 2)
+        power = TTestIndPower: two-sample t, effect size Δ / s_p, n₁ and n₂ runs (planned: equal seeds)
+
+both two-sided at the planning level α' = α / m over the m comparisons the table corrects (the
+Bonferroni level, which is Holm's first step: Holm rejects everything Bonferroni rejects, and BH
+everything Holm does, so the figures are conservative for either; α' = α for ``--correction none``).
+
+    MDE          = solve_power(effect_size=None, nobs=n, alpha=α', power=1 − β) · s
+    power at n   = power(effect_size=Δ / s, nobs=n, alpha=α')
+    seeds needed = the smallest integer n ≥ 2 with power(Δ / s, n, α') ≥ 1 − β
+
+The statistics are statsmodels' (``statsmodels.stats.power``); only the integer search around its
+``solve_power`` and the sign-flip floor are written here. The exact sign-flip test cannot give p below
+2 / 2^n, so it needs 2 / 2^n < α' before any effect is detectable; above that floor it is planned as
+the paired t (its large-sample equivalent). ``tests/test_analysis_power.py`` checks the predicted power
+against the simulated rejection rate of the table's own pipeline (``analysis.simulate``).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+from statsmodels.stats.power import TTestIndPower, TTestPower
+from statsmodels.tools.sm_exceptions import ConvergenceWarning  # imported first: it sets its own filter
+
+from analysis import render
+from analysis.cells import same_value
+
+NA = render.NA
+
+ALPHA = 0.05
+POWER = 0.8
+MAX_SEEDS = 100_000  # beyond this the seeds needed are shown as "> 100000"
+NEEDS_SEEDS = "needs ≥ 2 seeds to estimate the spread"
+NO_TEST_AT_N = "fewer than 2 seeds: no test at the present n"
+NO_SPREAD = "no spread: the differences do not vary over the seeds (give --sd to plan)"
+
+
+def planning_alpha(alpha: float, comparisons: int, correction: str = "holm") -> float:
+    """The per-comparison level the planner uses: ``alpha / comparisons`` (Bonferroni; Holm's first
+    step, conservative for Holm and BH), ``alpha`` without a correction or with one comparison."""
+    return alpha if correction == "none" or comparisons <= 1 else alpha / comparisons
+
+
+def sign_flip_min_seeds(alpha: float) -> int:
+    """The fewest seeds whose exact sign-flip test can reject at ``alpha``: smallest p = 2 / 2^n < alpha."""
+    n = 1
+    while 2 / 2 ** n >= alpha:
+        n += 1
+    return n
+
+
+@dataclass
+class Plan:
+    """The planner's figures for one comparison; NaN / None where ``missing`` says what is lacking."""
+
+    mde: float = math.nan  # minimum detectable |Δ| at the present n (inf: the test cannot reject at n)
+    power: float = math.nan  # power at the present n for the planned Δ
+    seeds: int | None = None  # seeds per cell the planned Δ needs (None: unknown; MAX_SEEDS + 1: more)
+    missing: str = ""
+    note: str = ""
+
+
+def _smallest_n(power_at, target: float, start: float, floor: int) -> int:
+    """The smallest integer n ≥ ``floor`` with ``power_at(n) ≥ target`` (power rises with n), by
+    bisection from statsmodels' real-valued ``solve_power`` answer ``start`` (which can stop at its
+    search bound, so the integer is checked rather than rounded)."""
+    if power_at(floor) >= target:
+        return floor
+    hi = max(floor + 1, math.ceil(start - 1e-9)) if math.isfinite(start) else floor + 1
+    lo = floor
+    while power_at(hi) < target:
+        lo, hi = hi, 2 * hi
+        if hi > 2 * MAX_SEEDS:
+            return MAX_SEEDS + 1
+    while hi - lo > 1:  # power_at(lo) < target ≤ power_at(hi)
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if power_at(mid) >= target else (mid, hi)
+    return hi if hi <= MAX_SEEDS else MAX_SEEDS + 1
+
+
+def _solve(solver, **kw) -> float:
+    """statsmodels' ``solve_power``; NaN (not a warning) where its root finder finds no answer (an
+    effect far below or above what any n detects: the integer search decides)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        try:
+            return float(solver.solve_power(**kw))
+        except (ValueError, RuntimeError):
+            return math.nan
+
+
+def plan_paired(sd: float, n: int, delta: float | None, alpha: float, power: float = POWER,
+                min_seeds: int = 2) -> Plan:
+    """Paired t on the per-seed differences (SD ``sd`` over ``n`` seeds) at the level ``alpha``
+    (already corrected). ``min_seeds``: the test's floor (``sign_flip_min_seeds`` for the sign flip)."""
+    out = Plan()
+    if not math.isfinite(sd):
+        out.missing = NEEDS_SEEDS
+        return out
+    if sd <= 0:
+        out.missing = NO_SPREAD
+        return out
+    solver = TTestPower()
+    if n < 2:
+        out.note = NO_TEST_AT_N
+    elif n < min_seeds:
+        out.mde, out.power = math.inf, 0.0
+        out.note = f"the exact sign flip needs ≥ {min_seeds} seeds to reach α′"
+    else:
+        out.mde = sd * _solve(solver, effect_size=None, nobs=n, alpha=alpha, power=power)
+        if delta is not None:
+            out.power = float(solver.power(effect_size=delta / sd, nobs=n, alpha=alpha))
+    if delta is not None:
+        es = delta / sd
+        out.seeds = _smallest_n(lambda k: solver.power(effect_size=es, nobs=k, alpha=alpha), power,
+                                _solve(solver, effect_size=es, nobs=None, alpha=alpha, power=power), max(2, min_seeds))
+    return out
+
+
+def pooled_sd(sd_a: float, n_a: int, sd_b: float, n_b: int) -> float:
+    """The pooled two-sample SD (what TTestIndPower's effect size divides by)."""
+    return math.sqrt(((n_a - 1) * sd_a ** 2 + (n_b - 1) * sd_b ** 2) / (n_a + n_b - 2))
+
+
+def plan_unpaired(sd_cell: float, n_cell: int, sd_base: float, n_base: int, delta: float | None, alpha: float,
+                  power: float = POWER) -> Plan:
+    """Two-sample t (the Welch rows, planned with the pooled SD) at the level ``alpha``; the seeds
+    needed are per cell with every cell run on as many seeds."""
+    out = Plan()
+    if not (math.isfinite(sd_cell) and math.isfinite(sd_base)):
+        out.missing = NEEDS_SEEDS + " of each cell"
+        return out
+    if sd_cell <= 0 and sd_base <= 0:
+        out.missing = NO_SPREAD
+        return out
+    solver = TTestIndPower()
+    if n_cell >= 2 and n_base >= 2:
+        sd, ratio = pooled_sd(sd_cell, n_cell, sd_base, n_base), n_base / n_cell
+        out.mde = sd * _solve(solver, effect_size=None, nobs1=n_cell, alpha=alpha, power=power, ratio=ratio)
+        if delta is not None:
+            out.power = float(solver.power(effect_size=delta / sd, nobs1=n_cell, alpha=alpha, ratio=ratio))
+    else:
+        out.note = NO_TEST_AT_N
+    if delta is not None:
+        es = delta / math.sqrt((sd_cell ** 2 + sd_base ** 2) / 2)  # equal seeds per cell: the pooled SD
+        out.seeds = _smallest_n(lambda k: solver.power(effect_size=es, nobs1=k, alpha=alpha, ratio=1.0), power,
+                                _solve(solver, effect_size=es, nobs1=None, alpha=alpha, power=power, ratio=1.0), 2)
+    return out
+
+
+def sd_interval(n: int, level: float = 0.95) -> tuple[float, float]:
+    """Where the true SD lies relative to an SD estimated from ``n`` normal values: the ``level``
+    χ² interval factors (√((n−1)/χ²_{hi}), √((n−1)/χ²_{lo})), n − 1 dof."""
+    from scipy.stats import chi2
+
+    dof = n - 1
+    return (math.sqrt(dof / chi2.ppf((1 + level) / 2, dof)), math.sqrt(dof / chi2.ppf((1 - level) / 2, dof)))
+
+
+# ---------------------------------------------------------------- a table's comparisons
+TEST_NAME = {"paired-t": "paired t", "sign-flip": "sign flip", "welch": "Welch"}
+
+
+@dataclass
+class PlanRow:
+    """One comparison of the table (a cell × metric vs the baseline) and its plan. Paired rows:
+    ``n`` shared seeds, ``sd`` of the per-seed differences; Welch rows: ``n`` / ``n_base`` runs, ``sd`` /
+    ``sd_base`` the cells' SDs. ``sd_given``: ``sd`` is ``--sd``, not estimated."""
+
+    cell: dict
+    metric: str
+    test: str
+    pairing: str
+    n: int
+    n_base: int
+    sd: float
+    sd_base: float
+    delta_observed: float
+    delta: float | None
+    plan: Plan
+    sd_given: bool = False
+
+    @property
+    def paired(self) -> bool:
+        return self.test != "welch"
+
+
+@dataclass
+class PowerTable:
+    rows: list
+    keys: list
+    baseline: dict
+    alpha: float
+    alpha_planning: float
+    comparisons: int
+    correction: str
+    power: float
+    comparisons_given: bool = False
+
+
+def _for(metric: str, values: dict | None):
+    """A per-metric option (``--delta``, ``--sd``): {metric or None (every metric): value}."""
+    if not values:
+        return None
+    return values.get(metric, values.get(None))
+
+
+def plan_table(summary, deltas: dict | None = None, power: float = POWER, alpha: float = ALPHA,
+               sds: dict | None = None, comparisons: int | None = None) -> PowerTable:
+    """The plan of every comparison of ``summary`` (``analysis.summary.summarize``; its ``test`` and
+    ``correction`` decide each row's model and the planning level). ``deltas`` / ``sds``: {metric or
+    None: value}. ``comparisons``: the family size m (default: the table's comparisons with a spread,
+    those ``grpolab table`` corrects over once every cell has ≥ 2 seeds)."""
+    a = summary.attrs
+    keys, metrics, base = a["group_keys"], a["metrics"], a.get("baseline")
+    if not base:
+        raise ValueError("power needs a baseline cell to compare with (not --baseline none)")
+    is_base = [all(same_value(r[k], base[k]) for k in keys) for _, r in summary.iterrows()]
+    base_row = summary[is_base].iloc[0]
+    pending = []
+    for (_, r), skip in zip(summary.iterrows(), is_base):
+        if skip:
+            continue
+        for m in metrics:
+            test = r[f"{m}/test"]
+            if not test:  # no runs with this metric in the cell or the baseline
+                continue
+            given = _for(m, sds)
+            if test == "welch" and given and a.get("test") == "auto":
+                # Welch only for want of 2 shared seeds: the table pairs once the cells share them
+                test, n = "paired-t", min(1, int(r[f"{m}/n"]), int(base_row[f"{m}/n"]))
+                pending.append((r, m, test, "seed", n, n, float(given), float(given), True))
+                continue
+            if test == "welch":
+                n, n_base = int(r[f"{m}/n"]), int(base_row[f"{m}/n"])
+                sd, sd_base = (given, given) if given else (r[f"{m}/std"], base_row[f"{m}/std"])
+            else:
+                n = n_base = int(r[f"{m}/pairs"])
+                sd = sd_base = given if given else r[f"{m}/sd_diff"]
+            pending.append((r, m, test, r[f"{m}/pairing"], n, n_base, float(sd), float(sd_base), bool(given)))
+    spread = [p for p in pending if not (p[6] == 0 and p[7] == 0)]
+    m_family = comparisons or max(1, len(spread))
+    level = planning_alpha(alpha, m_family, a.get("correction", "holm"))
+    floor = sign_flip_min_seeds(level)
+    rows = []
+    for r, m, test, pairing, n, n_base, sd, sd_base, given in pending:
+        delta = _for(m, deltas)
+        plan = plan_unpaired(sd, n, sd_base, n_base, delta, level, power) if test == "welch" else \
+            plan_paired(sd, n, delta, level, power, floor if test == "sign-flip" else 2)
+        rows.append(PlanRow({k: r[k] for k in keys}, m, test, pairing, n, n_base, sd, sd_base,
+                            float(r[f"{m}/delta"]), delta, plan, given))
+    return PowerTable(rows, keys, base, alpha, level, m_family, a.get("correction", "holm"), power,
+                      comparisons is not None)
+
+
+# ---------------------------------------------------------------- rendering
+def _num(x: float, digits: int, sign: str = "") -> str:
+    if x is None or not math.isfinite(x):
+        return "∞" if x == math.inf else NA
+    return f"{x:{sign}.{digits}f}"
+
+
+def _seeds(n: int | None) -> str:
+    return NA if n is None else f"> {MAX_SEEDS}" if n > MAX_SEEDS else str(n)
+
+
+def _row_texts(row: PlanRow, keys, digits: int) -> dict:
+    """The Markdown cells of one row."""
+    p = row.plan
+    test = TEST_NAME.get(row.test, row.test) + (f" ({row.pairing})" if row.paired else "")
+    given = " (--sd)" if row.sd_given else ""
+    if row.paired:
+        n, sd = str(row.n), _num(row.sd, digits) + given
+    else:
+        n = f"{row.n} / {row.n_base}"
+        sd = (_num(row.sd, digits) if row.sd_given else f"{_num(row.sd, digits)} / {_num(row.sd_base, digits)}") + given
+    return {"cell": ", ".join(f"{k}={render.fmt_key(row.cell[k], digits)}" for k in keys), "metric": row.metric,
+            "test": test, "n": n, "sd": sd, "observed": _num(row.delta_observed, digits, "+"),
+            "mde": _num(p.mde, digits), "delta": _num(row.delta, digits) if row.delta is not None else NA,
+            "power": _num(p.power, 2), "seeds": _seeds(p.seeds), "note": p.missing or p.note}
+
+
+def _model_line(table: PowerTable) -> str:
+    tests = {r.test for r in table.rows}
+    parts = []
+    if tests - {"welch"}:
+        parts.append("paired rows: the one-sample t on the per-seed differences (statsmodels TTestPower)")
+    if "welch" in tests:
+        parts.append("Welch rows: the two-sample t with the pooled SD, n and SD shown as cell / baseline "
+                     "(statsmodels TTestIndPower)")
+    if "sign-flip" in tests:
+        parts.append(f"the sign flip as the paired t, but never below the {sign_flip_min_seeds(table.alpha_planning)}"
+                     " seeds its smallest p = 2/2^n needs to pass α′")
+    return "Model: " + "; ".join(parts) + "." if parts else "Model: no comparison to plan."
+
+
+def caption(table: PowerTable, digits: int = 3) -> list[str]:
+    """The planning assumptions, as lines under the table."""
+    base = ", ".join(f"{k}={render.fmt_key(v, digits)}" for k, v in table.baseline.items())
+    pct = round(100 * table.power)
+    m, corr = table.comparisons, table.correction
+    if corr == "none" or m <= 1:
+        level = f"α = {table.alpha:g} two-sided" + (" (no multiplicity correction)" if corr == "none" else "")
+    else:
+        name = "Holm" if corr == "holm" else "Benjamini–Hochberg"
+        level = (f"α = {table.alpha:g} two-sided at the Bonferroni level α′ = α/m = {table.alpha:g}/{m} = "
+                 f"{table.alpha_planning:.2g} over m = {m} comparisons "
+                 f"({'--comparisons' if table.comparisons_given else 'those of this table with a spread'}): "
+                 f"{name} never rejects "
+                 "less than Bonferroni (Holm's first step), so these figures are conservative, most so when "
+                 "several cells truly differ")
+    lines = [f"Power and seeds vs the baseline cell {base}: {level}.",
+             f"MDE: the smallest |Δ| the present seeds detect with {pct}% power; power at n: the chance the "
+             f"present seeds detect the planned Δ; seeds: per cell, every cell on the baseline's seeds, for "
+             f"{pct}% power at the planned Δ (metric units).",
+             _model_line(table)]
+    ns = [r.n for r in table.rows if not r.sd_given and r.n >= 2 and not r.plan.missing]
+    if ns:
+        n = max(set(ns), key=ns.count)
+        lo, hi = sd_interval(n)
+        lines.append(f"Assumes normal differences, independent across seeds, with the SD estimated from the "
+                     f"present seeds, itself uncertain: from n = {n} seeds the true SD is {lo:.2f}–{hi:.2f}× the "
+                     f"estimate (95% χ² interval, n − 1 dof), and the seeds needed scale with SD², so read them "
+                     "as a guide; plan with a pilot SD (--sd) or more seeds.")
+    if any(r.sd_given for r in table.rows):
+        lines.append("SD marked (--sd): given, not estimated (assumes normal differences, independent across seeds).")
+    return lines
+
+
+COLUMNS = [("cell", "cell"), ("metric", "metric"), ("test", "test (pairing)"), ("n", "n"),
+           ("sd", "SD of differences"), ("observed", "Δ observed"), ("mde", "MDE"), ("delta", "Δ planned"),
+           ("power", "power at n"), ("seeds", "seeds needed"), ("note", "note")]
+
+
+def markdown(table: PowerTable, digits: int = 3) -> str:
+    """GitHub Markdown: one line per comparison, then the caption. Welch rows show n and SD as
+    ``cell / baseline``; planned-Δ columns are left out when no Δ was given."""
+    texts = [_row_texts(r, table.keys, digits) for r in table.rows]
+    planned = any(r.delta is not None for r in table.rows)
+    cols = [(k, h) for k, h in COLUMNS if (planned or k not in ("delta", "power", "seeds"))
+            and (k != "note" or any(t["note"] for t in texts))]
+    cols = [(k, h.replace("MDE", f"MDE ({round(100 * table.power)}%)")) for k, h in cols]
+    out = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "|".join("---" if k in ("cell", "metric", "test",
+                                                                                         "note") else "---:"
+                                                                       for k, _ in cols) + "|"]
+    out += ["| " + " | ".join(t[k].replace("|", "\\|") for k, _ in cols) + " |" for t in texts]
+    if not table.rows:
+        out.append("| " + " | ".join(["no comparison with the baseline"] + [""] * (len(cols) - 1)) + " |")
+    notes = caption(table, digits)
+    if not planned:
+        notes.append("Give --delta (metric units) for the power at n and the seeds needed.")
+    return "\n".join(out) + "\n\n" + "\n".join(notes) + "\n"
+
+
+def csv(table: PowerTable) -> str:
+    """Tidy CSV: one line per comparison with the unformatted figures."""
+    import pandas as pd
+
+    recs = [{**r.cell, "metric": r.metric, "test": r.test, "pairing": r.pairing, "n": r.n, "n_baseline": r.n_base,
+             "sd": r.sd, "sd_baseline": r.sd_base, "sd_given": r.sd_given, "delta_observed": r.delta_observed,
+             "mde": r.plan.mde, "delta": r.delta, "power": r.plan.power, "seeds_needed": r.plan.seeds,
+             "target_power": table.power, "alpha": table.alpha, "alpha_planning": table.alpha_planning,
+             "comparisons": table.comparisons, "correction": table.correction,
+             "note": r.plan.missing or r.plan.note} for r in table.rows]
+    return pd.DataFrame(recs, columns=[*table.keys, "metric", "test", "pairing", "n", "n_baseline", "sd",
+                                       "sd_baseline", "sd_given", "delta_observed", "mde", "delta", "power",
+                                       "seeds_needed", "target_power", "alpha", "alpha_planning", "comparisons",
+                                       "correction", "note"]).to_csv(index=False)
