@@ -10,28 +10,31 @@ seeds?", arXiv:1806.08295; Miller, 2024, "Adding error bars to evals", arXiv:241
     Welch (unpaired):        s_p² = ((n₁ − 1) s₁² + (n₂ − 1) s₂²) / (n₁ + n₂ − 2)
         power = TTestIndPower: two-sample t, effect size Δ / s_p, n₁ and n₂ runs (planned: equal seeds)
 
-both two-sided at the planning level α' = α / m over the m comparisons the table corrects (the
+both two-sided at the planning level α′ = α / m over the m comparisons the table corrects (the
 Bonferroni level, which is Holm's first step: Holm rejects everything Bonferroni rejects, and BH
-everything Holm does, so the figures are conservative for either; α' = α for ``--correction none``).
+everything Holm does, so the figures are conservative for either; α′ = α for ``--correction none``).
 
-    MDE          = solve_power(effect_size=None, nobs=n, alpha=α', power=1 − β) · s
-    power at n   = power(effect_size=Δ / s, nobs=n, alpha=α')
-    seeds needed = the smallest integer n ≥ 2 with power(Δ / s, n, α') ≥ 1 − β
+    power at n   = ttest_power(Δ / s, n, α′)             (statsmodels; TTestPower.power returns it)
+    MDE          = s · the effect whose power at n is 1 − β (Brent's root of the same function)
+    seeds needed = the smallest integer n ≥ 2 with power(Δ / s, n, α′) ≥ 1 − β
 
-The statistics are statsmodels' (``statsmodels.stats.power``); only the integer search around its
-``solve_power`` and the sign-flip floor are written here. The exact sign-flip test cannot give p below
-2 / 2^n, so it needs 2 / 2^n < α' before any effect is detectable; above that floor it is planned as
+The power function is statsmodels' (``statsmodels.stats.power.ttest_power``, the function behind
+``TTestPower`` and ``TTestIndPower``); written here are the root and integer searches on it (not
+``solve_power``, which returns wrong roots where scipy's noncentral t fails), the upper-tail fallback
+for those NaNs (``t_power``) and the sign-flip floor. The exact sign-flip test cannot give p below
+2 / 2^n, so it needs 2 / 2^n < α′ before any effect is detectable; above that floor it is planned as
 the paired t (its large-sample equivalent). ``tests/test_analysis_power.py`` checks the predicted power
-against the simulated rejection rate of the table's own pipeline (``analysis.simulate``).
+against the simulated rejection rate of the table's own pipeline (``analysis.simulate``), and the
+figures against ``solve_power`` where that is right, against the normal approximation and against a
+Monte-Carlo t-test where statsmodels' power is NaN.
 """
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
-from statsmodels.stats.power import TTestIndPower, TTestPower
-from statsmodels.tools.sm_exceptions import ConvergenceWarning  # imported first: it sets its own filter
+from scipy import optimize, special
+from statsmodels.stats.power import ttest_power
 
 from analysis import render
 from analysis.cells import same_value
@@ -71,33 +74,51 @@ class Plan:
     note: str = ""
 
 
-def _smallest_n(power_at, target: float, start: float, floor: int) -> int:
-    """The smallest integer n ≥ ``floor`` with ``power_at(n) ≥ target`` (power rises with n), by
-    bisection from statsmodels' real-valued ``solve_power`` answer ``start`` (which can stop at its
-    search bound, so the integer is checked rather than rounded)."""
+def t_power(es: float, nobs: float, alpha: float, df: float) -> float:
+    """Two-sided power of a t-test at standardized effect ``es`` (noncentrality es·√nobs, ``df`` degrees
+    of freedom): statsmodels' ``ttest_power`` (what ``TTestPower.power`` and ``TTestIndPower.power``
+    return). Where it is NaN (scipy's noncentral-t cdf fails far in the lower tail, where that tail
+    is below 1e-14: e.g. n = 3, α = 0.0005, effect 5.5) the upper tail alone, 1 − F_nct(t_{1−α/2})."""
+    p = float(ttest_power(es, nobs, alpha, df=df))
+    if math.isfinite(p):
+        return p
+    return float(1 - special.nctdtr(df, es * math.sqrt(nobs), special.stdtrit(df, 1 - alpha / 2)))
+
+
+def _z(q: float) -> float:
+    return float(special.ndtri(q))
+
+
+def _min_effect(power_at, alpha: float, target: float, nobs: float) -> float:
+    """The standardized effect whose power is ``target``: the root of ``power_at`` (rising in the effect)
+    by Brent's method, bracketed from the normal approximation (z_{1−α/2} + z_target) / √nobs. Not
+    statsmodels' ``solve_power``: where its power is NaN it returns a wrong root instead of failing."""
+    if target <= alpha:  # the null itself rejects that often
+        return 0.0
+    hi = 2 * (_z(1 - alpha / 2) + _z(target)) / math.sqrt(nobs)
+    while power_at(hi) < target:
+        hi *= 2
+    return float(optimize.brentq(lambda es: power_at(es) - target, 0.0, hi, xtol=1e-10))
+
+
+def _smallest_n(power_at, target: float, es: float, alpha: float, floor: int, per_group: float = 1.0) -> int:
+    """The smallest integer n ≥ ``floor`` with ``power_at(n) ≥ target`` (power rises with n), searched
+    from the normal approximation n ≈ per_group·((z_{1−α/2} + z_target) / es)² + z²_{1−α/2}/2 (the t's
+    extra seeds): checked at the integers, then widened and bisected where it is off."""
     if power_at(floor) >= target:
         return floor
-    hi = max(floor + 1, math.ceil(start - 1e-9)) if math.isfinite(start) else floor + 1
-    lo = floor
+    guess = per_group * ((_z(1 - alpha / 2) + _z(target)) / es) ** 2 + _z(1 - alpha / 2) ** 2 / 2
+    lo, hi = floor, min(MAX_SEEDS, max(floor + 1, math.ceil(guess)))
     while power_at(hi) < target:
-        lo, hi = hi, 2 * hi
-        if hi > 2 * MAX_SEEDS:
+        if hi >= MAX_SEEDS:
             return MAX_SEEDS + 1
+        lo, hi = hi, min(MAX_SEEDS, 2 * hi)
+    if hi - 1 > lo and power_at(hi - 1) < target:  # the guess, rounded up: the usual case
+        return hi
     while hi - lo > 1:  # power_at(lo) < target ≤ power_at(hi)
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if power_at(mid) >= target else (mid, hi)
-    return hi if hi <= MAX_SEEDS else MAX_SEEDS + 1
-
-
-def _solve(solver, **kw) -> float:
-    """statsmodels' ``solve_power``; NaN (not a warning) where its root finder finds no answer (an
-    effect far below or above what any n detects: the integer search decides)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        try:
-            return float(solver.solve_power(**kw))
-        except (ValueError, RuntimeError):
-            return math.nan
+    return hi
 
 
 def plan_paired(sd: float, n: int, delta: float | None, alpha: float, power: float = POWER,
@@ -111,26 +132,30 @@ def plan_paired(sd: float, n: int, delta: float | None, alpha: float, power: flo
     if sd <= 0:
         out.missing = NO_SPREAD
         return out
-    solver = TTestPower()
     if n < 2:
         out.note = NO_TEST_AT_N
     elif n < min_seeds:
         out.mde, out.power = math.inf, 0.0
         out.note = f"the exact sign flip needs ≥ {min_seeds} seeds to reach α′"
     else:
-        out.mde = sd * _solve(solver, effect_size=None, nobs=n, alpha=alpha, power=power)
+        out.mde = sd * _min_effect(lambda es: t_power(es, n, alpha, n - 1), alpha, power, n)
         if delta is not None:
-            out.power = float(solver.power(effect_size=delta / sd, nobs=n, alpha=alpha))
+            out.power = t_power(delta / sd, n, alpha, n - 1)
     if delta is not None:
         es = delta / sd
-        out.seeds = _smallest_n(lambda k: solver.power(effect_size=es, nobs=k, alpha=alpha), power,
-                                _solve(solver, effect_size=es, nobs=None, alpha=alpha, power=power), max(2, min_seeds))
+        out.seeds = _smallest_n(lambda k: t_power(es, k, alpha, k - 1), power, es, alpha, max(2, min_seeds))
     return out
 
 
 def pooled_sd(sd_a: float, n_a: int, sd_b: float, n_b: int) -> float:
     """The pooled two-sample SD (what TTestIndPower's effect size divides by)."""
     return math.sqrt(((n_a - 1) * sd_a ** 2 + (n_b - 1) * sd_b ** 2) / (n_a + n_b - 2))
+
+
+def two_sample_power(es: float, n_a: float, n_b: float, alpha: float) -> float:
+    """``TTestIndPower().power(es, nobs1=n_a, ratio=n_b / n_a, alpha)``: the pooled two-sample t, via
+    ``t_power`` with nobs = 1 / (1/n_a + 1/n_b) and n_a + n_b − 2 degrees of freedom."""
+    return t_power(es, 1 / (1 / n_a + 1 / n_b), alpha, n_a + n_b - 2)
 
 
 def plan_unpaired(sd_cell: float, n_cell: int, sd_base: float, n_base: int, delta: float | None, alpha: float,
@@ -144,18 +169,17 @@ def plan_unpaired(sd_cell: float, n_cell: int, sd_base: float, n_base: int, delt
     if sd_cell <= 0 and sd_base <= 0:
         out.missing = NO_SPREAD
         return out
-    solver = TTestIndPower()
     if n_cell >= 2 and n_base >= 2:
-        sd, ratio = pooled_sd(sd_cell, n_cell, sd_base, n_base), n_base / n_cell
-        out.mde = sd * _solve(solver, effect_size=None, nobs1=n_cell, alpha=alpha, power=power, ratio=ratio)
+        sd = pooled_sd(sd_cell, n_cell, sd_base, n_base)
+        out.mde = sd * _min_effect(lambda es: two_sample_power(es, n_cell, n_base, alpha), alpha, power,
+                                   1 / (1 / n_cell + 1 / n_base))
         if delta is not None:
-            out.power = float(solver.power(effect_size=delta / sd, nobs1=n_cell, alpha=alpha, ratio=ratio))
+            out.power = two_sample_power(delta / sd, n_cell, n_base, alpha)
     else:
         out.note = NO_TEST_AT_N
     if delta is not None:
         es = delta / math.sqrt((sd_cell ** 2 + sd_base ** 2) / 2)  # equal seeds per cell: the pooled SD
-        out.seeds = _smallest_n(lambda k: solver.power(effect_size=es, nobs1=k, alpha=alpha, ratio=1.0), power,
-                                _solve(solver, effect_size=es, nobs1=None, alpha=alpha, power=power, ratio=1.0), 2)
+        out.seeds = _smallest_n(lambda k: two_sample_power(es, k, k, alpha), power, es, alpha, 2, per_group=2.0)
     return out
 
 

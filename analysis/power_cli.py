@@ -17,7 +17,7 @@ from analysis.table import add_stats_args, build_table
 
 FORMATS = ("md", "csv")
 EXAMPLES = [
-    ("grpolab power kl --delta 0.02", "per comparison: SD, MDE, power and seeds for +0.02"),
+    ("grpolab power outputs/sweeps/lopti --delta 0.02", "per comparison: SD, MDE, power and seeds for Δ = 0.02"),
     ("grpolab power lopti --metrics final_eval_accuracy,final_reward --delta final_eval_accuracy=0.02,"
      "final_reward=0.05 --power 0.9", "a Δ per metric, 90% power"),
     ("grpolab power kl --rows algorithm.kl.coef --baseline algorithm.kl.coef=0.0 --format csv --delta 0.02",
