@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "metric=number,... (without it: the MDE only)")
     parser.add_argument("--power", type=probability, default=power.POWER, help="target power (default 0.8)")
     parser.add_argument("--alpha", type=probability, default=power.ALPHA,
-                        help="family-wise level, two-sided, before the correction (default 0.05)")
+                        help="the table's level before the correction (family-wise for holm), two-sided (default 0.05)")
     parser.add_argument("--sd", type=per_metric, default=None,
                         help="pilot SD to plan with instead of the estimate (paired: of the per-seed differences; "
                              "Welch: of each cell): one number or metric=number,...")
