@@ -122,7 +122,8 @@ def welch_ci(a, b, level: float = LEVEL) -> tuple[float, float]:
 class Comparison:
     """A cell against the baseline on one metric. ``test``: ``paired-t``, ``sign-flip`` or ``welch``;
     ``pairing``: ``seed×prompt``, ``seed`` or ``none`` (Welch); ``n``: pairs of seeds (or runs of the
-    cell, Welch); ``prompts``: prompts per seed paired (0 without per-prompt outcomes)."""
+    cell, Welch); ``prompts``: prompts per seed paired (0 without per-prompt outcomes); ``sd``: the sample
+    SD (ddof = 1) of the per-seed differences the paired test saw (NaN for Welch or n < 2)."""
 
     delta: float
     lo: float
@@ -133,6 +134,7 @@ class Comparison:
     n: int
     prompts: int = 0
     p_welch: float = math.nan
+    sd: float = math.nan
 
 
 def compare(cell: dict, base: dict, test: str = "auto", level: float = LEVEL, n_boot: int = N_BOOT,
@@ -155,8 +157,9 @@ def compare(cell: dict, base: dict, test: str = "auto", level: float = LEVEL, n_
     name = "paired-t" if test in ("auto", "paired-t") else "sign-flip"
     p = paired_t_p(per_seed) if name == "paired-t" else sign_flip_p(per_seed)
     lo, hi = hierarchical_bootstrap_ci(d, level, n_boot)
+    sd = float(per_seed.std(ddof=1)) if len(per_seed) > 1 else math.nan
     return Comparison(float(per_seed.mean()), lo, hi, float(p), name, "seed×prompt" if prompts else "seed",
-                      len(shared), prompts, p_welch)
+                      len(shared), prompts, p_welch, sd)
 
 
 def _paired_differences(shared, cell, base, cell_prompts, base_prompts) -> tuple[np.ndarray, int]:

@@ -56,7 +56,8 @@ def summarize(df: pd.DataFrame, metrics, group_keys=None, baseline=None, level: 
     of the ``level`` Student-t interval), ``/n``; against the baseline (``analysis.paired.compare``)
     ``/delta`` (within seed and prompt where paired), ``/delta_lo``, ``/delta_hi`` (its interval),
     ``/p`` (the test's two-sided p), ``/p_adj`` (after ``correction`` over every comparison of the
-    table), ``/test``, ``/pairing``, ``/pairs``, ``/prompts``, ``/p_welch``; and ``n_runs``.
+    table), ``/test``, ``/pairing``, ``/pairs``, ``/prompts``, ``/p_welch``, ``/sd_diff`` (SD of the per-seed
+    differences a paired test saw; ``analysis.power`` plans seeds from it); and ``n_runs``.
     ``baseline`` is a {key: value} dict (missing keys default to the plan's first run), None for
     that default, or False for no comparison. ``test``: ``auto`` (paired t when cells share ≥ 2
     seeds, else Welch), ``paired-t``, ``sign-flip`` or ``welch``. ``prompts``: per-prompt outcomes
@@ -92,7 +93,8 @@ def summarize(df: pd.DataFrame, metrics, group_keys=None, baseline=None, level: 
             mean, ci = mean_ci(vals, level)
             row[f"{m}/mean"], row[f"{m}/ci"], row[f"{m}/n"] = mean, ci, int(len(vals))
             row[f"{m}/std"] = float(vals.std(ddof=1)) if len(vals) > 1 else math.nan
-            row.update({f"{m}/{k}": math.nan for k in ("delta", "delta_lo", "delta_hi", "p", "p_adj", "p_welch")})
+            row.update({f"{m}/{k}": math.nan for k in ("delta", "delta_lo", "delta_hi", "p", "p_adj", "p_welch",
+                                                         "sd_diff")})
             row.update({f"{m}/test": "", f"{m}/pairing": "", f"{m}/pairs": 0, f"{m}/prompts": 0})
             if base is None or cell == base or not len(vals) or not values[base][m]:
                 continue
@@ -102,7 +104,8 @@ def summarize(df: pd.DataFrame, metrics, group_keys=None, baseline=None, level: 
                           {pair_key[i]: outcomes[i] for i in groups[base] if i in outcomes})
             row.update({f"{m}/delta": cmp.delta, f"{m}/delta_lo": cmp.lo, f"{m}/delta_hi": cmp.hi,
                         f"{m}/p": cmp.p, f"{m}/p_welch": cmp.p_welch, f"{m}/test": cmp.test,
-                        f"{m}/pairing": cmp.pairing, f"{m}/pairs": cmp.n, f"{m}/prompts": cmp.prompts})
+                        f"{m}/pairing": cmp.pairing, f"{m}/pairs": cmp.n, f"{m}/prompts": cmp.prompts,
+                        f"{m}/sd_diff": cmp.sd})
             family.append((len(rows), m))
         row["n_runs"] = len(groups[cell])
         rows.append(row)
@@ -123,7 +126,7 @@ def summarize(df: pd.DataFrame, metrics, group_keys=None, baseline=None, level: 
 
 
 STAT_COLUMNS = ("mean", "std", "ci", "n", "delta", "delta_lo", "delta_hi", "p", "p_adj", "p_welch", "test",
-                "pairing", "pairs", "prompts")
+                "pairing", "pairs", "prompts", "sd_diff")
 
 
 def _pair_keys(done: pd.DataFrame, groups: dict) -> dict:

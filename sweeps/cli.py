@@ -13,7 +13,8 @@
     grpolab plot <sweep> [...]               learning curves and diagnostics plots (PNG)
     grpolab report <sweep> [...]             one self-contained HTML report (tables and plots)
     grpolab aggregate <sweep> --over task    IQM, P(improvement), performance profiles across tasks
-                                             (table/plot/report/aggregate also read wandb://ENTITY/PROJECT/SWEEP_ID)
+    grpolab power <sweep> --delta D [...]    per comparison of the table: MDE, power and seeds for Δ = D
+                                             (the analysis commands also read wandb://ENTITY/PROJECT/SWEEP_ID)
     grpolab config [overrides...]            print the composed, validated config
     grpolab config --groups                  every config group, its options and what each is
     grpolab train|sweep|config --cfg job|all / --info
@@ -321,7 +322,7 @@ def _cmd_tune(args) -> int:
 
 
 ANALYSIS = {"table": "analysis.table", "plot": "analysis.plots", "report": "analysis.report",
-            "aggregate": "analysis.aggregate_cli"}
+            "aggregate": "analysis.aggregate_cli", "power": "analysis.power_cli"}
 COMMANDS = {"tune": _cmd_tune, "train": _cmd_train, "sweep": _cmd_sweep, "config": _cmd_config,
             "status": _cmd_status, "collect": _cmd_collect}
 

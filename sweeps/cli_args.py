@@ -144,7 +144,8 @@ def build_parser(doc: str) -> tuple[argparse.ArgumentParser, dict[str, argparse.
     for name, text in (("table", "ablation table of a sweep: Markdown/LaTeX/CSV/HTML"),
                        ("plot", "learning curves and diagnostics plots of a sweep, as PNG"),
                        ("report", "one self-contained HTML report of a sweep: tables and plots"),
-                       ("aggregate", "IQM, P(improvement) and performance profiles across tasks")):
+                       ("aggregate", "IQM, P(improvement) and performance profiles across tasks"),
+                       ("power", "per comparison of a sweep's table: detectable effect, power and seeds needed")):
         sub.add_parser(name, help=f"{text} (a dir, a sweep id or wandb://ENTITY/PROJECT/SWEEP_ID; "
                                   f"grpolab {name} --help)", add_help=False)
     return parser, subs

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from analysis.synthetic import write_synthetic_sweep
 
-COMMANDS = ("config", "train", "sweep", "tune", "status", "collect", "table", "plot", "report", "aggregate")
+COMMANDS = ("config", "train", "sweep", "tune", "status", "collect", "table", "plot", "report", "aggregate",
+            "power")
 
 
 def grpolab(capsys, *argv: str) -> tuple[int, str, str]:

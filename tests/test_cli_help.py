@@ -13,7 +13,7 @@ from tests.cli_helpers import COMMANDS, examples, grpolab, tree, write_sweeps
 README = Path(__file__).resolve().parents[1] / "README.md"
 # what an example reads: the grid and tune commands compose into an empty dir (a dry run writes
 # nothing, so a sweep example never meets another's plan); the others read pre-made sweeps
-READS_SWEEPS = {"status", "collect", "table", "plot", "report", "aggregate"}
+READS_SWEEPS = {"status", "collect", "table", "plot", "report", "aggregate", "power"}
 
 
 @pytest.fixture(scope="module")
@@ -24,11 +24,11 @@ def sweeps_cwd(tmp_path_factory):
 
 
 def _example_params():
-    from analysis import aggregate_cli, plots, report, table
+    from analysis import aggregate_cli, plots, power_cli, report, table
     from sweeps.cli_args import EXAMPLES
 
     lines = {**EXAMPLES, "table": table.EXAMPLES, "plot": plots.EXAMPLES, "report": report.EXAMPLES,
-             "aggregate": aggregate_cli.EXAMPLES}
+             "aggregate": aggregate_cli.EXAMPLES, "power": power_cli.EXAMPLES}
     return [pytest.param(c, i, id=f"{c}-{i}") for c in COMMANDS for i in range(len(lines[c]))]
 
 
