@@ -4,7 +4,9 @@ A table metric is either a numeric summary key (``final_eval_accuracy``) or deri
 history frame (``source.history``):
 
     ``<agg>:<key>``   agg ∈ last, max, min, mean over the run's logged values of ``key``
-                      (``mean:diag/lld_mean``, ``max:train/reward``)
+                      (``mean:diag/lld_mean``, ``max:train/reward``), or auc: the area under
+                      the curve over the logged steps (trapezoid), divided by the step span, so
+                      in the key's units (``auc:eval/accuracy``: the mean height of the eval curve)
     ``<key>``         a history key alone (any name with a ``/``) means ``last:<key>``
     ``final_pass@k``  = ``last:eval/pass@k``;  ``best_pass@k`` = ``max:eval/pass@k``
 
@@ -23,7 +25,7 @@ import pandas as pd
 
 from trainer.run_record import RunStatus
 
-AGGS = ("last", "max", "min", "mean")
+AGGS = ("last", "max", "min", "mean", "auc")
 ALIASES = {"final_pass@k": "last:eval/pass@k", "best_pass@k": "max:eval/pass@k"}
 _PASS_K = re.compile(r"pass@k$")
 
@@ -65,9 +67,17 @@ def aggregate(hist: pd.DataFrame, agg: str, key: str) -> float:
     col = resolve_key(key, hist.columns)
     if col is None:
         return math.nan
-    vals = pd.to_numeric(dedupe_steps(hist)[col], errors="coerce").dropna().to_numpy(dtype=float)
+    rows = dedupe_steps(hist)
+    vals = pd.to_numeric(rows[col], errors="coerce")
+    keep = vals.notna().to_numpy()
+    vals = vals.to_numpy(dtype=float)[keep]
     if not len(vals):
         return math.nan
+    if agg == "auc":
+        steps = (rows["step"].to_numpy(dtype=float)[keep] if "step" in rows.columns
+                 else np.arange(len(vals), dtype=float))
+        span = steps[-1] - steps[0]
+        return float(vals[0]) if span <= 0 else float(np.trapezoid(vals, steps) / span)
     return float({"last": lambda v: v[-1], "max": np.max, "min": np.min, "mean": np.mean}[agg](vals))
 
 

@@ -31,6 +31,7 @@ from analysis.history import add_history_metrics, is_history_metric, parse_metri
 from analysis.multiplicity import CORRECTIONS
 from analysis.outcomes import prompt_outcomes
 from analysis.paired import TESTS
+from analysis.protocol import protocol_notes
 from analysis.sources import default_out_dir, open_source, resolve_source, runs_frame
 from analysis.stats import LEVEL, significance_mark
 from analysis.summary import ALPHA, comparison_note, summarize
@@ -39,7 +40,6 @@ from trainer.run_record import Direction, direction
 DEFAULT_METRICS = [
     "warmstart_eval_accuracy",
     "final_eval_accuracy",
-    "best_eval_accuracy",
     "final_reward",
     "final_response_length",
 ]
@@ -250,7 +250,9 @@ def build_table(source, metrics=None, rows=None, cols=None, baseline=None, level
     prompts = prompt_outcomes(source, df, metrics) if baseline is not False else {}
     summary = summarize(df, metrics, keys + cols, baseline=baseline, level=level, test=test, correction=correction,
                         prompts=prompts)
-    return Table(summary, layout_table(summary, metrics, keys, cols, digits))
+    layout = layout_table(summary, metrics, keys, cols, digits)
+    layout.notes.extend(protocol_notes(source, df, metrics, keys + cols))
+    return Table(summary, layout)
 
 
 def render_table(sweep_dir, metrics=None, rows=None, cols=None, baseline=None, fmt: str = "md",
