@@ -127,8 +127,8 @@ def curve_figure(curves: pd.DataFrame, metric: str, group_keys, value_order=None
     constant = _constant([c for c, _ in cells], group_keys)
     shown_keys = [k for k in group_keys if k not in constant]
     many = len(cells) > 8  # a long legend: smaller type, more room for it
-    ax = fig.add_axes([0.08, 0.11, 0.54 if many else 0.6, 0.8])
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax = fig.add_axes([0.08, 0.11, 0.54 if many else 0.58, 0.8])
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
     others = 0
     for cell, rows in cells:
         is_base = baseline is not None and cell == baseline
@@ -312,9 +312,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """CLI: ``grpolab plot SWEEP_DIR|wandb://ENTITY/PROJECT/SWEEP_ID [--out DIR] [--metrics k1,k2]
-    [--group k1,k2] [--band ci]``."""
+    [--group k1,k2] [--band ci] [--baseline k=v|none] [--plot-format png,pdf,svg] [--label k=TEXT]``.
+    Bad flags are refused before anything is read; the eval-schedule warning goes to stderr."""
     args = build_parser().parse_args(argv)
     try:
+        labels, baseline = parse_labels(args.label), parse_baseline(args.baseline)
+        bad = [f for f in args.plot_format if f not in PLOT_FORMATS]
+        if bad or not args.plot_format:
+            raise ValueError(f"--plot-format {','.join(args.plot_format)}: valid: {', '.join(PLOT_FORMATS)}")
         source = resolve_source(args.sweep_dir, args.root)
         out = Path(args.out) if args.out else default_out_dir(source) / "plots"
         if args.dry_run:
@@ -322,12 +327,8 @@ def main(argv=None) -> int:
             bad = [k for k in args.group or [] if swept is not None and k not in swept]
             if bad:
                 raise ValueError(f"--group {','.join(bad)}: not swept; swept keys: {', '.join(swept) or '(none)'}")
-            print(dry_run_line("plot", source, [f"{out}/*.png"]))
+            print(dry_run_line("plot", source, [f"{out}/*.{fmt}" for fmt in args.plot_format]))
             return 0
-        labels, baseline = parse_labels(args.label), parse_baseline(args.baseline)
-        bad = [f for f in args.plot_format if f not in PLOT_FORMATS]
-        if bad or not args.plot_format:
-            raise ValueError(f"--plot-format {','.join(args.plot_format)}: valid: {', '.join(PLOT_FORMATS)}")
         paths = write_plots(source, out, formats=args.plot_format, group_keys=args.group,
                             metrics=args.metrics, band=args.band, baseline=baseline, labels=labels)
         if any(p.stem.startswith("eval_") for p in paths):
