@@ -2,9 +2,9 @@
 the decimal point: booktabs rules and siunitx ``S`` columns.
 
 Each data column becomes up to six columns so every number sits in an ``S`` column of its own:
-``mean`` ``± CI``, then, where the column has a comparison, ``Δ`` ``[lo`` ``, hi]`` and the
-significance mark; ``±``, the brackets and the comma are ``@{}`` separators between the columns,
-so they align too. The ``table-format`` of each ``S``
+``mean`` ``± CI``, then, where the column has a comparison, ``Δ`` ``[lo`` ``, hi]``, and a text
+column for the significance mark and a cell's own n; ``±``, the brackets and the comma are
+``@{}`` separators between the columns, so they align too. The ``table-format`` of each ``S``
 column is measured from the numbers it holds. A baseline cell leaves its Δ columns blank. The
 options are set inside a group the file opens and closes, so ``\\input`` into a table float
 needs only ``\\usepackage{booktabs,siunitx}`` (siunitx ≥ 3, TeX Live 2021+; Debian's
@@ -58,8 +58,13 @@ class _Column:
         self.bounds = [b for c in deltas for b in (c.lo, c.hi) if _finite(b)]
 
     @property
+    def tail(self) -> bool:
+        """A text column after the numbers: the significance mark and a cell's own n."""
+        return self.delta or any(c is not None and c.n_note for c in self.cells)
+
+    @property
     def width(self) -> int:
-        return 6 if self.delta else 2
+        return 2 + 3 * self.delta + self.tail
 
     def spec(self) -> str:
         d = self.digits
@@ -68,27 +73,33 @@ class _Column:
         if self.delta:
             signed = f"S[table-format={_format_spec(self.deltas, d, '+')}]"
             bound = f"S[table-format={_format_spec(self.bounds, d, '+')}]"
-            out += rf" @{{\quad}} {signed} @{{\,[}} {bound} @{{,\,}} {bound} @{{]}} >{{\scriptsize}}l"
-        return out
+            out += rf" @{{\quad}} {signed} @{{\,[}} {bound} @{{,\,}} {bound} @{{]}}"
+        return out + (r" >{\scriptsize}l" if self.tail else "")
+
+    def header(self) -> str:
+        """The sub-header cells: ``mean ± CI``, ``Δ [CI]``, and an empty one over the text column."""
+        out = r"\multicolumn{2}{c}{mean $\pm$ CI}" + (r" & \multicolumn{3}{c}{$\Delta$ [CI]}" if self.delta else "")
+        return out + (" & " if self.tail else "")
 
     def cell(self, cell) -> str:
         d = self.digits
         if cell is None:
-            return " & ".join(["{}"] * (self.width - 1) + ([""] if self.delta else ["{}"]))
+            return " & ".join(["{}"] * (2 + 3 * self.delta) + ([""] if self.tail else []))
         mean = _fmt(cell.mean, d) if _finite(cell.mean) else "{---}"
         mean = (r"\bfseries " + mean) if cell.best and _finite(cell.mean) else mean
-        text = f"{mean} & {_fmt(cell.ci, d) if _finite(cell.ci) else '{---}'}"
-        if cell.n_note:
-            text += rf"{{\,\scriptsize($n{{=}}{cell.n_note}$)}}"
-        if not self.delta:
-            return text
-        if not _has_delta(cell):
-            return text + r" & \multicolumn{4}{c}{}"
-        mark = tex_escape(cell.mark).replace(r"\textdagger{}", r"\dagger")
-        mark = f"$^{{{mark}}}$" if mark else ""
-        if _finite(cell.lo) and _finite(cell.hi):
-            return f"{text} & {cell.delta:+.{d}f} & {cell.lo:+.{d}f} & {cell.hi:+.{d}f} & {mark}"
-        return f"{text} & {cell.delta:+.{d}f} & \\multicolumn{{3}}{{l}}{{{mark}}}"
+        parts = [mean, _fmt(cell.ci, d) if _finite(cell.ci) else "{---}"]
+        mark = tex_escape(cell.mark).replace(r"\textdagger{}", r"\dagger") if _has_delta(cell) else ""
+        if self.delta:
+            if not _has_delta(cell):  # the baseline (its ']' separator spanned away too)
+                parts.append(r"\multicolumn{3}{c}{}")
+            elif _finite(cell.lo) and _finite(cell.hi):
+                parts += [f"{cell.delta:+.{d}f}", f"{cell.lo:+.{d}f}", f"{cell.hi:+.{d}f}"]
+            else:  # no interval: the difference alone, without brackets
+                parts.append(f"\\multicolumn{{3}}{{l}}{{${cell.delta:+.{d}f}$}}")
+        if self.tail:
+            note = f"\\,($n{{=}}{cell.n_note}$)" if cell.n_note else ""
+            parts.append((f"$^{{{mark}}}$" if mark else "") + note)
+        return " & ".join(parts)
 
 
 def latex_table(layout, digits: int = 3) -> str:
@@ -117,8 +128,7 @@ def latex_table(layout, digits: int = 3) -> str:
     n_head = ["$n$"] if layout.show_n else []
     if any(c.delta for c in cols):
         out.append(" & ".join(blank + heads + [""] * len(n_head)) + " \\\\")
-        parts = [r"\multicolumn{2}{c}{mean $\pm$ CI}" + (r" & \multicolumn{4}{c}{$\Delta$ [CI]}" if c.delta else "")
-                 for c in cols]
+        parts = [c.header() for c in cols]
         out.append(" & ".join(keys + parts + n_head) + " \\\\")
     else:
         out.append(" & ".join(keys + heads + n_head) + " \\\\")

@@ -20,7 +20,7 @@ from analysis.cli_args import add_table_args, dry_run_line, epilog, parse_baseli
 from analysis.history import history_keys, parse_metric, resolve_key
 from analysis.labels import check_labels, parse_labels
 from analysis.plots import CURVE_METRICS, cell_label, png_bytes, sweep_figures
-from analysis.run_configs import sparse_eval_warning
+from analysis.run_configs import CachedConfigs, sparse_eval_warning
 from analysis.sources import default_out_dir, open_source, resolve_source, runs_frame
 from analysis.table import DEFAULT_METRICS, add_layout_args, build_table
 from trainer.run_record import RunStatus
@@ -99,7 +99,8 @@ def render_report(source, metrics=None, rows=None, cols=None, baseline=None, dig
                 + _scroll(t.render("html", digits),
                           sections.caption("Table", 2, sections.table_caption(t.summary, "pass@k and diagnostics",
                                                                               labels)))]
-    config = sections.config_section(source, df, summary, labels)
+    configs = CachedConfigs(source)
+    config = sections.config_section(configs, df, summary, labels)
     if config:
         out.append("<h2>Cells: what each changes in the config</h2>\n" + _scroll(config))
     keys, base = summary.attrs["group_keys"], summary.attrs.get("baseline")
@@ -112,7 +113,7 @@ def render_report(source, metrics=None, rows=None, cols=None, baseline=None, dig
         plots.append(f"<figure>{_img(png_bytes(fig), title)}<figcaption><b>Figure {i}.</b> {e(text)}"
                      "</figcaption></figure>")
     if plots:
-        warning = sparse_eval_warning(source, df)
+        warning = sparse_eval_warning(configs, df)
         note = f'<p class="warning">{e(warning.removeprefix("warning: "))}</p>\n' if warning else ""
         out.append('<h2>Plots</h2>\n' + note + '<div class="plots">\n' + "\n".join(plots) + "\n</div>")
     out.append("<h2>Runs</h2>\n" + sections.runs_section(df, getattr(source, "root", None)))

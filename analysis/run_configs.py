@@ -18,6 +18,18 @@ from trainer.run_record import RunStatus
 PER_RUN = ("seed", "run", "paths", "output", "hydra", "tracker", "wandb", "sweep")
 
 
+class CachedConfigs:
+    """``source.config`` read once per run: the report asks for each run's config twice."""
+
+    def __init__(self, source):
+        self.source, self._seen = source, {}
+
+    def config(self, run_dir) -> dict:
+        if run_dir not in self._seen:
+            self._seen[run_dir] = self.source.config(run_dir)
+        return self._seen[run_dir]
+
+
 def flatten(config: dict, prefix: str = "") -> dict:
     """{dotted key: leaf value} of a nested config (lists kept as one value)."""
     out = {}

@@ -252,7 +252,7 @@ def test_latex_escapes_and_spans(cells_sweep):
     # per data column: mean, ± CI, then Δ, [lo, hi], mark (analysis.latex_table): 2 × 6 columns under the metric
     assert "\\multicolumn{12}{c}{final eval accuracy}" in tex and "\\cmidrule(lr){2-13}" in tex
     assert " & \\multicolumn{6}{c}{variant=grpo} & \\multicolumn{6}{c}{variant=ar} \\\\" in tex
-    assert "algorithm.kl.coef & \\multicolumn{2}{c}{mean $\\pm$ CI} & \\multicolumn{4}{c}{$\\Delta$ [CI]}" in tex
+    assert "algorithm.kl.coef & \\multicolumn{2}{c}{mean $\\pm$ CI} & \\multicolumn{3}{c}{$\\Delta$ [CI]}" in tex
     assert "% (Δ" not in tex and "% ($\\Delta$ [lo, hi])" in tex  # notes as comments, Unicode made TeX
 
 

@@ -88,4 +88,4 @@ def test_latex_numbers_sit_in_measured_s_columns(sweep):
     n_cols = len(bare)
     body = tex[tex.index("\\midrule") + 9:tex.index("\\bottomrule")].strip().splitlines()
     assert len(body) == 4 and all(_top_level_cells(r.removesuffix(" \\\\")) == n_cols for r in body), (spec, body)
-    assert "grpo & 0 & 0." in body[0] and body[0].count("\\multicolumn{4}{c}{}") == 2  # the baseline: no Δ
+    assert "grpo & 0 & 0." in body[0] and body[0].count("\\multicolumn{3}{c}{}") == 2  # the baseline: no Δ

@@ -85,3 +85,22 @@ def test_special_characters_and_greek_compile_and_show(tmp_path):
         subprocess.run(["pdftotext", "-layout", "doc.pdf", "doc.txt"], cwd=tmp_path, check=True, timeout=60)
         text = (tmp_path / "doc.txt").read_text()
         assert "x_%&#${}" in text and "Acc. (% & #)" in text and "method_{1}" in text and "β" in text
+
+
+def test_cells_with_their_own_n_and_no_interval_compile(tmp_path):
+    """Cells resting on fewer seeds than the rest say their n in the text column; a cell of one
+    seed has no CI ("—") and its Δ (Welch, no interval) stands without brackets."""
+    axes = {"variant": ["grpo", "ar"], "algorithm.kl.coef": [0.0, 0.01]}
+    sweep = write_synthetic_sweep(tmp_path / "sweep", axes=axes, seeds=range(3), steps=4)
+    runs = sorted((sweep / "runs").iterdir(), key=lambda r: r.name)
+    cells: dict = {}
+    for run in runs:
+        cells.setdefault(run.name.rsplit("_s", 1)[0], []).append(run)
+    one, two = list(cells.values())[1:3]
+    for run in one[1:] + two[2:]:  # one cell keeps 1 seed, another 2
+        (run / "summary.json").unlink()
+    tex = render_table(sweep, metrics=["final_eval_accuracy"], fmt="latex", rows=["algorithm.kl.coef"],
+                       cols=["variant"])
+    assert r"\,($n{=}1$)" in tex and r"\,($n{=}2$)" in tex and "{---}" in tex
+    assert r"\multicolumn{3}{l}{$" in tex  # a difference without an interval: no dangling bracket
+    compile_tex(tmp_path, tex)
