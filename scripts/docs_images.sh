@@ -14,7 +14,8 @@ export PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}"
 axes={'variant': ['grpo', 'ar', 'lopti'], 'algorithm.kl.coef': [0.0, 0.01]}, seeds=range(4), steps=20, \
 eval_every=5, sweep_id='synthetic (analysis.synthetic)')"
 labels=(--label "algorithm.kl.coef=β")
-"$py" -m analysis.report "$tmp/synthetic" "${labels[@]}" --out "$tmp/report.html"
+"$py" -m analysis.report "$tmp/synthetic" "${labels[@]}" --metrics final_eval_accuracy,best_eval_accuracy,final_reward \
+  --out "$tmp/report.html" >/dev/null
 "$chromium" --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --hide-scrollbars \
   --user-data-dir="$tmp/profile" --window-size=1280,2400 --screenshot="$here/docs/img/report.png" \
   "file://$tmp/report.html" 2>/dev/null
