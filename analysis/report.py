@@ -71,6 +71,15 @@ def _only(labels: dict, keys) -> dict:
     return {k: v for k, v in labels.items() if k in keys}
 
 
+def shown_keys(source, df, metrics=None) -> tuple[list, list, list]:
+    """(table metrics, diagnostics-table metrics, curve metrics) the report shows: what ``--label``
+    may name, besides the swept keys."""
+    logged = history_keys(df, source)
+    diag = [m for m in DIAG_METRICS if resolve_key(parse_metric(m)[1], logged) is not None]
+    shown = metrics or [m for m in DEFAULT_METRICS if m in df.attrs["metric_keys"]]
+    return shown, diag, [m for m in CURVE_METRICS if resolve_key(m, logged) is not None]
+
+
 def render_report(source, metrics=None, rows=None, cols=None, baseline=None, digits: int = 3,
                   plan: dict | None = None, labels: dict | None = None, keep_constant: bool = False) -> str:
     """The report's HTML text. ``plan``: the sweep's plan (default: ``source.plan`` where the
@@ -79,11 +88,8 @@ def render_report(source, metrics=None, rows=None, cols=None, baseline=None, dig
     df = runs_frame(source)
     labels = dict(labels or {})
     plan = plan if plan is not None else (getattr(source, "plan", None) or {})
-    logged = history_keys(df, source)
-    diag = [m for m in DIAG_METRICS if resolve_key(parse_metric(m)[1], logged) is not None]
     swept = df.attrs["swept_keys"]
-    shown_metrics = metrics or [m for m in DEFAULT_METRICS if m in df.attrs["metric_keys"]]
-    curves = [m for m in CURVE_METRICS if resolve_key(m, logged) is not None]
+    shown_metrics, diag, curves = shown_keys(source, df, metrics)
     check_labels(labels, [*swept, *shown_metrics, *diag, *curves])
     layout = {"digits": digits, "keep_constant": keep_constant}
     main = build_table(source, metrics, rows, cols, baseline, df=df, labels=_only(labels, [*swept, *shown_metrics]),
@@ -170,9 +176,12 @@ def main(argv=None) -> int:
     try:
         source = resolve_source(args.sweep_dir, args.root)
         if args.dry_run:
+            labels = parse_labels(args.label)
             if getattr(source, "root", None) is not None:  # the keys checked against the records
                 build_table(source, args.metrics, args.rows, args.cols, parse_baseline(args.baseline))
-            parse_labels(args.label)
+                df = runs_frame(source)
+                check_labels(labels, [*df.attrs["swept_keys"], *(k for ks in shown_keys(source, df, args.metrics)
+                                                                  for k in ks)])
             print(dry_run_line("report", source, [args.out or default_out_dir(source) / "report.html"]))
             return 0
         out = write_report(source, args.out, metrics=args.metrics, rows=args.rows, cols=args.cols,

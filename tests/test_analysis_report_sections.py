@@ -94,3 +94,10 @@ def test_report_labels_and_refusal(sweep, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: --label nope=X: unknown key 'nope'; valid: variant, warmstart_eval_accuracy, ")
     assert "eval/accuracy" in err and len(err.splitlines()) == 1
+
+
+def test_report_dry_run_checks_labels(sweep, capsys):
+    assert main([str(sweep), "--dry-run", "--label", "eval/accuracy=Accuracy"]) == 0
+    assert capsys.readouterr().out.startswith("dry run: grpolab report would read the 6 run records")
+    assert main([str(sweep), "--dry-run", "--label", "nope=X"]) == 2
+    assert capsys.readouterr().err.startswith("error: --label nope=X: unknown key 'nope'; valid: variant, ")
