@@ -117,6 +117,20 @@ def _new_fig(figsize):
     return fig
 
 
+def _fit_legend(fig, ax, legend) -> None:
+    """Narrow the axes (to 40% of the figure at least) so the legend to its right ends inside the
+    figure, with smaller type where long cell labels need it."""
+    x0, y0, w, h = ax.get_position().bounds
+    for size in (None, "x-small", "xx-small"):
+        for text in [*legend.get_texts(), legend.get_title()] if size else []:
+            text.set_fontsize(size)
+        width = legend.get_window_extent(fig.canvas.get_renderer()).width / fig.bbox.width
+        fit = 0.985 - x0 - width - 0.02 * w  # the legend sits 2% of the axes width right of it
+        if fit >= min(w, 0.4):
+            break
+    ax.set_position([x0, y0, max(0.3, min(w, fit)), h])
+
+
 def curve_figure(curves: pd.DataFrame, metric: str, group_keys, value_order=None, band: str = "ci",
                  baseline: tuple | None = None, labels: dict | None = None):
     """One axes: per cell, mean over seeds vs step with a ``band`` around it (clipped to the
@@ -158,8 +172,9 @@ def curve_figure(curves: pd.DataFrame, metric: str, group_keys, value_order=None
                                             band_text]))
     if cells:
         size = "x-small" if many else "small"
-        ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=size, frameon=False,
-                  title=band_text, title_fontsize=size, handlelength=3.2)
+        legend = ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=size, frameon=False,
+                           title=band_text, title_fontsize=size, handlelength=3.2)
+        _fit_legend(fig, ax, legend)
     else:
         ax.text(0.5, 0.5, f"no logged values of {metric}", ha="center", va="center", transform=ax.transAxes)
     return fig

@@ -106,3 +106,13 @@ def test_warning_when_eval_every_leaves_only_end_points(tmp_path, capsys):
                                   eval_every=2)
     assert main([str(dense), "--out", str(tmp_path / "q"), "--metrics", "eval/accuracy"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_a_long_legend_stays_inside_the_figure():
+    long = "a_rather_long_variant_name_that_would_run_off_the_edge_of_the_figure"
+    frames = [_curves("eval/accuracy", [[0.3, 0.4], [0.5, 0.6]]).assign(variant=v) for v in (long, long + "_2")]
+    fig = curve_figure(pd.concat(frames).assign(run_dir=lambda d: d["variant"] + d["run_dir"]), "eval/accuracy",
+                       ["variant"])
+    renderer = fig.canvas.get_renderer()
+    legend = fig.axes[0].get_legend().get_window_extent(renderer)
+    assert legend.x1 <= fig.bbox.width and fig.axes[0].get_window_extent(renderer).x1 < legend.x0
