@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.history import is_history_metric, parse_metric
+from analysis.labels import name
 from trainer.run_record import RunStatus
 
 NOISE_METRIC = "final_eval_accuracy"
@@ -41,13 +42,14 @@ def selects_on_eval(metric: str) -> bool:
     return False
 
 
-def selection_note(metrics) -> str:
-    chosen = [m for m in metrics if selects_on_eval(m)]
+def selection_note(metrics, labels: dict | None = None) -> str:
+    """The metrics are named as the table shows them (``analysis.labels``)."""
+    chosen = [name(m, labels) for m in metrics if selects_on_eval(m)]
     if not chosen:
         return ""
     return (f"{', '.join(chosen)}: the best of each run's evals, chosen on the prompts it is scored on, so "
-            "optimistic; final_eval_accuracy (the last eval) or auc:eval/accuracy (the area under the eval "
-            "curve) do not select.")
+            f"optimistic; {name('final_eval_accuracy', labels)} (the last eval) or auc:eval/accuracy (the area "
+            "under the eval curve) do not select.")
 
 
 def run_eval_variance(correct, eval_n: int) -> float:
@@ -99,11 +101,12 @@ def noise_split(source, df: pd.DataFrame, group_keys) -> dict | None:
             "eval_n": sorted(eval_ns), "greedy": greedy}
 
 
-def noise_note(split: dict | None) -> str:
+def noise_note(split: dict | None, labels: dict | None = None) -> str:
     if split is None:
         return ""
+    shown = name(NOISE_METRIC, labels)
     if "why" in split:
-        return f"Noise split of {NOISE_METRIC}: not estimated ({split['why']})."
+        return f"Noise split of {shown}: not estimated ({split['why']})."
     sd = math.sqrt(split["v_total"])
     if not split["eval_n"]:
         how = "greedy evals: none of it is eval sampling"
@@ -115,13 +118,13 @@ def noise_note(split: dict | None) -> str:
         how = (f"≈ {100 * share:.0f}% of it eval sampling ({n} draws per prompt; more rollout.eval_n shrinks it), "
                f"≈ {100 * (1 - share):.0f}% training randomness (only more seeds shrink it)")
     cells = split["cells"]
-    return (f"Noise in {NOISE_METRIC}: seed-to-seed SD {sd:.3g} (mean variance over {cells} "
+    return (f"Noise in {shown}: seed-to-seed SD {sd:.3g} (mean variance over {cells} "
             f"cell{'s' if cells != 1 else ''}); {how}.")
 
 
-def protocol_notes(source, df: pd.DataFrame, metrics, group_keys) -> list[str]:
+def protocol_notes(source, df: pd.DataFrame, metrics, group_keys, labels: dict | None = None) -> list[str]:
     """The table's protocol notes: optimistic metrics, and the noise split when the final eval accuracy is shown."""
-    notes = [selection_note(metrics)]
+    notes = [selection_note(metrics, labels)]
     if NOISE_METRIC in metrics:
-        notes.append(noise_note(noise_split(source, df, group_keys)))
+        notes.append(noise_note(noise_split(source, df, group_keys), labels))
     return [n for n in notes if n]

@@ -1,4 +1,5 @@
-"""Render a table layout (``analysis.table.TableLayout``) as GitHub Markdown, LaTeX (booktabs) or HTML.
+"""Render a table layout (``analysis.table.TableLayout``) as GitHub Markdown, LaTeX (booktabs and
+siunitx, ``analysis.latex_table``) or HTML.
 
 Every format shows the same thing: per cell ``mean ± CI`` with the best mean of each column in
 bold and, for non-baseline cells, ``(Δ mark)``; the notes under the table say what the numbers
@@ -66,7 +67,8 @@ def _md_cell(cell, digits) -> str:
 
 
 def markdown(layout, digits: int = 3) -> str:
-    header = [_md_escape(k) for k in layout.row_keys] + [_md_escape(h) for h in layout.column_labels(" · ", digits)]
+    header = [_md_escape(layout.name(k)) for k in layout.row_keys]
+    header += [_md_escape(h) for h in layout.column_labels(" · ", digits)]
     align = ["---"] * len(layout.row_keys) + ["---:"] * len(layout.columns)
     if layout.show_n:
         header.append("n")
@@ -91,56 +93,21 @@ _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#
         "—": "---", "±": r"$\pm$", "†": r"\textdagger{}", "·": r"$\cdot$", "Δ": r"$\Delta$", "≥": r"$\geq$",
         "≤": r"$\leq$", "<": r"$<$",
         ">": r"$>$", "π": r"$\pi$", "−": "-"}
-_TEX_RE = re.compile("|".join(re.escape(k) for k in _TEX))
+# Greek letters (a label like β) as math; capitals that look Latin as their Latin letter
+_GREEK_LOWER = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi o pi rho varsigma sigma "
+                "tau upsilon phi chi psi omega").split()
+_GREEK_UPPER = "A B Gamma Delta E Z H Theta I K Lambda M N Xi O Pi P - Sigma T Upsilon Phi X Psi Omega".split()
+_TEX.update({chr(0x3B1 + i): (f"${chr(92)}{n}$" if len(n) > 1 else n) for i, n in enumerate(_GREEK_LOWER)})
+_TEX.update({chr(0x391 + i): (f"${chr(92)}{n}$" if len(n) > 1 else n) for i, n in enumerate(_GREEK_UPPER) if n != "-"})
+_TEX.update({"\n": " ", "\r": " ", "\t": " "})
+_TEX_RE = re.compile("|".join(re.escape(k) for k in sorted(_TEX, key=len, reverse=True)) + "|[^\x00-\xff]")
 
 
 def tex_escape(s) -> str:
-    """Text safe for pdflatex (specials escaped, the few Unicode symbols we emit as math)."""
-    return _TEX_RE.sub(lambda m: _TEX[m.group()], str(s))
-
-
-def _tex_cell(cell, digits) -> str:
-    if cell is None:
-        return ""
-    mean, ci, delta, mark, n_note = _parts(cell, digits)
-    mean = r"\mbox{---}" if mean == NA else (f"\\mathbf{{{mean}}}" if cell.best else mean)
-    ci = r"\mbox{---}" if ci == NA else ci
-    text = f"${mean} \\pm {ci}$"
-    if delta:
-        sup = f"^{{{mark.replace('†', chr(92) + 'dagger')}}}" if mark else ""
-        text += f" {{\\scriptsize $({delta}{sup})$}}"
-    return text + (f" {{\\scriptsize ($n{{=}}{n_note}$)}}" if n_note else "")
-
-
-def latex(layout, digits: int = 3) -> str:
-    """A booktabs ``tabular`` (needs only ``\\usepackage{booktabs}``), the notes as comments above
-    it so the file can be ``\\input`` into a table float with the paper's own caption."""
-    nk, nc = len(layout.row_keys), len(layout.columns)
-    spec = "l" * nk + "r" * (nc + (1 if layout.show_n else 0))
-    out = [f"% {tex_escape(n)}" for n in layout.notes + ([layout.footer] if layout.footer else [])]
-    out += [f"\\begin{{tabular}}{{{spec}}}", "\\toprule"]
-    if layout.col_keys:
-        spans, rules, start = [""] * nk, [], nk + 1
-        for metric, width in layout.metric_spans():
-            spans.append(f"\\multicolumn{{{width}}}{{c}}{{{tex_escape(metric)}}}")
-            rules.append(f"\\cmidrule(lr){{{start}-{start + width - 1}}}")
-            start += width
-        if layout.show_n:
-            spans.append("")
-        out += [" & ".join(spans) + " \\\\", " ".join(rules)]
-        sub = [tex_escape(lbl) for lbl in layout.column_labels(None, digits)]
-    else:
-        sub = [tex_escape(m) for m, _ in layout.columns]
-    head = [tex_escape(k) for k in layout.row_keys] + sub + (["$n$"] if layout.show_n else [])
-    out += [" & ".join(head) + " \\\\", "\\midrule"]
-    kd = layout.key_digits(digits)
-    for label, cells, n in layout.body:
-        row = [tex_escape(fmt_key(v, kd)) for v in label] + [_tex_cell(c, digits) for c in cells]
-        if layout.show_n:
-            row.append(str(n))
-        out.append(" & ".join(row) + " \\\\")
-    out += ["\\bottomrule", "\\end{tabular}"]
-    return "\n".join(out) + "\n"
+    """Text safe for pdflatex with its default UTF-8 input and T1 fonts: the specials escaped, the
+    Unicode symbols we emit and Greek letters as math; Latin-1 letters (é, ü) pass through; any
+    other character pdflatex has no glyph for is written ``[U+XXXX]`` rather than breaking the build."""
+    return _TEX_RE.sub(lambda m: _TEX.get(m.group(), f"[U+{ord(m.group()):04X}]"), str(s))
 
 
 # ---------------------------------------------------------------- HTML
@@ -168,8 +135,8 @@ def html_table(layout, digits: int = 3) -> str:
         out.append(f"<tr>{tr}{'<th></th>' if layout.show_n else ''}</tr>")
         sub = layout.column_labels(None, digits)
     else:
-        sub = [m for m, _ in layout.columns]
-    tr = "".join(f"<th>{e(k)}</th>" for k in layout.row_keys) + "".join(f"<th>{e(s)}</th>" for s in sub)
+        sub = [layout.name(m) for m, _ in layout.columns]
+    tr = "".join(f"<th>{e(layout.name(k))}</th>" for k in layout.row_keys) + "".join(f"<th>{e(s)}</th>" for s in sub)
     out += [f"<tr>{tr}{'<th>n</th>' if layout.show_n else ''}</tr>", "</thead>", "<tbody>"]
     kd = layout.key_digits(digits)
     for label, cells, n in layout.body:

@@ -81,7 +81,8 @@ def write_synthetic_sweep(root, axes: dict | None = None, seeds=range(3), steps:
             record = RunRecord(paths.run(name))
             overrides = [f"{k}={v}" for k, v in swept.items()] + [f"seed={seed}"]
             plan_runs.append({"name": name, "overrides": overrides, "swept": {**swept, "seed": seed}})
-            config = _nest({**swept, "seed": seed, "rollout.eval_n": eval_n, "diagnostics.prob_bins": PROB_BINS})
+            config = _nest({"train.steps": steps, "train.eval_every": eval_every, "rollout.eval_n": eval_n,
+                            "diagnostics.prob_bins": PROB_BINS, **swept, "seed": seed})
             record.config_path.write_text(yaml.safe_dump(config))
             meta = Meta(run_id=name, config_hash=cell_hash, seed=seed, label=swept.get("variant", "grpo"),
                         hash_version=IDENTITY_VERSION,

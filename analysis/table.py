@@ -28,6 +28,9 @@ from analysis import render
 from analysis.cells import same_value
 from analysis.cli_args import add_table_args, dry_run_line, epilog, parse_baseline
 from analysis.history import add_history_metrics, is_history_metric, parse_metric
+from analysis.labels import add_label_arg, check_labels, parse_labels
+from analysis.labels import name as shown_name
+from analysis.latex_table import latex_table
 from analysis.multiplicity import CORRECTIONS
 from analysis.outcomes import prompt_outcomes
 from analysis.paired import TESTS
@@ -87,6 +90,12 @@ class TableLayout:
     show_n: bool = True
     notes: list = field(default_factory=list)
     footer: str = ""
+    labels: dict = field(default_factory=dict)  # --label: key or metric → shown name
+    constant: dict = field(default_factory=dict)  # swept keys with one value in every cell, moved to the notes
+
+    def name(self, key: str) -> str:
+        """The shown name of a swept key (its label or itself) or a metric (its label or readable name)."""
+        return shown_name(key, self.labels, metric=key not in self.row_keys + self.col_keys + list(self.constant))
 
     def key_digits(self, digits: int | None) -> int | None:
         """Digits for the swept values: ``digits``, or more where two values would round alike."""
@@ -102,18 +111,20 @@ class TableLayout:
         labels = []
         kd = self.key_digits(digits)
         for metric, vals in self.columns:
-            kv = ", ".join(f"{k}={render.fmt_key(v, kd)}" for k, v in zip(self.col_keys, vals))
-            labels.append(kv if joiner is None else (f"{metric}{joiner}{kv}" if kv else metric))
+            kv = ", ".join(f"{self.name(k)}={render.fmt_key(v, kd)}" for k, v in zip(self.col_keys, vals))
+            shown = self.name(metric)
+            labels.append(kv if joiner is None else (f"{shown}{joiner}{kv}" if kv else shown))
         return labels
 
     def metric_spans(self):
+        """[(shown metric name, number of data columns it spans)]."""
         spans: list[list] = []
         for metric, _ in self.columns:
             if spans and spans[-1][0] == metric:
                 spans[-1][1] += 1
             else:
                 spans.append([metric, 1])
-        return [tuple(s) for s in spans]
+        return [(self.name(m), w) for m, w in spans]
 
 
 def _plural(n, one, many):
@@ -134,19 +145,38 @@ def _bold_note(better: dict) -> str:
             + (f"; none marked for {', '.join(unmarked)}." if unmarked else "."))
 
 
-def layout_table(summary: pd.DataFrame, metrics, rows, cols=(), digits: int = 3) -> TableLayout:
+def constant_keys(summary: pd.DataFrame, keys) -> dict:
+    """{key: value} of the ``keys`` that take one value in every cell of ``summary`` (a table of
+    at least two cells): they say nothing per row, so the table states them once, in its notes."""
+    if len(summary) < 2:
+        return {}
+    out = {}
+    for k in keys:
+        shown = {render.fmt_key(v) for v in summary[k]}
+        if len(shown) == 1:
+            out[k] = summary[k].iloc[0]
+    return out
+
+
+def layout_table(summary: pd.DataFrame, metrics, rows, cols=(), digits: int = 3, labels: dict | None = None,
+                 keep_constant: bool = True) -> TableLayout:
     """Lay ``summary`` (grouped by ``rows + cols``) out as rows × (metric, col values) cells; the
-    notes show swept values rounded to ``digits`` as the table does."""
+    notes show swept values rounded to ``digits`` as the table does. ``labels``: shown names of
+    keys and metrics (``analysis.labels``); ``keep_constant=False`` moves a key with one value in
+    every cell from the table to the notes ("All cells: key=value")."""
     metrics, rows, cols = list(metrics), list(rows), list(cols)
+    constant = {} if keep_constant else constant_keys(summary, rows + cols)
+    rows, cols = [k for k in rows if k not in constant], [k for k in cols if k not in constant]
     row_vals = list(dict.fromkeys(tuple(r) for r in summary[rows].itertuples(index=False, name=None)))
     col_vals = list(dict.fromkeys(tuple(r) for r in summary[cols].itertuples(index=False, name=None)))
     if not rows and len(summary):
         row_vals = [()]
     if not col_vals:  # one data column per metric, even when no cell has completed runs
         col_vals = [()]
-    layout = TableLayout(rows, cols, [(m, cv) for m in metrics for cv in col_vals], show_n=not cols)
+    layout = TableLayout(rows, cols, [(m, cv) for m in metrics for cv in col_vals], show_n=not cols,
+                         labels=dict(labels or {}), constant=constant)
     base = summary.attrs.get("baseline")
-    base_t = tuple(base[k] for k in rows + cols) if base else None
+    base_t = tuple(base[k] for k in rows + cols) if base else None  # constant keys dropped alike
     lookup = {}
     for _, r in summary.iterrows():
         key = tuple(r[k] for k in rows + cols)
@@ -173,10 +203,15 @@ def layout_table(summary: pd.DataFrame, metrics, rows, cols=(), digits: int = 3)
                 c.best = True
     level = round(100 * summary.attrs.get("level", LEVEL))
     n_text = "n = completed seeds per cell" if not cols else f"n = {common} seeds per cell unless marked"
+    if constant:
+        kd = render.distinct_digits([[v] for v in constant.values()], digits)
+        layout.notes.append("All cells: " + ", ".join(f"{layout.name(k)}={render.fmt_key(v, kd)}"
+                                                      for k, v in constant.items()) + ".")
     layout.notes.append(f"Mean ± {level}% CI half-width over seeds (Student t, n−1 dof); {n_text}.")
     if base:
-        layout.notes.append(comparison_note(summary, base, digits))
-    layout.notes.append(_bold_note(better))
+        shown_base = {layout.name(k): v for k, v in base.items() if k not in constant}
+        layout.notes.append(comparison_note(summary, shown_base, digits))
+    layout.notes.append(_bold_note({layout.name(m): d for m, d in better.items()}))
     excluded = summary.attrs.get("excluded", {})
     total = sum(excluded.values())
     if total:
@@ -220,15 +255,16 @@ class Table:
     def render(self, fmt: str = "md", digits: int = 3) -> str:
         if fmt == "csv":
             return csv_table(self.summary)
-        return {"md": render.markdown, "latex": render.latex, "html": render.html_table}[fmt](self.layout, digits)
+        return {"md": render.markdown, "latex": latex_table, "html": render.html_table}[fmt](self.layout, digits)
 
 
 def build_table(source, metrics=None, rows=None, cols=None, baseline=None, level: float = LEVEL,
                 df: pd.DataFrame | None = None, test: str = "auto", correction: str = "holm",
-                digits: int = 3) -> Table:
+                digits: int = 3, labels: dict | None = None, keep_constant: bool = False) -> Table:
     """Validate the keys against the records, derive history metrics, read the per-prompt eval
     outcomes of the runs (``analysis.outcomes``), summarize and lay out (the notes' values to
-    ``digits``, as ``Table.render`` shows the table's)."""
+    ``digits``, as ``Table.render`` shows the table's). ``labels``: {swept key or metric: shown
+    name}; a swept key with one value in every cell goes to the notes unless ``keep_constant``."""
     df = runs_frame(source) if df is None else df
     swept, available = df.attrs["swept_keys"], df.attrs["metric_keys"]
     if metrics is None:
@@ -247,16 +283,18 @@ def build_table(source, metrics=None, rows=None, cols=None, baseline=None, level
             raise ValueError(f"unknown row/column key {k!r}; available swept keys: {', '.join(swept) or '(none)'}")
     if set(keys) & set(cols):
         raise ValueError(f"keys both in rows and cols: {', '.join(sorted(set(keys) & set(cols)))}")
+    check_labels(labels or {}, [*swept, *metrics])
     prompts = prompt_outcomes(source, df, metrics) if baseline is not False else {}
     summary = summarize(df, metrics, keys + cols, baseline=baseline, level=level, test=test, correction=correction,
                         prompts=prompts)
-    layout = layout_table(summary, metrics, keys, cols, digits)
-    layout.notes.extend(protocol_notes(source, df, metrics, keys + cols))
+    layout = layout_table(summary, metrics, keys, cols, digits, labels, keep_constant)
+    layout.notes.extend(protocol_notes(source, df, metrics, keys + cols, labels))
     return Table(summary, layout)
 
 
 def render_table(sweep_dir, metrics=None, rows=None, cols=None, baseline=None, fmt: str = "md",
-                 digits: int = 3, source=None, test: str = "auto", correction: str = "holm") -> str:
+                 digits: int = 3, source=None, test: str = "auto", correction: str = "holm",
+                 labels: dict | None = None, keep_constant: bool = False) -> str:
     """Load a sweep (a dir or ``wandb://ENTITY/PROJECT/SWEEP_ID``) and render its ablation table;
     bad keys raise ValueError early."""
     if source is None:
@@ -264,7 +302,7 @@ def render_table(sweep_dir, metrics=None, rows=None, cols=None, baseline=None, f
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
     return build_table(source, metrics, rows, cols, baseline, test=test, correction=correction,
-                       digits=digits).render(fmt, digits)
+                       digits=digits, labels=labels, keep_constant=keep_constant).render(fmt, digits)
 
 
 # ---------------------------------------------------------------- CLI
@@ -275,6 +313,8 @@ EXAMPLES = [
     ("grpolab table kl --format latex --digits 2 --baseline algorithm.kl.coef=0.0", "sweep id kl, LaTeX"),
     ("grpolab table --root outputs kl_search --metrics final_eval_accuracy", "a tune study's runs"),
     ("grpolab table wandb://ENTITY/PROJECT/kl", "the W&B runs of group kl"),
+    ("grpolab table kl --format latex --label algorithm.kl.coef=β --label final_eval_accuracy=Accuracy",
+     "renamed in headers and notes"),
 ]
 
 
@@ -288,6 +328,14 @@ def add_stats_args(parser: argparse.ArgumentParser) -> None:
                              "error, default), bh (Benjamini-Hochberg, false discovery rate), none")
 
 
+def add_layout_args(parser: argparse.ArgumentParser) -> None:
+    """``--label`` and ``--keep-constant``, shared by table and report."""
+    add_label_arg(parser)
+    parser.add_argument("--keep-constant", action="store_true",
+                        help="keep a swept key that has one value in every cell as a column (default: the "
+                             "notes say 'All cells: key=value' instead)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grpolab table", description="Ablation table of a sweep: per cell, mean ± "
                                      "95%% CI over seeds, Δ vs a baseline cell paired by seed and prompt, "
@@ -295,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      epilog=epilog(EXAMPLES), formatter_class=argparse.RawDescriptionHelpFormatter)
     add_table_args(parser)
     add_stats_args(parser)
+    add_layout_args(parser)
     parser.add_argument("--format", default="md", choices=[*FORMATS, "all"],
                         help="output format; 'all' writes md, tex and csv next to --out (default <sweep>/tables/table, "
                              "so the sweep's own table.md stays; "
@@ -309,6 +358,7 @@ def main(argv=None) -> int:
     [--cols k2] [--baseline k=v] [--format md|latex|csv|html|all] [--out FILE]``."""
     args = build_parser().parse_args(argv)
     try:
+        layout = {"labels": parse_labels(args.label), "keep_constant": args.keep_constant}
         source = resolve_source(args.sweep_dir, args.root)
         # a sweep dir's own table.md is the sweep command's product: --format all never overwrites it
         own = getattr(source, "root", None) is not None
@@ -316,13 +366,13 @@ def main(argv=None) -> int:
         if args.dry_run:
             if own:  # the keys checked against the records
                 build_table(source, args.metrics, args.rows, args.cols, parse_baseline(args.baseline),
-                            test=args.test, correction=args.correction, digits=args.digits)
+                            test=args.test, correction=args.correction, digits=args.digits, **layout)
             writes = [stem.with_name(stem.name + SUFFIX[f]) for f in ("md", "latex", "csv")] \
                 if args.format == "all" else [args.out] if args.out else []
             print(dry_run_line("table", source, writes))
             return 0
         table = build_table(source, args.metrics, args.rows, args.cols, parse_baseline(args.baseline),
-                            test=args.test, correction=args.correction, digits=args.digits)
+                            test=args.test, correction=args.correction, digits=args.digits, **layout)
         if args.format == "all":
             stem.parent.mkdir(parents=True, exist_ok=True)
             written = []

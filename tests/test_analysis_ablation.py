@@ -196,7 +196,7 @@ def test_cli_baseline_value_matches_numerically(cells_sweep, capsys):
 
 def test_cols_pivot_layout(cells_sweep):
     md = render_table(cells_sweep, metrics=[ACC], rows=[KL], cols=[V]).splitlines()
-    assert md[0] == f"| {KL} | {ACC} · variant=grpo | {ACC} · variant=ar |"
+    assert md[0] == f"| {KL} | final eval accuracy · variant=grpo | final eval accuracy · variant=ar |"
     assert md[1] == "|---|---:|---:|"
     kl001 = md[3].split(" | ")
     assert kl001[0] == "| 0.01"
@@ -232,7 +232,7 @@ def test_format_all_writes_three_files(cells_sweep, tmp_path, capsys):
     assert main([str(cells_sweep), "--format", "all", "--out", str(stem), "--correction", "none"]) == 0
     assert capsys.readouterr().out == (stem.parent / "kl.md").read_text()
     tex = (stem.parent / "kl.tex").read_text()
-    assert "\\toprule" in tex and "\\bottomrule" in tex and "$\\mathbf{" in tex  # ar/0: p ≈ 0.014 uncorrected
+    assert "\\toprule" in tex and "\\bottomrule" in tex and "\\bfseries 0." in tex  # ar/0: p ≈ 0.014 uncorrected
     assert pd.read_csv(stem.parent / "kl.csv")["metric"].iloc[0] == "final_eval_accuracy"
 
 
@@ -249,8 +249,10 @@ def test_format_all_leaves_the_sweeps_own_table_alone(cells_sweep, capsys):
 
 def test_latex_escapes_and_spans(cells_sweep):
     tex = render_table(cells_sweep, metrics=[ACC], rows=[KL], cols=[V], fmt="latex")
-    assert "\\multicolumn{2}{c}{final\\_eval\\_accuracy}" in tex and "\\cmidrule(lr){2-3}" in tex
-    assert "algorithm.kl.coef & variant=grpo & variant=ar \\\\" in tex
+    # per data column: mean, ± CI, then Δ, [lo, hi], mark (analysis.latex_table): 2 × 6 columns under the metric
+    assert "\\multicolumn{12}{c}{final eval accuracy}" in tex and "\\cmidrule(lr){2-13}" in tex
+    assert " & \\multicolumn{6}{c}{variant=grpo} & \\multicolumn{6}{c}{variant=ar} \\\\" in tex
+    assert "algorithm.kl.coef & \\multicolumn{2}{c}{mean $\\pm$ CI} & \\multicolumn{3}{c}{$\\Delta$ [CI]}" in tex
     assert "% (Δ" not in tex and "% ($\\Delta$ [lo, hi])" in tex  # notes as comments, Unicode made TeX
 
 
@@ -298,5 +300,5 @@ def test_no_completed_run_gives_an_empty_table_with_the_reason(tmp_path):
     for summary in root.glob("runs/*/summary.json"):
         summary.write_text(json.dumps({**json.loads(summary.read_text()), "status": "preempted"}))
     md = render_table(root, metrics=[ACC], rows=[V]).splitlines()
-    assert md[:2] == [f"| {V} | {ACC} | n |", "|---|---:|---:|"] and md[2] == ""
+    assert md[:2] == [f"| {V} | final eval accuracy | n |", "|---|---:|---:|"] and md[2] == ""
     assert md[-1] == "2 runs were not completed (preempted: 2) and excluded."

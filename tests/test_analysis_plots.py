@@ -55,7 +55,7 @@ def test_curve_is_the_seed_mean_with_a_t_ci_band(sweep):
     ax = fig.axes[0]
     assert title.startswith("Eval accuracy")
     line = ax.lines[0]  # the first cell in plan order: variant=grpo, pooled over kl (6 runs)
-    assert line.get_label() == "variant=grpo (n=6)"
+    assert line.get_label() == "variant=grpo (n=6) (baseline)"  # the plan's first cell
     per_step = {}
     for run in (sweep / "runs").iterdir():
         if json.loads((run / "meta.json").read_text())["swept"]["variant"] != "grpo":

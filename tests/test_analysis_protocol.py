@@ -38,7 +38,8 @@ def test_which_metrics_select_on_the_eval_set(metric, selects):
 def test_selection_note_names_only_the_optimistic_metrics():
     assert selection_note(["final_eval_accuracy", "final_reward"]) == ""
     note = selection_note(["final_eval_accuracy", "best_eval_accuracy"])
-    assert note.startswith("best_eval_accuracy: ") and "optimistic" in note
+    assert note.startswith("best eval accuracy: ") and "optimistic" in note  # named as the table shows it
+    assert selection_note(["best_eval_accuracy"], {"best_eval_accuracy": "Best"}).startswith("Best: ")
 
 
 def test_run_eval_variance_hand_computed():
@@ -122,14 +123,14 @@ def test_noise_notes_greedy_single_draw_and_no_data():
     assert noise_split(source, df, ["cell"]) is None and noise_note(None) == ""
     df, source, _ = _simulated()
     note = noise_note(noise_split(source, df, ["cell"]))
-    assert note.startswith("Noise in final_eval_accuracy: seed-to-seed SD") and "% of it eval sampling" in note
+    assert note.startswith("Noise in final eval accuracy: seed-to-seed SD") and "% of it eval sampling" in note
 
 
 def test_the_table_marks_best_of_evals_and_offers_the_auc(tmp_path, capsys):
     sweep = write_synthetic_sweep(tmp_path / "s", axes={"algorithm.kl.coef": [0.0, 0.1]}, seeds=range(2))
     assert table_main([str(sweep), "--metrics", "final_eval_accuracy,best_eval_accuracy,auc:eval/accuracy"]) == 0
     out = capsys.readouterr().out
-    assert "best_eval_accuracy: the best of each run's evals" in out and "auc:eval/accuracy" in out.splitlines()[0]
+    assert "best eval accuracy: the best of each run's evals" in out and "auc of eval/accuracy" in out.splitlines()[0]
     assert table_main([str(sweep)]) == 0
     out = capsys.readouterr().out
-    assert "best_eval_accuracy" not in out  # not a default metric: the default is the final eval
+    assert "best eval accuracy" not in out  # not a default metric: the default is the final eval

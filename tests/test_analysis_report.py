@@ -57,7 +57,7 @@ def test_chromium_renders_the_table(report, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     dom = proc.stdout
     table = dom[dom.index('<table class="ablation">'):dom.index("</table>")]
-    assert "<th>variant</th>" in table and "<th>final_eval_accuracy</th>" in table
+    assert "<th>variant</th>" in table and "<th>final eval accuracy</th>" in table
     rows = re.findall(r"<tr><th>(\w+)</th>", table[table.index("<tbody>"):])
     assert rows == ["grpo", "ar", "lopti"]  # plan order
     assert f"{grpo_final_acc(sweep):.3f} ± " in table

@@ -133,7 +133,7 @@ def test_markdown_shape(sweep):
     df = load_quiet(sweep_dir)
     md = markdown_table(summarize(df, METRICS, [KL, CLIP]), METRICS, [KL, CLIP], digits=2)
     lines = md.splitlines()
-    assert lines[0] == f"| {KL} | {CLIP} | final_eval_accuracy | final_reward | n |"
+    assert lines[0] == f"| {KL} | {CLIP} | final eval accuracy | final reward | n |"  # readable metric names
     assert lines[1] == "|---|---|---:|---:|---:|"
     table_rows = lines[2:6]
     assert len(table_rows) == 4 and lines[6] == ""
@@ -282,8 +282,8 @@ def test_bold_follows_each_metrics_declared_direction(tmp_path):
         bold = [cell for cell in ("a", "b", "c") if body[f"| {cell}"][j].startswith("**")]
         assert bold == ([best] if best else []), metric
     assert md[6].endswith("Bold: significantly better than the baseline after the correction (higher is better; "
-                          "lower for wall_time_s, mean:train/kl, mean:diag/lld_lazy_frac); none marked for "
-                          "warmstart_eval_accuracy, mean:train/entropy.")
+                          "lower for wall time (s), mean of train/kl, mean of diag/lld_lazy_frac); none marked for "
+                          "warm-start eval accuracy, mean of train/entropy.")
     only_none = render_table(tmp_path, metrics=["final_response_length"], rows=["x"], baseline=False)
     assert "**" not in only_none and "Nothing is bold: no metric here has a better direction." in only_none
 
