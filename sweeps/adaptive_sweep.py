@@ -107,16 +107,20 @@ def _design(plan, args):
     return AdaptiveDesign(args.metric or DEFAULT_METRIC, declared, args.max_seeds, step, baseline=baseline)
 
 
-def _load_or_write_design(plan, design):
+def _load_or_write_design(plan, design, write: bool = True):
+    """The sweep's recorded design (written now when there is none); another design is refused."""
     from analysis.sequential import ADAPTIVE_FILE, read_design
 
     path = plan.sweep_dir / ADAPTIVE_FILE
     old = read_design(plan.sweep_dir) if path.exists() else None
+    if path.exists() and old is None:
+        raise ConfigError(f"{path}: not a design this grpolab reads, so the looks already made are unknown; move "
+                          "the sweep dir aside, or use a new sweep.id")
     if old is not None and not old.same_plan(design):
         raise ConfigError(f"{path}: this sweep's seeds are added by another design (--metric {old.metric}, "
                           f"--max-seeds {old.max_seeds}, --seed-step {old.step}, seeds "
                           f"{','.join(map(str, old.declared))}); re-run it with those, or use a new sweep.id")
-    if old is None:
+    if old is None and write:
         atomic_write_json(path, design.to_json())
         return design
     return old
@@ -174,6 +178,7 @@ def run_until_resolved(args, command: list[str], finish) -> int:
     headline = (f"sweep {first.sweep_id}: until resolved on {design.metric}: at most {design.looks} rounds (seeds "
                 f"per cell {plan_seeds}); each look tests at α/{design.looks}")
     if args.dry_run:
+        _load_or_write_design(first, design, write=False)
         print(f"dry run: {headline}; round 1 would run {len(first.to_run)} of its {len(first.runs)} runs "
               f"({len(set(map(_cell, first.runs)))} cells); nothing was launched")
         return 0
