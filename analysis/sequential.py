@@ -22,8 +22,9 @@ P(any false declaration) ≤ Σ_l |T| · α / (L |T|) = α. It is conservative (
 boundaries are valid but wider than Pocock's or O'Brien–Fleming's, whose constants assume normal
 statistics with known variance; the paired t over a few seeds is far from that). Comparisons of
 other metrics, and of a table laid out other than the sweep's own, are tested once, on all their
-seeds, with Holm at α / L: each such comparison's seeds are those of one of the L looks, so the same
-union bound holds.
+seeds, with Holm at α / L: each such comparison's shared seeds are those of one of the L looks (two
+cells that stopped at looks a and b share the seeds of look min(a, b)), so the same union bound holds;
+a layout that pools cells (fewer row/column keys than the sweep swept) is not covered (the caption says so).
 
 The sweep records its design and looks in ``<sweep>/adaptive.json`` (:class:`AdaptiveDesign`), so
 ``grpolab table`` applies the same rule later. ``adjusted_p`` gives the table's p_adj: the smallest
@@ -141,7 +142,7 @@ def naive_rejections(p, alpha: float = ALPHA) -> np.ndarray:
     return sequential_rejections(p, 1, alpha)
 
 
-def caption(design: AdaptiveDesign, own_layout: bool) -> str:
+def caption(design: AdaptiveDesign, own_layout: bool, pooled: bool = False) -> str:
     """The caption's account of the marks of an adaptive sweep's table."""
     done, n_looks = len(design.looks_done), design.looks
     seeds = [len(design.seeds_at(k)) for k in range(1, n_looks + 1)]
@@ -151,7 +152,9 @@ def caption(design: AdaptiveDesign, own_layout: bool) -> str:
             f"(Bonferroni over looks; family-wise error rate ≤ α; conservative)")
     if own_layout:
         return text + f"; {design.metric} decided the rounds, the other metrics are tested once at α/{n_looks}"
-    return text + f"; this layout is not the sweep's own, so every comparison is tested once at α/{n_looks}"
+    text += f"; this layout is not the sweep's own, so every comparison is tested once at α/{n_looks}"
+    return text + (" (its cells pool cells that stopped at different looks: the bound is not proven for them; "
+                   "exploratory)" if pooled else "")
 
 
 # ---------------------------------------------------------------- the table
@@ -217,7 +220,7 @@ def apply_rule(summary: pd.DataFrame, df: pd.DataFrame, design: AdaptiveDesign, 
         adj = np.minimum(1.0, n_looks * adjust([summary.at[i, f"{m}/p"] for i, m in once], "holm"))
         for (i, m), value in zip(once, adj):
             summary.at[i, f"{m}/p_adj"] = float(value)
-    summary.attrs["sequential"] = caption(design, own)
+    summary.attrs["sequential"] = caption(design, own, pooled=set(keys) != set(design.baseline))
     return summary
 
 

@@ -157,3 +157,17 @@ def test_a_table_without_adaptive_json_is_unchanged(tmp_path, capsys):
     assert table_main([str(root)]) == 0
     plain = capsys.readouterr().out
     assert "adaptive" not in plain and "Holm's step-down correction" in plain and plain != with_rule
+
+
+def test_a_pooled_layout_is_called_exploratory_and_another_baseline_is_not(tmp_path, capsys):
+    root = write_synthetic_sweep(tmp_path / "sw", axes={"variant": ["grpo", "ar"], "algorithm.kl.coef": [0.0, 0.1]},
+                                 seeds=range(4), steps=4, eval_every=2)
+    design = AdaptiveDesign("final_eval_accuracy", [0, 1], 4, 2, baseline={"variant": "grpo", "algorithm.kl.coef": 0.0},
+                            looks_done=[{"look": 1}, {"look": 2}])
+    (root / ADAPTIVE_FILE).write_text(json.dumps(design.to_json()))
+    assert table_main([str(root), "--rows", "variant"]) == 0
+    assert "not the sweep's own" in (out := capsys.readouterr().out) and "exploratory" in out
+    assert table_main([str(root), "--baseline", "variant=ar"]) == 0
+    assert "not the sweep's own" in (out := capsys.readouterr().out) and "exploratory" not in out
+    assert table_main([str(root)]) == 0
+    assert "decided the rounds" in capsys.readouterr().out
