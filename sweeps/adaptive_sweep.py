@@ -107,8 +107,8 @@ def _design(plan, args):
     return AdaptiveDesign(args.metric or DEFAULT_METRIC, declared, args.max_seeds, step, baseline=baseline)
 
 
-def _load_or_write_design(plan, design, write: bool = True):
-    """The sweep's recorded design (written now when there is none); another design is refused."""
+def _recorded_design(plan, design):
+    """The sweep's recorded design, or ``design`` when there is none yet; another design is refused."""
     from analysis.sequential import ADAPTIVE_FILE, read_design
 
     path = plan.sweep_dir / ADAPTIVE_FILE
@@ -120,13 +120,10 @@ def _load_or_write_design(plan, design, write: bool = True):
         raise ConfigError(f"{path}: this sweep's seeds are added by another design (--metric {old.metric}, "
                           f"--max-seeds {old.max_seeds}, --seed-step {old.step}, seeds "
                           f"{','.join(map(str, old.declared))}); re-run it with those, or use a new sweep.id")
-    if old is None and write:
-        atomic_write_json(path, design.to_json())
-        return design
-    return old
+    return design if old is None else old
 
 
-def _round(overrides, cells, command, append: bool, look: int):
+def _round(overrides, cells, command, append: bool, look: int, design):
     """Plan, claim and run one round: the ``cells`` (None: all) at the look's seeds. The exit code
     when it stopped on a signal, else the round's plan."""
     from sweeps.plan import make_plan
@@ -140,6 +137,10 @@ def _round(overrides, cells, command, append: bool, look: int):
     with sweep_lock(plan.sweep_dir):
         ownership = reconcile(plan, command, read_existing(plan), append)
         write(plan, ownership)
+        from analysis.sequential import ADAPTIVE_FILE
+
+        if not (plan.sweep_dir / ADAPTIVE_FILE).exists():  # the design, fixed once the plan is this sweep's
+            atomic_write_json(plan.sweep_dir / ADAPTIVE_FILE, design.to_json())
         plan.order = {e["name"]: i for i, e in enumerate(ownership.plan["runs"])}  # run_meta.plan_index
         if launcher != "local":
             from sweeps.launch_slurm import submit_slurm
@@ -178,17 +179,17 @@ def run_until_resolved(args, command: list[str], finish) -> int:
     headline = (f"sweep {first.sweep_id}: until resolved on {design.metric}: at most {design.looks} rounds (seeds "
                 f"per cell {plan_seeds}); each look tests at α/{design.looks}")
     if args.dry_run:
-        _load_or_write_design(first, design, write=False)
+        _recorded_design(first, design)
         print(f"dry run: {headline}; round 1 would run {len(first.to_run)} of its {len(first.runs)} runs "
               f"({len(set(map(_cell, first.runs)))} cells); nothing was launched")
         return 0
-    design = _load_or_write_design(first, design)
+    design = _recorded_design(first, design)  # written by round 1, once the plan is claimed
     print(headline, file=sys.stderr)
     labels = {_cell(r): _label(r) for r in first.runs}
     base_cell = _cell(first.runs[0])
     cells, look = None, 1
     while True:
-        out = _round(seed_overrides(args.overrides, design.seeds_at(look)), cells, command, look > 1, look)
+        out = _round(seed_overrides(args.overrides, design.seeds_at(look)), cells, command, look > 1, look, design)
         if isinstance(out, int):
             return out
         plan = out

@@ -50,6 +50,18 @@ def test_dry_run_states_the_looks_and_writes_nothing(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_sweep_dir_of_another_plan_is_refused_and_gets_no_design(tmp_path, capsys):
+    from analysis.synthetic import write_synthetic_sweep
+
+    other = write_synthetic_sweep(tmp_path / "out" / "sweeps" / "other", axes={"variant": ["grpo", "ar"]},
+                                  seeds=range(2), steps=2, eval_every=1, sweep_id="other")
+    before = tree(other)
+    rc, out, err = grpolab(capsys, "sweep", "--until-resolved", "--max-seeds", "4", "variant=grpo,ar", "seed=0,1",
+                           f"paths.output_root={tmp_path}/out", "sweep.id=other")
+    assert rc == 2 and "belongs to another plan" in err, err
+    assert tree(other) == {**before, **{k: v for k, v in tree(other).items() if k.startswith(".")}}  # lock file only
+
+
 # ---------------------------------------------------------------- a real sweep (slow)
 # Response length is the metric: max_new_tokens=1 makes it 1 in every run (a Δ of ≈ −6 tokens that 3
 # seeds resolve), while kl.coef=0.001 changes nothing in 3 steps from a warm start (Δ = 0 in every seed:
