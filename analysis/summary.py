@@ -167,7 +167,11 @@ def comparison_note(summary: pd.DataFrame, base: dict, digits: int | None = None
                      f"{TEST_TEXT['welch']}" if paired else f"difference of means with the Welch {level}% "
                      f"interval; test: {TEST_TEXT['welch']}")
     n, corr = a.get("n_comparisons", 0), a.get("correction", "holm")
+    if a.get("sequential"):  # an adaptive sweep's rule (analysis.sequential)
+        return "; ".join([*parts, a["sequential"]]) + "."
     parts.append(f"* p < 0.05, ** p < 0.01 two-sided after {DESCRIPTION[corr]} over the {n} "
                  f"{_plural(n, 'comparison', 'comparisons')} of this table" if corr != "none" else
                  "* p < 0.05, ** p < 0.01 two-sided, no multiplicity correction")
+    if a.get("sequential_ignored"):
+        parts.append("seeds were added in rounds (grpolab sweep --until-resolved), which this correction ignores")
     return "; ".join(parts) + "."

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import render
+from analysis import render, sequential
 from analysis.cells import same_value
 from analysis.cli_args import add_table_args, dry_run_line, epilog, parse_baseline
 from analysis.history import add_history_metrics, is_history_metric, parse_metric
@@ -287,6 +287,7 @@ def build_table(source, metrics=None, rows=None, cols=None, baseline=None, level
     prompts = prompt_outcomes(source, df, metrics) if baseline is not False else {}
     summary = summarize(df, metrics, keys + cols, baseline=baseline, level=level, test=test, correction=correction,
                         prompts=prompts)
+    summary = sequential.for_source(source, summary, df, test, correction, prompts)
     layout = layout_table(summary, metrics, keys, cols, digits, labels, keep_constant)
     layout.notes.extend(protocol_notes(source, df, metrics, keys + cols, labels))
     return Table(summary, layout)

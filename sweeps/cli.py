@@ -6,6 +6,8 @@
     grpolab sweep [-m] [--append] [overrides...]
                                              every cell of a grid, then the ablation table
     grpolab sweep --detach launcher=slurm .. submit the grid as one SLURM job array and return
+    grpolab sweep --until-resolved --max-seeds N [--seed-step K] [overrides...]
+                                             seeds in rounds where Δ vs the baseline is open (docs/analysis.md)
     grpolab status <sweep>                   each cell's state and the sweep's progress
     grpolab collect <sweep>                  wait for every cell to end, then the ablation table
     grpolab tune [overrides...]              Optuna search over tune.space (docs/tracking.md)
@@ -137,6 +139,7 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_sweep(args) -> int:
+    from sweeps.adaptive_sweep import refuse_bad_flags, run_until_resolved
     from sweeps.plan import PlanStatus, make_plan
     from sweeps.plan_owner import read_existing, reconcile, write
     from sweeps.preflight import preflight
@@ -145,6 +148,11 @@ def _cmd_sweep(args) -> int:
 
     if _hydra_habit(args):
         return 0
+    refuse_bad_flags(args)
+    if args.until_resolved:  # rounds of seeds (docs/analysis.md#adaptive-seeds)
+        flags = ["--until-resolved", "--max-seeds", str(args.max_seeds)] + \
+            [f for flag, v in (("--seed-step", args.seed_step), ("--metric", args.metric)) if v for f in (flag, str(v))]
+        return run_until_resolved(args, ["grpolab", "sweep", *flags, *args.overrides], _finish)
     plan = make_plan(args.overrides)
     preflight(r.cfg for r in plan.runs)  # every check the submit runs, before anything is written
     launcher = plan.runs[0].cfg.launcher.name.value if plan.runs else "local"

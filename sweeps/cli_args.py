@@ -39,6 +39,8 @@ EXAMPLES = {
         ("grpolab sweep variant=grpo,ar,lopti,ar_lopti seed=0,1 sweep.id=lopti", "variants × seeds"),
         ("grpolab sweep experiment=nthr_paper", "a paper's grid (also lopti_paper, cancellation_paper, dfpo_paper)"),
         ("grpolab sweep --info variant=grpo,ar", "groups and the first cell's defaults list"),
+        ("grpolab sweep --until-resolved --max-seeds 8 variant=grpo,ar,lopti seed=0,1 sweep.id=lopti_adaptive",
+         "add 2 seeds a round to unresolved cells, up to 8"),
     ],
     "status": [
         ("grpolab status kl", "sweep kl under outputs/sweeps/"),
@@ -67,6 +69,9 @@ def seconds(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text!r}: must be a number of seconds > 0")
     return value
+
+
+ADAPTIVE_FLAGS = ("--until-resolved", "--max-seeds", "--seed-step")
 
 
 def epilog(command: str) -> str:
@@ -114,6 +119,15 @@ def build_parser(doc: str) -> tuple[argparse.ArgumentParser, dict[str, argparse.
                    help="add this command's cells to an existing sweep's plan (its history is kept)")
     p.add_argument("--detach", action="store_true",
                    help="launcher=slurm: submit the job array and return at once (then grpolab status / collect)")
+    p.add_argument("--until-resolved", action="store_true",
+                   help="run the declared seeds, then add seeds in rounds to the cells whose Δ vs the baseline is "
+                        "not yet significant, testing each look at α/L (docs/analysis.md#adaptive-seeds)")
+    p.add_argument("--max-seeds", default=None,
+                   help="with --until-resolved: the most seeds a cell gets (fixes the L looks the rule splits α over)")
+    p.add_argument("--seed-step", default=None,
+                   help="with --until-resolved: seeds added per round (default: as many as declared)")
+    p.add_argument("--metric", default=None,
+                   help="with --until-resolved: the metric that decides (default final_eval_accuracy)")
     _hydra_habits(p)
     p.add_argument("overrides", nargs="*", help=SWEEP_OVERRIDES_HELP)
     p = subs["config"] = _sub(sub, "config", "print the composed config",
@@ -158,6 +172,10 @@ def parse(argv: list[str], doc: str) -> argparse.Namespace:
     args, extra = parser.parse_known_args(argv)
     if extra:
         sub = subs[args.command]
+        adaptive = [e for e in extra if e.split("=", 1)[0] in ADAPTIVE_FLAGS]
+        if args.command == "tune" and adaptive:
+            parser.exit(2, f"grpolab tune: {adaptive[0].split('=', 1)[0]} is an option of grpolab sweep (seeds added "
+                           "to cells until their Δ vs a baseline cell resolves); a tune study has no baseline cell\n")
         if hasattr(args, "overrides") and not any(e.startswith("-") for e in extra):
             args.overrides = [*args.overrides, *extra]
         else:

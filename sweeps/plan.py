@@ -63,6 +63,7 @@ class SweepPlan:
     sweep_dir: Path
     grid: SweepGrid
     runs: list[PlannedRun] = field(default_factory=list)
+    order: dict[str, int] | None = None  # run name -> its place in sweep.json, when runs is a part of it
 
     @property
     def paths(self) -> SweepPaths:
@@ -75,7 +76,7 @@ class SweepPlan:
     def meta_for(self, run: PlannedRun) -> Meta:
         # plan_index: the order in the plan (analysis of W&B-only runs needs it)
         return run_meta(run.cfg, run.name, sweep_id=self.sweep_id, swept=run.swept, overrides=run.overrides,
-                        plan_index=self.runs.index(run))
+                        plan_index=self.order[run.name] if self.order else self.runs.index(run))
 
 
 def _plain(value):
