@@ -23,7 +23,7 @@ $(BIN)/grpolab: pyproject.toml constraints/cpu.txt
 
 install: $(BIN)/grpolab
 
-# The default sweep: GRPO on the tiny model, algorithm.kl.coef × algorithm.clip.high × 2 seeds,
+# The default sweep: GRPO on the tiny model, optim.lr × algorithm.kl.coef × 4 seeds (conf/sweep/demo.yaml),
 # then the ablation table (also written to outputs/sweeps/demo/table.md).
 demo: install
 	$(BIN)/grpolab sweep experiment=demo sweep.id=demo
