@@ -4,7 +4,6 @@ score matrices (same draws, so equal to rounding), the stratification, and the c
 synthetic two-task sweep."""
 from __future__ import annotations
 
-import inspect
 import json
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import scipy.stats
 from analysis import aggregate_stats as ag
 from analysis.synthetic import write_synthetic_sweep
 from tests.cli_helpers import grpolab
+from tests.rliable_reference import inputs as reference_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 ATOL = 1e-12  # float summation order only: the draws and the percentile rule are rliable's
@@ -30,26 +30,17 @@ def columns(matrix) -> list[np.ndarray]:
     return [matrix[:, t] for t in range(matrix.shape[1])]
 
 
-@pytest.fixture
-def rly(monkeypatch):
-    """``rliable.library``. Its bootstrap classes pass ``random_state=`` to ``arch``'s constructors,
-    an argument ``arch`` 8 removed (rliable 1.2.0 declares ``arch < 8``, whose releases do not import
-    under pandas 3): on arch 8 the argument (always None here) is dropped before arch sees it."""
+@pytest.fixture(scope="module")
+def rliable_library_values():
+    """rliable.library's intervals on ``tests.rliable_reference.inputs()``, computed in a subprocess
+    (that module says why: arch's numba must not enter this process)."""
     pytest.importorskip("rliable")
-    try:
-        import arch.bootstrap as arch_bs
-    except Exception as exc:  # arch 7.x under pandas 3: TypeError at import
-        pytest.skip(f"rliable.library needs an arch that imports here: {exc}")
-    for cls in (arch_bs.IIDBootstrap, arch_bs.IndependentSamplesBootstrap):
-        init = cls.__dict__.get("__init__")
-        if init is not None and "random_state" not in inspect.signature(init).parameters:
-            def dropped(self, *args, random_state=None, _init=init, **kwargs):
-                assert random_state is None
-                _init(self, *args, **kwargs)
-            monkeypatch.setattr(cls, "__init__", dropped)
-    from rliable import library
-
-    return library
+    out = subprocess.run([sys.executable, "-m", "tests.rliable_reference"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    if out.returncode == 3:
+        pytest.skip(out.stderr.strip())
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
 
 
 # ---------------------------------------------------------------- hand-computed
@@ -116,34 +107,29 @@ def test_point_values_equal_rliable_s_metrics(shape):
                metrics.probability_of_improvement(x, y)) < ATOL
 
 
-def test_intervals_equal_rliable_s_with_the_same_seed(rly):
-    from rliable import metrics
-
-    rng = np.random.default_rng(3)
-    x, y = rng.random((6, 3)), rng.random((4, 3))
-    for ours, theirs in [(ag.iqm, metrics.aggregate_iqm), (ag.mean_of_tasks, metrics.aggregate_mean),
-                         (ag.median_of_tasks, metrics.aggregate_median)]:
-        np.random.seed(11)  # rliable draws from numpy's global generator
-        point, ci = rly.get_interval_estimates({"x": x}, lambda s, f=theirs: np.array([f(s)]), reps=400)
+def test_intervals_equal_rliable_s_with_the_same_seed(rliable_library_values):
+    data, theirs = reference_inputs(), rliable_library_values["intervals"]
+    x, y = data["x"], data["y"]
+    for name, ours in [("iqm", ag.iqm), ("mean", ag.mean_of_tasks), ("median", ag.median_of_tasks)]:
         got = ag.interval(ours, columns(x), reps=400, seed=11)
-        np.testing.assert_allclose([got[0], got[1], got[2]], [point["x"][0], *ci["x"][:, 0]], rtol=0, atol=ATOL)
-    np.random.seed(11)
-    point, ci = rly.get_interval_estimates(
-        {"xy": [x, y]}, lambda a, b: np.array([metrics.probability_of_improvement(a, b)]), reps=300)
+        np.testing.assert_allclose([got[0], got[1], got[2]], theirs[name], rtol=0, atol=ATOL)
     got = ag.interval(ag.probability_of_improvement, columns(x), columns(y), reps=300, seed=11)
-    np.testing.assert_allclose(got, [point["xy"][0], *ci["xy"][:, 0]], rtol=0, atol=ATOL)
-    assert ci["xy"][1, 0] - ci["xy"][0, 0] > 0.1  # an interval that could have disagreed
+    np.testing.assert_allclose(got, theirs["poi"], rtol=0, atol=ATOL)
+    assert theirs["poi"][2] - theirs["poi"][1] > 0.1  # an interval that could have disagreed
 
 
-def test_performance_profile_and_its_band_equal_rliable_s(rly):
-    rng = np.random.default_rng(4)
-    x = rng.random((5, 3))
-    taus = np.linspace(0, 1, 21)
-    np.random.seed(5)
-    profile, band = rly.create_performance_profile({"x": x}, taus, reps=300)
-    frac, lo, hi = ag.interval(lambda s: ag.score_distribution(s, taus), columns(x), reps=300, seed=5)
-    np.testing.assert_allclose(np.stack([frac, lo, hi]), np.vstack([profile["x"], band["x"]]), rtol=0, atol=ATOL)
-    assert (band["x"][1] - band["x"][0]).max() > 0.2
+def test_performance_profile_and_its_band_equal_rliable_s(rliable_library_values):
+    data = reference_inputs()
+    frac, lo, hi = ag.interval(lambda s: ag.score_distribution(s, data["taus"]), columns(data["profile_x"]),
+                               reps=300, seed=5)
+    band = np.array(rliable_library_values["profile"])
+    np.testing.assert_allclose(np.stack([frac, lo, hi]), band, rtol=0, atol=ATOL)
+    assert (band[2] - band[1]).max() > 0.2
+
+
+def test_this_process_never_loads_arch_or_numba():
+    """vLLM's kernel-override scan breaks on llvmlite objects in sys.modules (tests.rliable_reference)."""
+    assert not {"arch", "numba", "llvmlite"} & set(sys.modules)
 
 
 # ---------------------------------------------------------------- the command

@@ -203,3 +203,14 @@ def test_no_effect_warnings():
     assert any("has no effect" in w for w in config_warnings(on_policy))
     off_policy = compose(["algorithm=grpo_fix"])  # 2 mini-batches per rollout batch
     assert not config_warnings(off_policy)
+
+
+@pytest.mark.parametrize("override, says", [
+    ("model.num_kv_heads=0", "model.num_kv_heads=0: must be >= 1"),
+    ("model.num_heads=0", "model.num_heads=0: must be >= 1"),
+    ("batching.mini_batch_size=0", "batching.mini_batch_size=0: must be >= 1"),
+])
+def test_a_zero_size_is_a_range_error_not_a_crash_in_the_cross_checks(override, says):
+    # the cross-key rules (num_heads % num_kv_heads, batch % mini_batch) run only once sizes are in range
+    with pytest.raises(ConfigError, match=says):
+        compose([override])

@@ -32,9 +32,16 @@ _BOUND_OK = {
 def validate(cfg: Config) -> Config:
     """Raise ``ConfigError`` listing every bad key (not just the first), one line each; return ``cfg`` if fine."""
     errors = _range_errors(cfg, "")
-    errors += _text_errors(cfg, {e.split("=", 1)[0] for e in errors}) + _cross_errors(cfg)
-    if cfg.algorithm.loss in registry.LOSSES:  # the variant rules start from the selected loss
-        errors += _variant_errors(cfg)
+    errors += _text_errors(cfg, {e.split("=", 1)[0] for e in errors})
+    try:
+        cross = _cross_errors(cfg)
+        if cfg.algorithm.loss in registry.LOSSES:  # the variant rules start from the selected loss
+            cross += _variant_errors(cfg)
+    except ArithmeticError:  # a size the range rules refused (0 heads, a 0 batch) divides a cross-key rule
+        if not errors:
+            raise
+        cross = []
+    errors += cross
     if errors:
         raise ConfigError("\n".join(errors))
     return cfg
