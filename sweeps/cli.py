@@ -16,6 +16,7 @@
     grpolab report <sweep> [...]             one self-contained HTML report (tables and plots)
     grpolab aggregate <sweep> --over task    IQM, P(improvement), performance profiles across tasks
     grpolab power <sweep> --delta D [...]    per comparison of the table: MDE, power and seeds for Δ = D
+    grpolab reproduce <paper>|all [--quick]  a paper's claims, measured, with verdicts (docs/reproductions.md)
                                              (the analysis commands also read wandb://ENTITY/PROJECT/SWEEP_ID)
     grpolab config [overrides...]            print the composed, validated config
     grpolab config --groups                  every config group, its options and what each is
@@ -330,7 +331,7 @@ def _cmd_tune(args) -> int:
 
 
 ANALYSIS = {"table": "analysis.table", "plot": "analysis.plots", "report": "analysis.report",
-            "aggregate": "analysis.aggregate_cli", "power": "analysis.power_cli"}
+            "aggregate": "analysis.aggregate_cli", "power": "analysis.power_cli", "reproduce": "reproduce.cli"}
 COMMANDS = {"tune": _cmd_tune, "train": _cmd_train, "sweep": _cmd_sweep, "config": _cmd_config,
             "status": _cmd_status, "collect": _cmd_collect}
 

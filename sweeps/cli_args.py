@@ -162,6 +162,8 @@ def build_parser(doc: str) -> tuple[argparse.ArgumentParser, dict[str, argparse.
                        ("power", "per comparison of a sweep's table: detectable effect, power and seeds needed")):
         sub.add_parser(name, help=f"{text} (a dir, a sweep id or wandb://ENTITY/PROJECT/SWEEP_ID; "
                                   f"grpolab {name} --help)", add_help=False)
+    sub.add_parser("reproduce", help="a paper's claims run through the framework, with verdicts (grpolab reproduce "
+                                     "--help)", add_help=False)
     return parser, subs
 
 

@@ -61,6 +61,13 @@ def model_dir(tmp_path_factory):
     return build_tiny(cfg, tmp_path_factory.mktemp("tiny"), seed=0)
 
 
+@pytest.fixture(scope="session")
+def kk_cache(tmp_path_factory):
+    """One warm-start cache for the tests that train the full-size presets (the K&K SFT alone takes ~3 min
+    on 2 cores): the first test builds each warm start, the others reuse it."""
+    return tmp_path_factory.mktemp("preset-cache")
+
+
 @pytest.fixture
 def fast(tmp_path):
     return fast_overrides(tmp_path)

@@ -28,6 +28,7 @@ EXTRA = {
     "variant=dfpo_min_replace": ["batching=query_preserved"],
     "variant=dfpo_orth_proj": ["batching=query_preserved"],
     "variant=dfpo_no_stop_grad": ["batching=query_preserved"],
+    "variant=dfpo_scale_half": ["batching=query_preserved"],
     "+paper_scale=cancellation": ["model.path=/x"],
     "+paper_scale=dfpo": ["model.path=/x"],
 }

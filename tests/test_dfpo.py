@@ -128,6 +128,16 @@ def test_batched_transform_equals_per_group_with_interleaved_groups():
             _close(out[m], dfpo_weights(s_bar[m], adv[m], transform))
 
 
+def test_scale_half_is_a_plain_shrink_that_keeps_the_imbalance():
+    """Table 3's control halves every weight: the group's net coefficient Âᵀs̃ is half GSPO's, not 0,
+    and it is not the identity at the old policy (it acts on-policy too: a smaller step)."""
+    s_bar, adv = _t([1.2, 0.9, 1.0, 0.7]), _t([1.0, 1.0, -1.0, -1.0])
+    out = dfpo_weights(s_bar, adv, "scale_half")
+    _close(out, [0.6, 0.45, 0.5, 0.35])
+    assert float(adv @ out) == pytest.approx(0.5 * float(adv @ s_bar)) and float(adv @ s_bar) != 0
+    _close(dfpo_weights(_t([1.0, 1.0]), _t([1.0, -1.0]), "scale_half"), [0.5, 0.5])
+
+
 def test_unknown_transform_is_an_error():
     with pytest.raises(ValueError, match="algorithm.dfpo.transform"):
         dfpo_weights(_t([1.0, 1.0]), _t([1.0, -1.0]), "orth_proj")

@@ -148,11 +148,11 @@ def test_paper_preset_runs_end_to_end_and_writes_its_table(tmp_path, preset):
 
 
 @pytest.mark.slow
-def test_the_knights_and_knaves_preset_warm_starts_between_0_and_1_and_learns(tmp_path):
+def test_the_knights_and_knaves_preset_warm_starts_between_0_and_1_and_learns(tmp_path, kk_cache):
     """K&K, the Lopti paper's task, once trained on text with its spaces dropped: warm start at
     accuracy 0 and no reward signal. Now its warm start is strictly inside (0, 1) and GRPO updates."""
     cfg = compose(["experiment=lopti_kk", "variant=grpo", "train.steps=2", "train.eval_every=2",
-                   "train.eval_prompts=64", f"paths.output_root={tmp_path}/out", f"paths.cache_dir={tmp_path}/cache"])
+                   "train.eval_prompts=64", f"paths.output_root={tmp_path}/out", f"paths.cache_dir={kk_cache}"])
     summary = run_training(cfg, tmp_path / "run", log=lambda *a: None)
     assert summary.status == "completed" and summary.warnings is None
     assert 0.0 < summary.warmstart_eval_accuracy < 1.0

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("trainer", "sweeps", "analysis")
+PACKAGES = ("trainer", "sweeps", "analysis", "reproduce")
 MAX_LINES = 400
 
 

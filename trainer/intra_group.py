@@ -34,6 +34,11 @@ def _min_replace(s_bar: torch.Tensor, adv: torch.Tensor, floor: float) -> torch.
     return s_bar.min().expand_as(s_bar)
 
 
+def _scale_half(s_bar: torch.Tensor, adv: torch.Tensor, floor: float) -> torch.Tensor:
+    """s̃_i = 0.5·s̄_i: Table 3's control, a global shrink with no group consistency (Âᵀs̃ = 0.5·Âᵀs̄)."""
+    return 0.5 * s_bar
+
+
 def _qp_multiplier(s_bar: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
     """λ with h(λ) = Σ Â_i·max(s̄_i − λÂ_i, 0) = 0.
 
@@ -93,6 +98,7 @@ TRANSFORMS: dict[str, Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor
     "min_replace": _min_replace,
     "orth_proj_qp": _orth_proj_qp,
     "orth_proj_closed_form": _truncate_rebalance,
+    "scale_half": _scale_half,
 }
 
 
@@ -107,9 +113,9 @@ def dfpo_weights(s_bar: torch.Tensor, advantages: torch.Tensor, transform, floor
     """DFPO's transformed weights s̃ [G] of ONE group from post-clip weights s̄ [G] and advantages Â [G].
 
     ``transform``: none | min_replace (Eq. 50) | orth_proj_qp (Eq. 51) | orth_proj_closed_form
-    (Eq. 52–55, ``floor`` = ϵ of Eq. 52). A group with Â ≡ 0 is returned unchanged by every
-    transform. Computed in float64, returned in s̄'s dtype; gradients flow to s̄ when it requires
-    them (the no-stop-gradient ablation).
+    (Eq. 52–55, ``floor`` = ϵ of Eq. 52) | scale_half (Table 3's control: 0.5·s̄). A group with
+    Â ≡ 0 is returned unchanged by every transform. Computed in float64, returned in s̄'s dtype;
+    gradients flow to s̄ when it requires them (the no-stop-gradient ablation).
     """
     fn = _transform_fn(transform)
     adv = advantages.detach().to(torch.float64)

@@ -22,6 +22,7 @@ class DFPOTransform(str, Enum):
     min_replace = "min_replace"  # Eq. 50
     orth_proj_qp = "orth_proj_qp"  # Eq. 51, solved exactly
     orth_proj_closed_form = "orth_proj_closed_form"  # Eq. 52-55, truncate and rebalance
+    scale_half = "scale_half"  # Table 3's control: s̃ = 0.5·s̄ (a smaller step, no group consistency)
 
 
 @dataclass

@@ -1,0 +1,104 @@
+"""``grpolab reproduce <paper>``: the paper's sweep through the normal launchers, its probe once, the
+verdicts, the report. Re-running resumes: the sweep skips its completed runs and the probe is
+reused when its plan is unchanged (``probe.json`` records the plan it ran)."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from reproduce.paper import REGISTRY, Paper
+from trainer.run_record import atomic_write_json
+
+
+def output_root(overrides) -> Path:
+    root = "outputs"
+    for o in overrides:
+        if o.startswith("paths.output_root="):
+            root = o.split("=", 1)[1]
+    return Path(root)
+
+
+def sweep_id(paper: Paper, quick: bool, name: str) -> str:
+    return f"reproduce-{paper.name}" + ("-quick" if quick else "") + f"-{name}"
+
+
+def out_dir(paper: Paper, quick: bool, overrides) -> Path:
+    return output_root(overrides) / "reproduce" / (paper.name + ("-quick" if quick else ""))
+
+
+def preflight(paper: Paper, plan, quick: bool, overrides) -> None:
+    """Compose and validate every cell of every sweep and the probe's config before anything runs:
+    a bad override is one ``ConfigError`` line, and nothing has started."""
+    from sweeps.compose import compose
+    from sweeps.plan import make_plan
+    from sweeps.preflight import preflight as launch_checks
+
+    for name, sweep in plan.sweeps:
+        launch_checks(r.cfg for r in make_plan([*sweep, f"sweep.id={sweep_id(paper, quick, name)}", *overrides]).runs)
+    if paper.probe is not None:
+        compose([*plan.probe, *overrides])
+
+
+def run_sweeps(paper: Paper, plan, quick: bool, overrides, log=print) -> tuple[dict, int]:
+    """{name: source} of the plan's sweeps that wrote a plan (a source reads what completed), and the
+    worst exit code; a failed cell does not stop the others or the report."""
+    from analysis.records import DirSource
+    from sweeps.cli import main as cli_main
+
+    sources, worst = {}, 0
+    for name, sweep in plan.sweeps:
+        sid = sweep_id(paper, quick, name)
+        log(f"reproduce {paper.name}: sweep {sid}")
+        code = cli_main(["sweep", *sweep, f"sweep.id={sid}", *overrides])
+        if code == 130:  # Ctrl-C inside the sweep: stop here too (a re-run resumes)
+            raise KeyboardInterrupt
+        worst = max(worst, code)
+        sweep_dir = output_root(overrides) / "sweeps" / sid
+        if (sweep_dir / "sweep.json").is_file():
+            sources[name] = DirSource(sweep_dir)
+    return sources, worst
+
+
+def run_probe(paper: Paper, plan, overrides, out: Path, log=print):
+    """The probe's raw numbers, from ``probe.json`` when it holds this plan's, else computed."""
+    if paper.probe is None:
+        return None
+    key = {"probe": list(plan.probe) + list(overrides), "seeds": list(plan.probe_seeds)}
+    path = out / "probe.json"
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved.get("plan") == key:
+            log(f"reproduce {paper.name}: probe reused from {path}")
+            return saved["result"]
+    from reproduce.probe_setup import build_subject
+    from sweeps.compose import compose
+
+    cfg = compose([*plan.probe, *overrides])
+    log(f"reproduce {paper.name}: probe on {len(plan.probe_seeds)} batches")
+    result = paper.probe(build_subject(cfg, log), plan, log)
+    atomic_write_json(path, {"plan": key, "result": result})
+    return result
+
+
+def reproduce(name: str, quick: bool, overrides, log=print) -> tuple[Path, int]:
+    """Run one paper's reproduction; (report dir, exit code of its sweep)."""
+    from reproduce.report import write_report
+
+    paper = REGISTRY[name]
+    plan = paper.plan(quick)
+    out = out_dir(paper, quick, overrides)
+    preflight(paper, plan, quick, overrides)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    sources, code = run_sweeps(paper, plan, quick, overrides, log)
+    t1 = time.time()
+    probe = run_probe(paper, plan, overrides, out, log)
+    t2 = time.time()
+    results = paper.judge(probe, sources, quick)
+    figures = paper.figures(probe, sources, out) if paper.figures else []
+    timing = {"sweep_s": t1 - t0, "probe_s": t2 - t1, "total_s": time.time() - t0}
+    write_report(out, paper, plan, results, figures, timing, quick, overrides,
+                 sweep_dirs=[str(s.root) for s in sources.values()])
+    log(f"reproduce {paper.name}: report -> {out / 'report.md'} ({timing['total_s']:.0f} s)")
+    return out, code
