@@ -23,7 +23,8 @@ def _papers():
     return REGISTRY
 
 
-def build_parser(papers) -> argparse.ArgumentParser:
+def build_parser(papers=None) -> argparse.ArgumentParser:
+    papers = _papers() if papers is None else papers
     p = argparse.ArgumentParser(
         prog="grpolab reproduce", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=epilog(EXAMPLES),
         description="Run a paper's preset sweep and single-update probes, then write a report that sets each of "

@@ -9,7 +9,7 @@ from pathlib import Path
 from analysis.synthetic import write_synthetic_sweep
 
 COMMANDS = ("config", "train", "sweep", "tune", "status", "collect", "table", "plot", "report", "aggregate",
-            "power")
+            "power", "reproduce")
 
 
 def grpolab(capsys, *argv: str) -> tuple[int, str, str]:

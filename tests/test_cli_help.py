@@ -25,10 +25,11 @@ def sweeps_cwd(tmp_path_factory):
 
 def _example_params():
     from analysis import aggregate_cli, plots, power_cli, report, table
+    from reproduce import cli as reproduce_cli
     from sweeps.cli_args import EXAMPLES
 
     lines = {**EXAMPLES, "table": table.EXAMPLES, "plot": plots.EXAMPLES, "report": report.EXAMPLES,
-             "aggregate": aggregate_cli.EXAMPLES, "power": power_cli.EXAMPLES}
+             "aggregate": aggregate_cli.EXAMPLES, "power": power_cli.EXAMPLES, "reproduce": reproduce_cli.EXAMPLES}
     return [pytest.param(c, i, id=f"{c}-{i}") for c in COMMANDS for i in range(len(lines[c]))]
 
 

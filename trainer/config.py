@@ -64,6 +64,11 @@ class OldLogpSource(str, Enum):
     rollout = "rollout"  # the sampler's own log-probs of the tokens it drew: no extra forward
 
 
+class LossNormalizer(str, Enum):
+    mini_batch = "mini_batch"  # every micro-batch divides by the mini-batch's counts: exact accumulation
+    micro_batch = "micro_batch"  # each by its own counts, then averaged: verl's and the AR-Lopti code's
+
+
 class AdvantageScale(str, Enum):
     group = "group"  # std of the prompt's group (GRPO)
     batch = "batch"  # std of the whole rollout batch
@@ -215,10 +220,17 @@ class _BatchingBase:
     mode: str = knob("shuffled", "How a rollout batch is cut into mini-batches: shuffled, seqlen_balanced, "
                      "query_preserved (whole groups), sign_segregated (the registered modes of trainer.batching).")
     mini_batch_size: int = knob(256, "Responses per optimizer step.", ge=1)
-    micro_batch_size: int = knob(128, "Responses per forward/backward (accumulation; never changes the math).", ge=1)
+    micro_batch_size: int = knob(
+        128, "Responses per forward/backward (accumulation; changes the math only with normalizer=micro_batch).", ge=1)
+    normalizer: LossNormalizer = knob(
+        LossNormalizer.mini_batch, "mini_batch: each micro-batch's loss divides by the mini-batch's token and "
+        "sequence counts, so the step is the mini-batch's loss exactly. micro_batch: by its own counts, then "
+        "averaged over the micro-batches (verl's and the AR-Lopti reference code's accumulation; differs when "
+        "micro < mini; micro-batches then keep the mini-batch's order and every row).")
     sort_micro_batches: bool = knob(
         True, "Cut each mini-batch into micro-batches of rows of similar length (less padding per forward; the "
-        "gradient is the same sum). Off: micro-batches follow the mini-batch's order.")
+        "gradient is the same sum). Off: micro-batches follow the mini-batch's order. Ignored with "
+        "normalizer=micro_batch, where the cut changes the math.")
     seqlen_partitions: int = knob(
         8, "seqlen_balanced: data-parallel ranks verl balances lengths over (emulated).", ge=1
     )

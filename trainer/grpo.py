@@ -262,7 +262,12 @@ class GRPOTrainer:
         rows = update_plan.live_rows(self.cfg, mb, stage)
         mb_loss, bad = 0.0, None
         rank, world = self.engine.rank, self.engine.world_size
-        for micro, weight in update_plan.micro_batches(self.cfg, rows, rank, world, lengths):
+        micros = update_plan.micro_batches(self.cfg, rows, rank, world, lengths)
+        per_micro = update_plan.per_micro(self.cfg)  # the reference codes' mean of per-micro-batch losses
+        for micro, real in micros:  # real: 1, or 0 for a rank's padding pass
+            weight = real
+            if per_micro:
+                norm, weight = Normalizer.of(stage.denom[micro], self._max_len()), real / (len(micros) * world)
             loss, stats = self.micro_loss(sb, micro, norm, stage)
             if not torch.isfinite(loss) and bad is None:
                 bad = f"policy loss = {float(loss.detach())} ({_first_nonfinite(stats)})"
@@ -271,7 +276,7 @@ class GRPOTrainer:
                 # several ranks: the others are in this mini-batch's collectives; raise together below
             self.engine.backward(loss * weight)
             mb_loss += float(loss.detach()) * weight
-            totals.add(stats, float(sb.loss_mask[micro].sum()) * weight)
+            totals.add(stats, float(sb.loss_mask[micro].sum()) * real)
         grad_norm = self.engine.step()
         self._agree_finite(bad, grad_norm, step)
         totals.grad_norms.append(grad_norm)

@@ -35,9 +35,10 @@ def stages(cfg, old_logp: torch.Tensor, loss_mask: torch.Tensor) -> list[Stage]:
 def live_rows(cfg, mb: torch.Tensor, stage: Stage) -> torch.Tensor:
     """Rows of ``mb`` that can contribute to this stage's loss. A row without active tokens adds
     exactly zero loss and gradient when every term is masked to the stage, so it is skipped (the
-    normalizer is the mini-batch's, already fixed). A loss that needs whole groups keeps every row.
+    normalizer is the mini-batch's, already fixed). A loss that needs whole groups keeps every row, and
+    so does ``batching.normalizer=micro_batch`` (a skipped row would change its micro-batch's counts).
     Always at least one row, so each mini-batch still makes its optimizer step."""
-    if stage.active is None or not stage.mask_all_terms or registry.needs(cfg).whole_groups:
+    if stage.active is None or not stage.mask_all_terms or registry.needs(cfg).whole_groups or per_micro(cfg):
         return mb
     live = mb[stage.active[mb].any(-1)]
     return live if live.numel() else mb[:1]
@@ -62,13 +63,20 @@ def micro_batches(cfg, rows: torch.Tensor, rank: int, world: int,
     needs whole groups per micro-batch.
     """
     size = cfg.batching.micro_batch_size
-    sort = cfg.batching.sort_micro_batches and lengths is not None and not registry.needs(cfg).whole_groups
+    sort = (cfg.batching.sort_micro_batches and lengths is not None and not registry.needs(cfg).whole_groups
+            and not per_micro(cfg))
     if world == 1:
         return [(m, 1.0) for m in _by_length(rows, lengths, sort).split(size)]
     n = max(1, math.ceil(math.ceil(rows.numel() / world) / size))
     local = _by_length(distributed.shard(rows, rank, world), lengths, sort)
     real = [(m, 1.0) for m in local.tensor_split(min(n, local.numel()))] if local.numel() else []
     return real + [(rows[:1], 0.0)] * (n - len(real))
+
+
+def per_micro(cfg) -> bool:
+    """``batching.normalizer=micro_batch``: each micro-batch normalized by its own counts (the reference
+    codes' accumulation), so which rows share a micro-batch is part of the math."""
+    return getattr(cfg.batching.normalizer, "value", cfg.batching.normalizer) == "micro_batch"
 
 
 def _by_length(rows: torch.Tensor, lengths: Optional[torch.Tensor], sort: bool) -> torch.Tensor:
