@@ -11,7 +11,7 @@ import pytest
 
 from sweeps.compose import compose
 from trainer import registry
-from trainer.config import Config, VerifierName
+from trainer.config import Config, LossNormalizer, VerifierName
 from trainer.identity import HASH_VERSION, classify, config_hash, leaves, to_dict, variant_label
 from trainer.knobs import ConfigError
 
@@ -29,6 +29,7 @@ ENABLERS = {
     "engine.ds_config": lambda c: setattr(c.engine, "backend", "deepspeed"),
     "algorithm.loss_agg_max_len": lambda c: setattr(c.algorithm, "loss_agg", "seq_mean_token_sum_norm"),
     "batching.seqlen_partitions": lambda c: setattr(c.batching, "mode", "seqlen_balanced"),
+    "batching.normalizer": lambda c: setattr(c.batching, "normalizer", LossNormalizer.micro_batch),
     **{f"{f.key}.*": (lambda c, f=f: setattr(registry.section_of(c, f), "enabled", True))
        for f in registry.FEATURES.values()},
     **{f"{loss.key}.*": (lambda c, n=loss.name: setattr(c.algorithm, "loss", n))

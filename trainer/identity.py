@@ -74,6 +74,10 @@ def result_keys() -> tuple[tuple[str, Counts], ...]:
         ("engine.ds_config", lambda c: c.engine.backend == "deepspeed"),
         ("algorithm.loss_agg_max_len", lambda c: c.algorithm.loss_agg == "seq_mean_token_sum_norm"),
         ("batching.seqlen_partitions", lambda c: c.batching.mode == "seqlen_balanced"),
+        # the reference codes' accumulation: counts when chosen, so every cell recorded before the knob existed
+        # keeps its hash
+        ("batching.normalizer", lambda c: getattr(c.batching.normalizer, "value", c.batching.normalizer)
+         != "mini_batch"),
         ("diagnostics.prob_bins", lambda c: c.diagnostics.every > 0),
         ("sft.enabled", always),
         ("sft.steps", lambda c: c.sft.enabled),  # a switch too: sft.steps=0 turns the warm start off
