@@ -50,17 +50,18 @@ CLAIMS = (
 
 def plan(quick: bool) -> Plan:
     seeds = "0,1" if quick else "0,1,2,3,4"
-    steps = 8 if quick else 40
+    steps = 4 if quick else 40
+    prompts = 16 if quick else 32
     return Plan(
         sweeps=(("ablation", ("experiment=cancellation_paper", f"variant=cb_baseline,{','.join(BATCHING)}",
                               f"seed={seeds}", f"train.steps={steps}", f"train.eval_every={steps}",
-                              "rollout.prompts_per_step=32", "batching.mini_batch_size=64",
-                              "batching.micro_batch_size=64", "diagnostics.every=4")),),
+                              f"rollout.prompts_per_step={prompts}", f"batching.mini_batch_size={prompts * 2}",
+                              f"batching.micro_batch_size={prompts * 2}", "diagnostics.every=4")),),
         probe=("experiment=cancellation_paper", "variant=cb_baseline", "rollout.prompts_per_step=32",
                "batching.mini_batch_size=256", "batching.micro_batch_size=128"),
         probe_seeds=tuple(range(3 if quick else 5)),
         note=(f"Training: the cancellation_paper preset (DAPO token-mean loss, clip 0.2/0.28, KL 0, T = 1) on "
-              f"built-in arithmetic, {steps} steps of 32 prompts × 8 in 4 mini-batches, {'2' if quick else '5'} "
+              f"built-in arithmetic, {steps} steps of {prompts} prompts × 8 in 4 mini-batches, {'2' if quick else '5'} "
               "seeds per batching mode. Probe: the warm-start policy, plain SGD, each batch at the largest lr of "
               "10^(−k/4) whose GRPO step's first-order ratio is in [0.8, 1.25]; boosted/suppressed at τ = 1% of "
               "that step's mean |Δ ln π|."))
@@ -100,7 +101,32 @@ def judge_all(probe, sources: dict, quick: bool) -> list:
         out += [missing(cl, "no probe ran", quick) for cl in CLAIMS if cl.kind == "probe"]
     acc = [cl for cl in CLAIMS if cl.kind == "accuracy"]
     out += accuracy_results(sources.get("ablation"), acc, "variant", "cb_baseline", list(BATCHING), quick)
+    activity = rb_activity(sources.get("ablation"))
+    for r in out:
+        if r.claim.id in ("cancellation.acc_rb", "cancellation.acc_qb_rb") and activity:
+            r.details.update(activity)
     return out
+
+
+def rb_activity(source) -> dict:
+    """How often reward balancing changed an update at all: the mean balance min(N⁺, N⁻)/|B| of the
+    buffered rollouts, and the share of steps that held rollouts back (an RB cell equal to its baseline
+    is explained by a share of 0: every fresh batch already met ρ)."""
+    if source is None:
+        return {}
+    from analysis.sources import runs_frame
+
+    df = runs_frame(source)
+    df = df[(df["status"] == "completed") & df["variant"].astype(str).isin(["rb", "qb_rb"])]
+    balance, held = [], []
+    for run_dir in df["run_dir"]:
+        h = source.history(run_dir)
+        if "train/rb/balance" in h:
+            balance += h["train/rb/balance"].dropna().tolist()
+            held += (h["train/rb/buffer_left"].dropna() > 0).tolist()
+    if not balance:
+        return {}
+    return {"rb_mean_balance": sum(balance) / len(balance), "rb_steps_holding_back": sum(held) / max(len(held), 1)}
 
 
 def figures(probe, sources: dict, out_dir) -> list:

@@ -89,8 +89,15 @@ def main(argv=None) -> int:
             out, code = reproduce(name, args.quick, args.overrides)
             done.append(out)
             worst = max(worst, code)
-        for out in done:
-            print(verdict_lines(out))
+        text = "\n".join(verdict_lines(out) for out in done)
+        print(text)
+        if args.paper == "all":  # one page with every paper's verdicts and wall time
+            from reproduce.run import output_root
+            from trainer.run_record import atomic_write_text
+
+            path = output_root(args.overrides) / "reproduce" / ("summary-quick.md" if args.quick else "summary.md")
+            atomic_write_text(path, "# grpolab reproduce all" + (" --quick" if args.quick else "") + "\n" + text)
+            print(f"summary: {path}")
         return worst
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)

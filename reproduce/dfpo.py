@@ -43,15 +43,16 @@ CLAIMS = (
 
 def plan(quick: bool) -> Plan:
     seeds = "0,1" if quick else "0,1,2,3,4"
-    steps = 8 if quick else 40
+    steps = 4 if quick else 40
+    p = 16 if quick else 32
     common = ("experiment=dfpo_paper", f"seed={seeds}", f"train.steps={steps}", f"train.eval_every={steps}",
-              "rollout.prompts_per_step=32", "diagnostics.every=0")
+              f"rollout.prompts_per_step={p}", "diagnostics.every=0")
     return Plan(
         sweeps=(("ablation", (*common, "variant=gspo,dfpo_min_replace,dfpo_orth_proj,dfpo_scale_half,grpo,grpo_fix",
-                              "batching.mini_batch_size=64", "batching.micro_batch_size=64")),
-                ("g4", (*common, "variant=gspo,dfpo_min_replace", "rollout.n=4", "batching.mini_batch_size=32",
-                        "batching.micro_batch_size=32"))),
-        note=(f"The dfpo_paper preset (query-preserved batching, KL 0) on built-in arithmetic, {steps} steps of 32 "
+                              f"batching.mini_batch_size={2 * p}", f"batching.micro_batch_size={2 * p}")),
+                ("g4", (*common, "variant=gspo,dfpo_min_replace", "rollout.n=4", f"batching.mini_batch_size={p}",
+                        f"batching.micro_batch_size={p}"))),
+        note=(f"The dfpo_paper preset (query-preserved batching, KL 0) on built-in arithmetic, {steps} steps of {p} "
               f"prompts × G in 4 mini-batches (DFPO acts on the 2nd–4th), {'2' if quick else '5'} seeds per cell; "
               "G = 8, and G = 4 for the group-size trend. Asym is the loss's own per-step statistic."))
 

@@ -54,11 +54,11 @@ CLAIMS = (
 
 def plan(quick: bool) -> Plan:
     seeds = "0,1" if quick else "0,1,2,3,4"
-    steps = 6 if quick else 25
+    steps = 4 if quick else 25
     prompts = 16
     return Plan(
         sweeps=(("ablation", ("experiment=lopti_kk", f"variant=grpo,{','.join(VARIANTS)}", f"seed={seeds}",
-               f"train.steps={steps}", f"train.eval_every={steps}", "train.eval_prompts=100",
+               f"train.steps={steps}", f"train.eval_every={steps}", f"train.eval_prompts={50 if quick else 100}",
                f"rollout.prompts_per_step={prompts}", "batching.mini_batch_size=128", "diagnostics.every=0")),),
         probe=("experiment=lopti_kk", "variant=grpo", "algorithm.kl.coef=0",
                *(("rollout.prompts_per_step=16", "batching.mini_batch_size=128") if quick else ())),

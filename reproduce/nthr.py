@@ -44,7 +44,7 @@ CLAIMS = (
 
 def plan(quick: bool) -> Plan:
     seeds = "0,1" if quick else "0,1,2,3,4"
-    steps = 8 if quick else 60
+    steps = 6 if quick else 60
     prompts = 16 if quick else 32
     small = (f"rollout.prompts_per_step={prompts}", "batching.mini_batch_size=128", "batching.micro_batch_size=128")
     return Plan(

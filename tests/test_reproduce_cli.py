@@ -97,3 +97,12 @@ def test_a_second_invocation_runs_nothing_again(quick_all, kk_cache):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "(0 to run, 4 already completed)" in out.stdout
     assert "probe reused from" in out.stdout + out.stderr
+
+
+@pytest.mark.slow
+def test_all_writes_one_summary_with_every_paper(quick_all):
+    out_root, _ = quick_all
+    text = (out_root / "reproduce" / "summary-quick.md").read_text()
+    assert text.count("| claim |") == len(PAPERS)
+    for paper in PAPERS:
+        assert f"reproduce/{paper}-quick/report.md" in text
