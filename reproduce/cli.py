@@ -43,11 +43,11 @@ def verdict_lines(out) -> str:
     """The report's claims table and where the report is."""
     import json
 
-    from reproduce.report import summary_table
+    from reproduce.report import summary_table, timing_text
 
     data = json.loads((out / "claims.json").read_text())
-    t = data["meta"]["timing"]["total_s"]
-    return f"\n{data['meta']['title']}: {out / 'report.md'} ({t:.0f} s)\n\n{summary_table(data['claims'])}\n"
+    return (f"\n{data['meta']['title']}: {out / 'report.md'}\n{timing_text(data['meta']['timing'])}.\n\n"
+            f"{summary_table(data['claims'])}\n")
 
 
 def _dry_run(names, quick, overrides) -> int:

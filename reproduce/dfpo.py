@@ -69,7 +69,36 @@ def judge_all(probe, sources: dict, quick: bool) -> list:
                                            (c["dfpo.grpo_fix"], "grpo", "grpo_fix")], quick, m=N_ACC)
     out.append(gain_difference(c["dfpo.group_size"], main, sources.get("g4"), "variant", "gspo", "dfpo_min_replace",
                                quick, m=N_ACC))
+    _context(out, main)
     return out
+
+
+def _context(out, main) -> None:
+    """What a reader needs beside the verdicts: Asym scales with w², so the scale-by-0.5 control's
+    Asym (a shrink with no group consistency) is the yardstick for the transforms' reduction; and
+    whether training raised accuracy at all (each cell's final accuracy beside the warm start's)."""
+    if main is None:
+        return
+    from analysis.sources import runs_frame
+    from reproduce.sweep_claims import comparison_rows
+
+    try:
+        asym = {v: float(r["mean:train/asym/mean"]) for v, r in comparison_rows(main, "variant", "gspo",
+                                                                                "mean:train/asym").items()}
+        grad = {v: float(r["mean:train/grad_norm/mean"]) for v, r in comparison_rows(main, "variant", "gspo",
+                                                                                     "mean:train/grad_norm").items()}
+    except ValueError:
+        asym, grad = {}, {}
+    df = runs_frame(main)
+    df = df[df["status"] == "completed"]
+    final = df.groupby(df["variant"].astype(str))["final_eval_accuracy"].mean().astype(float).to_dict()
+    for r in out:
+        if r.claim.id.startswith("dfpo.asym") and asym:
+            r.details["mean_asym_by_variant"] = asym
+        elif r.claim.kind == "accuracy":
+            r.details["final_accuracy_by_variant"] = final
+        if r.claim.id == "dfpo.scale_half" and grad:  # above optim.grad_clip every step has the same length
+            r.details["mean_pre_clip_grad_norm_by_variant"] = grad
 
 
 def figures(probe, sources: dict, out_dir) -> list:
@@ -93,4 +122,8 @@ PAPER = register(Paper(
     "2604.13088", CLAIMS, plan, judge=judge_all, figures=figures,
     caveats=("The paper trains Qwen3-32B and Qwen3-Next-80B (G up to 32); these are a 0.6M-parameter model on "
              "built-in arithmetic for minutes. Energy (Eq. 24) is not measured: the paper defines no frequency "
-             "buckets and no per-token gradient it uses.",)))
+             "buckets and no per-token gradient it uses.",
+             "Read the accuracy verdicts with the details: where every cell ends below the warm start, training "
+             "is degrading this policy and a variant that moves it more loses more. Where the pre-clip gradient "
+             "norm is above optim.grad_clip (1.0), every optimizer step has the same length, so the "
+             "scale-by-0.5 control cannot act as a smaller step.")))

@@ -30,7 +30,10 @@ def verdict_text(row: dict) -> str:
 
 
 def command(paper: str, quick: bool, overrides) -> str:
-    return shlex.join(["grpolab", "reproduce", paper, *(["--quick"] if quick else []), *overrides])
+    """The command that reruns this report, secret-looking values redacted (``trainer.secrets``)."""
+    from trainer.secrets import redact_overrides
+
+    return shlex.join(["grpolab", "reproduce", paper, *(["--quick"] if quick else []), *redact_overrides(overrides)])
 
 
 def _cell(text: str) -> str:
@@ -68,12 +71,20 @@ def _short(v):
     return str(v)
 
 
+def timing_text(t: dict) -> str:
+    """This invocation's wall time, and what the work cost wherever it was done (a re-run that finds
+    every run complete still states the runs' own time)."""
+    return (f"This invocation: {t['total_s']:.0f} s (sweeps {t['sweep_s']:.0f} s, probe {t['probe_s']:.0f} s); "
+            f"the work: {t.get('runs', 0)} runs, {t.get('runs_compute_s', 0):.0f} s of run time in all, and a "
+            f"{t.get('probe_compute_s', 0):.0f} s probe")
+
+
 def markdown(meta: dict, rows: list[dict], figures: list) -> str:
     t = meta["timing"]
+    quick = (" **Quick run: fewer seeds and steps; its verdicts are marked (quick) and are not the "
+             "reproduction's.**" if meta["quick"] else "")
     parts = [f"# Reproduction: {meta['title']} (arXiv {meta['arxiv']})", "",
-             f"`{meta['command']}` — {meta['date']}, wall time {t['total_s']:.0f} s (sweep {t['sweep_s']:.0f} s, "
-             f"probe {t['probe_s']:.0f} s)" + (". **Quick run: fewer seeds and steps; its verdicts are marked "
-                                               "(quick) and are not the reproduction's.**" if meta["quick"] else "."),
+             f"`{meta['command']}` — {meta['date']}. {timing_text(t)}.{quick}",
              "", meta["note"], "", summary_table(rows), "", "## Rules and details", ""]
     for r in rows:
         parts += [f"- `{r['id']}`: {r['measure']}. Rule ({int(round(100 * r['level']))}% CI): {r['rule_text']}. "
@@ -95,7 +106,7 @@ def html_page(meta: dict, rows: list[dict], figures: list) -> str:
             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}"
             ".reproduced{color:#006d2c}.not{color:#b30000}.inconclusive{color:#666}</style></head><body>")
     body = [f"<h1>Reproduction: {e(meta['title'])} (arXiv {e(meta['arxiv'])})</h1>",
-            f"<p><code>{e(meta['command'])}</code> — {e(meta['date'])}, wall time {meta['timing']['total_s']:.0f} s"
+            f"<p><code>{e(meta['command'])}</code> — {e(meta['date'])}. {e(timing_text(meta['timing']))}"
             + (" — <b>quick run: verdicts marked (quick)</b>" if meta["quick"] else "") + "</p>",
             f"<p>{e(meta['note'])}</p>",
             "<table><tr><th>claim</th><th>paper says</th><th>paper's number</th><th>measured (CI)</th>"

@@ -3,6 +3,7 @@ verdicts, the report. Re-running resumes: the sweep skips its completed runs and
 reused when its plan is unchanged (``probe.json`` records the plan it ran)."""
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -12,11 +13,16 @@ from trainer.run_record import atomic_write_json
 
 
 def output_root(overrides) -> Path:
-    root = "outputs"
-    for o in overrides:
-        if o.startswith("paths.output_root="):
-            root = o.split("=", 1)[1]
-    return Path(root)
+    """``paths.output_root`` as the overrides compose it (any spelling: ``++paths.output_root=``, …)."""
+    return _root(tuple(overrides))
+
+
+@functools.lru_cache(maxsize=8)
+def _root(overrides: tuple) -> Path:
+    from sweeps.compose import compose_dict, hydra_context
+
+    with hydra_context():
+        return Path(str(compose_dict(list(overrides)).paths.output_root))
 
 
 def sweep_id(paper: Paper, quick: bool, name: str) -> str:
@@ -64,21 +70,40 @@ def run_probe(paper: Paper, plan, overrides, out: Path, log=print):
     """The probe's raw numbers, from ``probe.json`` when it holds this plan's, else computed."""
     if paper.probe is None:
         return None
-    key = {"probe": list(plan.probe) + list(overrides), "seeds": list(plan.probe_seeds)}
+    from trainer.secrets import redact_overrides
+
+    key = {"probe": list(plan.probe) + redact_overrides(overrides), "seeds": list(plan.probe_seeds)}
     path = out / "probe.json"
     if path.is_file():
         saved = json.loads(path.read_text())
         if saved.get("plan") == key:
             log(f"reproduce {paper.name}: probe reused from {path}")
-            return saved["result"]
+            return saved["result"] | {"seconds": saved.get("seconds", 0.0)}
     from reproduce.probe_setup import build_subject
     from sweeps.compose import compose
 
     cfg = compose([*plan.probe, *overrides])
     log(f"reproduce {paper.name}: probe on {len(plan.probe_seeds)} batches")
+    t0 = time.time()
     result = paper.probe(build_subject(cfg, log), plan, log)
-    atomic_write_json(path, {"plan": key, "result": result})
-    return result
+    seconds = time.time() - t0
+    atomic_write_json(path, {"plan": key, "result": result, "seconds": seconds})
+    return result | {"seconds": seconds}
+
+
+def run_compute(sources: dict) -> dict:
+    """What the sweeps' completed runs cost, from their own records: the sum of their wall times and
+    their count (independent of whether this invocation ran them or found them done)."""
+    from analysis.sources import runs_frame
+
+    total, n = 0.0, 0
+    for src in sources.values():
+        df = runs_frame(src)
+        done = df[df["status"] == "completed"]
+        if "wall_time_s" in done:
+            total += float(done["wall_time_s"].astype(float).sum())
+            n += len(done)
+    return {"runs_compute_s": total, "runs": n}
 
 
 def reproduce(name: str, quick: bool, overrides, log=print) -> tuple[Path, int]:
@@ -97,7 +122,8 @@ def reproduce(name: str, quick: bool, overrides, log=print) -> tuple[Path, int]:
     t2 = time.time()
     results = paper.judge(probe, sources, quick)
     figures = paper.figures(probe, sources, out) if paper.figures else []
-    timing = {"sweep_s": t1 - t0, "probe_s": t2 - t1, "total_s": time.time() - t0}
+    timing = {"sweep_s": t1 - t0, "probe_s": t2 - t1, "total_s": time.time() - t0,
+              "probe_compute_s": (probe or {}).get("seconds", 0.0), **run_compute(sources)}
     write_report(out, paper, plan, results, figures, timing, quick, overrides,
                  sweep_dirs=[str(s.root) for s in sources.values()])
     log(f"reproduce {paper.name}: report -> {out / 'report.md'} ({timing['total_s']:.0f} s)")

@@ -12,6 +12,7 @@ from reproduce.claims import across_seeds, judge, missing
 from reproduce.verdict import Measurement
 
 METRIC = "final_eval_accuracy"
+WARM = "warmstart_eval_accuracy"
 
 
 def bonferroni(m: int) -> float:
@@ -22,7 +23,8 @@ def comparison_rows(source, key: str, base, metric: str = METRIC, m: int = 1) ->
     """{cell value: summary row} of ``metric`` per value of ``key``, compared with ``key=base``."""
     from analysis.table import build_table
 
-    table = build_table(source, metrics=[metric], rows=[key], baseline={key: base}, level=bonferroni(m),
+    metrics = [metric, WARM] if metric == METRIC else [metric]  # the warm start beside a final accuracy
+    table = build_table(source, metrics=metrics, rows=[key], baseline={key: base}, level=bonferroni(m),
                         keep_constant=True)
     return {str(row[key]): row for _, row in table.summary.iterrows()}
 
@@ -49,8 +51,9 @@ def compare_cells(source, key: str, pairs, quick: bool, metric: str = METRIC, m:
                            float(row[f"{metric}/delta_hi"]), n, bonferroni(m))
         base_mean, cell_mean = float(b[f"{metric}/mean"]), float(row[f"{metric}/mean"])
         rel = 100 * (cell_mean / base_mean - 1) if base_mean > 0 else math.nan
+        warm = {"warm_start_mean": float(b[f"{WARM}/mean"])} if f"{WARM}/mean" in b else {}
         out.append(judge(claim, meas, quick, metric=metric, base=f"{key}={base}", cell=f"{key}={cell}",
-                         base_mean=base_mean, cell_mean=cell_mean, relative_gain_pct=rel,
+                         base_mean=base_mean, cell_mean=cell_mean, relative_gain_pct=rel, **warm,
                          p=float(row[f"{metric}/p"]), test=row[f"{metric}/test"], pairing=row[f"{metric}/pairing"]))
     return out
 
