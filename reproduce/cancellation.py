@@ -74,7 +74,9 @@ def judge_all(probe, sources: dict, quick: bool) -> list:
     if batches:
         g = [b["grpo"] for b in batches]
         out.append(judge(c["cancellation.against_half"], across_seeds([x.get("against_sign_frac", math.nan)
-                                                                       for x in g]), quick))
+                                                                       for x in g]), quick,
+                         against_sign_among_moved=[against_among_moved(x) for x in g],
+                         stable_frac=[1 - x.get("all_boost_frac", 0) - x.get("all_suppress_frac", 0) for x in g]))
         out.append(judge(c["cancellation.similar_ratios"],
                          across_seeds([x.get("pos_boost_frac", math.nan) - x.get("neg_boost_frac", math.nan)
                                        for x in g]), quick,
@@ -106,6 +108,16 @@ def judge_all(probe, sources: dict, quick: bool) -> list:
         if r.claim.id in ("cancellation.acc_rb", "cancellation.acc_qb_rb") and activity:
             r.details.update(activity)
     return out
+
+
+def against_among_moved(x: dict) -> float:
+    """The against-sign share among the tokens that moved (|Δ| > τ): how much of the gap to "half"
+    is the stable tokens, whose share depends on the paper's lost τ."""
+    n_pos, n_neg = x.get("pos_tokens", 0), x.get("neg_tokens", 0)
+    against = x.get("pos_suppress_frac", 0) * n_pos + x.get("neg_boost_frac", 0) * n_neg
+    moved = (x.get("pos_boost_frac", 0) + x.get("pos_suppress_frac", 0)) * n_pos + \
+        (x.get("neg_boost_frac", 0) + x.get("neg_suppress_frac", 0)) * n_neg
+    return against / moved if moved else math.nan
 
 
 def rb_activity(source) -> dict:
