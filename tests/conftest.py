@@ -91,6 +91,23 @@ class HashTask:
         return float(sum(map(ord, completion)) % 3 == 0)
 
 
+def hash_trainer(model_dir, cfg):
+    """A ``GRPOTrainer`` over a float64 policy from ``model_dir`` on ``HashTask`` (torch engine, HF
+    rollouts, 1 thread): mixed groups without a warm start."""
+    import torch
+
+    from trainer.engine import TorchEngine
+    from trainer.grpo import GRPOTrainer
+    from trainer.modeling import load_policy, load_tokenizer
+    from trainer.rollout import build_rollout
+
+    torch.set_num_threads(1)
+    policy = load_policy(model_dir, dtype=torch.float64)
+    tok = load_tokenizer(model_dir)
+    return GRPOTrainer(cfg, policy, None, tok, TorchEngine(policy, cfg.optim),
+                       build_rollout("hf", policy, tok, torch.device("cpu")), HashTask())
+
+
 def one_trainer_step(model_dir, cfg, prepare=None):
     """A float64 policy from ``model_dir`` takes one GRPO step on ``HashTask`` (torch engine, HF
     rollouts, 1 thread); returns its parameters afterwards, flattened, and the step's metrics.

@@ -7,24 +7,16 @@ import dataclasses
 import pytest
 import torch
 
-from tests.conftest import HashTask
+from tests.conftest import HashTask, hash_trainer
 from trainer.objectives import Normalizer
 
 
 def _trainer(model_dir, *overrides):
     from sweeps.compose import compose
-    from trainer.engine import TorchEngine
-    from trainer.grpo import GRPOTrainer
-    from trainer.modeling import load_policy, load_tokenizer
-    from trainer.rollout import build_rollout
 
-    torch.set_num_threads(1)
     cfg = compose(["rollout.prompts_per_step=4", "rollout.n=4", "rollout.max_new_tokens=6", "algorithm.kl.coef=0",
                    "batching.mini_batch_size=16", *overrides])
-    policy = load_policy(model_dir, dtype=torch.float64)
-    tok = load_tokenizer(model_dir)
-    return GRPOTrainer(cfg, policy, None, tok, TorchEngine(policy, cfg.optim),
-                       build_rollout("hf", policy, tok, torch.device("cpu")), HashTask())
+    return hash_trainer(model_dir, cfg)
 
 
 def _update_grads(trainer, sb):

@@ -9,26 +9,17 @@ import torch
 
 from reproduce import nthr_probe
 from reproduce.probes import gradient, sample_tokens, sgd_update, token_grad_norms
-from tests.conftest import HashTask
+from tests.conftest import hash_trainer
 
 
 @pytest.fixture(scope="module")
 def subject_and_batch(model_dir):
     from sweeps.compose import compose
-    from trainer.engine import TorchEngine
-    from trainer.grpo import GRPOTrainer
-    from trainer.logprobs import completion_logprobs  # noqa: F401
-    from trainer.modeling import load_policy, load_tokenizer
-    from trainer.rollout import build_rollout
 
-    torch.set_num_threads(1)
     cfg = compose(["rollout.prompts_per_step=4", "rollout.n=4", "rollout.max_new_tokens=6",
                    "batching.mini_batch_size=16", "batching.micro_batch_size=8", "algorithm.kl.coef=0"])
-    policy = load_policy(model_dir, dtype=torch.float64)
-    tok = load_tokenizer(model_dir)
-    task = HashTask()
-    trainer = GRPOTrainer(cfg, policy, None, tok, TorchEngine(policy, cfg.optim),
-                          build_rollout("hf", policy, tok, torch.device("cpu")), task)
+    trainer = hash_trainer(model_dir, cfg)
+    task = trainer.task
     torch.manual_seed(3)
     sb = trainer.collect(task.train[:4], 1).scored
     assert sb is not None and bool((sb.seq_advantages != 0).any()), "the hash task should give mixed groups"
