@@ -14,14 +14,10 @@ import dataclasses
 import pytest
 import torch
 
-from tests.conftest import HashTask, one_trainer_step
+from tests.conftest import HashTask, hash_trainer, one_trainer_step
 from trainer import update_plan
 from trainer.config import AlgorithmConfig, BatchingConfig, Config, RolloutConfig
-from trainer.engine import TorchEngine
-from trainer.grpo import GRPOTrainer
-from trainer.modeling import load_policy, load_tokenizer
 from trainer.objectives import policy_loss
-from trainer.rollout import build_rollout
 from trainer.variants.adv_reweight import advantage_reweight
 from trainer.variants.grpo_fix import GRPOFixConfig
 from trainer.variants.lopti import LoptiConfig
@@ -83,11 +79,8 @@ def test_lopti_stages_add_up_to_the_grpo_gradient_at_the_old_policy(model_dir):
     """Stage low + stage high (all-token denominators, KL masked per stage) = one GRPO pass,
     gradient for gradient, at θ = θ_old: Lopti only reorders the update."""
     cfg = _cfg(lopti=LoptiConfig(enabled=True, eta=0.5))
-    policy = load_policy(model_dir, dtype=torch.float64)
-    tok = load_tokenizer(model_dir)
-    task = HashTask()
-    trainer = GRPOTrainer(cfg, policy, None, tok, TorchEngine(policy, cfg.optim),
-                          build_rollout("hf", policy, tok, torch.device("cpu")), task)
+    trainer = hash_trainer(model_dir, cfg)
+    policy, task = trainer.policy, trainer.task
     torch.manual_seed(0)
     sb = trainer.collect(task.train, step=1).scored
     idx = torch.arange(sb.size)
@@ -136,10 +129,7 @@ def test_lopti_skipping_rows_without_stage_tokens_changes_nothing(model_dir, mon
     cfg = _cfg(lopti=LoptiConfig(enabled=True, eta=0.5))
     cfg.batching.micro_batch_size = 4
     # η = the largest per-row minimum of π_old: that row has no low token, most others do
-    policy = load_policy(model_dir, dtype=torch.float64)
-    tok = load_tokenizer(model_dir)
-    probe = GRPOTrainer(cfg, policy, None, tok, TorchEngine(policy, cfg.optim),
-                        build_rollout("hf", policy, tok, torch.device("cpu")), HashTask())
+    probe = hash_trainer(model_dir, cfg)
     torch.manual_seed(_mix(cfg.seed, 1, 1))  # the step's own sampling seed: the same rollouts
     sb = probe.collect(HashTask().train, step=1).scored
     probs = sb.old_logp.exp().masked_fill(~sb.loss_mask.bool(), float("inf"))
