@@ -22,6 +22,7 @@ from trainer.run_record import read_jsonl
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 30
+SWEEP_STEPS = 200  # ~25 ms a step: the sweep relays the signal to its cell, so the cell must outlast the relay
 
 
 def _grpolab(*args: str) -> subprocess.Popen:
@@ -45,8 +46,8 @@ def _summary(run_dir: Path) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
 
 
-def _overrides(tmp_path) -> list[str]:
-    return [*fast_overrides(tmp_path, steps=STEPS), "train.eval_every=10"]
+def _overrides(tmp_path, steps: int = STEPS) -> list[str]:
+    return [*fast_overrides(tmp_path, steps=steps), "train.eval_every=10"]
 
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM", "SIGUSR2", "SIGHUP"])
@@ -77,7 +78,7 @@ def test_a_signal_to_grpolab_train_checkpoints_and_a_re_run_continues(tmp_path, 
 
 @pytest.mark.parametrize("how", ["TERM to the sweep process", "Ctrl-C to its process group"])
 def test_stopping_a_local_sweep_stops_its_cell_at_a_step_boundary(tmp_path, how):
-    sweep_args = ["sweep", "sweep.id=sig", *_overrides(tmp_path)]
+    sweep_args = ["sweep", "sweep.id=sig", *_overrides(tmp_path, SWEEP_STEPS)]
     proc = _grpolab(*sweep_args)
     runs = tmp_path / "out" / "sweeps" / "sig" / "runs"
     deadline = time.time() + 300
@@ -98,10 +99,11 @@ def test_stopping_a_local_sweep_stops_its_cell_at_a_step_boundary(tmp_path, how)
     assert "stopped by SIG" in err and "Resume with: grpolab sweep sweep.id=sig" in err
     stopped = _summary(run)
     k = stopped["steps_completed"]
-    assert stopped["status"] == "preempted" and checkpoint.peek(run).step == k < STEPS
+    assert stopped["status"] == "preempted" and checkpoint.peek(run).step == k < SWEEP_STEPS
+    assert k < 3 + 20, k  # the stop reached the cell within ~0.5 s (20 steps), not at the sweep's next 1 s poll
     assert not Path(f"/proc/{stopped['pid']}").exists()  # the cell's process ended with the sweep: no orphan
 
     again = _grpolab(*sweep_args)
     out, err = again.communicate(timeout=300)
     assert again.returncode == 0, err[-2000:]
-    assert _summary(run)["resumed_from_step"] == k and _steps(run) == list(range(STEPS + 1))
+    assert _summary(run)["resumed_from_step"] == k and _steps(run) == list(range(SWEEP_STEPS + 1))
