@@ -67,3 +67,23 @@ def test_chat_template_wraps_prompts_when_the_checkpoint_has_one(tmp_path):
     batch = rollout.generate(["1+2="], SamplingParams(n=2, max_new_tokens=3))
     prompt_text = tok.decode(batch.input_ids[0, : batch.prompt_len], skip_special_tokens=True)
     assert prompt_text.endswith("<user>1+2=>")
+
+
+def test_each_built_in_size_has_the_parameter_count_its_config_states(tmp_path):
+    """conf/model/{tiny,small}.yaml say their size in their first line ("A 0.6M-parameter ..."); the
+    model built from each file has that many parameters, to the stated digit."""
+    import re
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    conf = Path(__file__).resolve().parents[1] / "conf" / "model"
+    counts = {}
+    for name in ("tiny", "small"):
+        text = (conf / f"{name}.yaml").read_text()
+        stated = float(re.search(r"A ([\d.]+)M-parameter", text).group(1))
+        fields = {k: v for k, v in OmegaConf.to_container(OmegaConf.create(text)).items() if k != "path"}
+        model = load_policy(build_tiny(ModelConfig(**fields), tmp_path / name, seed=0))
+        counts[name] = sum(p.numel() for p in model.parameters())
+        assert round(counts[name] / 1e6, 1) == stated, (name, counts[name])
+    assert counts["small"] > 3 * counts["tiny"]
