@@ -150,5 +150,5 @@ def figures(probe, sources: dict, out_dir) -> list:
 PAPER = register(Paper(
     "cancellation", "The Cancellation Hypothesis in Critic-Free RL", "2605.08666", CLAIMS, plan,
     probe=cancellation_probe.run_probe, judge=judge_all, figures=figures,
-    caveats=("The paper trains Qwen2.5-Math-7B and Qwen3 1.7B/4B on math; these are a 0.6M-parameter model on "
+    caveats=("The paper trains Qwen2.5-Math-7B and Qwen3 1.7B/4B on math; these are {model} on "
              "built-in arithmetic for minutes, with a character vocabulary (many pairs share a token).",)))

@@ -120,7 +120,7 @@ def figures(probe, sources: dict, out_dir) -> list:
 PAPER = register(Paper(
     "dfpo", "Design Conditions for Intra-Group Learning of Sequence-Level Rewards: Token Gradient Cancellation",
     "2604.13088", CLAIMS, plan, judge=judge_all, figures=figures,
-    caveats=("The paper trains Qwen3-32B and Qwen3-Next-80B (G up to 32); these are a 0.6M-parameter model on "
+    caveats=("The paper trains Qwen3-32B and Qwen3-Next-80B (G up to 32); these are {model} on "
              "built-in arithmetic for minutes. Energy (Eq. 24) is not measured: the paper defines no frequency "
              "buckets and no per-token gradient it uses.",
              "Read the accuracy verdicts with the details: where every cell ends below the warm start, training "

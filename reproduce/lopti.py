@@ -108,5 +108,5 @@ def figures(probe, sources: dict, out_dir) -> list:
 PAPER = register(Paper(
     "lopti", "Do Not Let Low-Probability Tokens Over-Dominate in RL for LLMs", "2505.12929", CLAIMS, plan,
     probe=lopti_probe.run_probe, judge=judge_all, figures=figures,
-    caveats=("The paper's runs are Qwen2.5-3B/7B on K&K with 3–7 people and 4096-token answers; these are a "
-             "0.6M-parameter model on 2–3-people puzzles with 32-token answers, for minutes.",)))
+    caveats=("The paper's runs are Qwen2.5-3B/7B on K&K with 3–7 people and 4096-token answers; these are "
+             "{model} on 2–3-people puzzles with 32-token answers, for minutes.",)))

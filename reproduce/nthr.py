@@ -100,5 +100,5 @@ def figures(probe, sources: dict, out_dir) -> list:
 PAPER = register(Paper(
     "nthr", "On the Effect of Negative Gradient in Group Relative Deep Reinforcement Optimization",
     ARXIV, CLAIMS, plan, probe=nthr_probe.run_probe, judge=judge_all, figures=figures,
-    caveats=("The paper trains Qwen2.5 0.5B–3B on math with AIME/AMC/MATH500 evals; these are a 0.6M-parameter "
+    caveats=("The paper trains Qwen2.5 0.5B–3B on math with AIME/AMC/MATH500 evals; these are {model} "
              "model on built-in arithmetic for minutes.",)))

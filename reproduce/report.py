@@ -128,10 +128,23 @@ def html_page(meta: dict, rows: list[dict], figures: list) -> str:
     return head + "\n".join(body) + "</body></html>\n"
 
 
-def write_report(out: Path, paper, plan, results, figures, timing, quick, overrides, sweep_dirs=()) -> None:
+def changes_text(overrides) -> str:
+    """The overrides that change what the preset's note says (where and how runs execute aside)."""
+    from trainer.secrets import redact_overrides
+
+    shown = [o for o in redact_overrides(overrides)
+             if o.lstrip("+~").split("=", 1)[0].split(".", 1)[0] not in ("paths", "launcher", "tracker", "hydra")]
+    return (f"On top of the preset, this run set `{' '.join(shown)}`: where the note above says otherwise, "
+            "these values are what ran." if shown else "")
+
+
+def write_report(out: Path, paper, plan, results, figures, timing, quick, overrides, sweep_dirs=(),
+                 model: str = "the tiny model") -> None:
     rows = [r.as_dict() for r in results]
+    note = " ".join(x for x in (plan.note, changes_text(overrides)) if x)
     meta = {"paper": paper.name, "title": paper.title, "arxiv": paper.arxiv, "quick": quick,
-            "command": command(paper.name, quick, overrides), "note": plan.note, "caveats": list(paper.caveats),
+            "command": command(paper.name, quick, overrides), "note": note,
+            "caveats": [c.format(model=model) for c in paper.caveats],
             "timing": timing, "date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
             "sweep_dirs": list(sweep_dirs),
             "verdicts": {v: sum(r["verdict"] == v for r in rows) for v in ("reproduced", "not reproduced",

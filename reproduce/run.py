@@ -106,6 +106,18 @@ def run_compute(sources: dict) -> dict:
     return {"runs_compute_s": total, "runs": n}
 
 
+def model_text(plan, overrides) -> str:
+    """The policy the runs trained, in the words of the report's scale caveat."""
+    from sweeps.compose import compose
+    from trainer.modeling import tiny_parameter_count
+
+    first = [o.split(",", 1)[0] for o in plan.sweeps[0][1]] if plan.sweeps else list(plan.probe)  # one cell
+    m = compose([*first, *overrides]).model
+    if m.path:
+        return f"the checkpoint {m.path}"
+    return f"a {tiny_parameter_count(m) / 1e6:.1f}M-parameter model"
+
+
 def reproduce(name: str, quick: bool, overrides, log=print) -> tuple[Path, int]:
     """Run one paper's reproduction; (report dir, exit code of its sweep)."""
     from reproduce.report import write_report
@@ -125,6 +137,6 @@ def reproduce(name: str, quick: bool, overrides, log=print) -> tuple[Path, int]:
     timing = {"sweep_s": t1 - t0, "probe_s": t2 - t1, "total_s": time.time() - t0,
               "probe_compute_s": (probe or {}).get("seconds", 0.0), **run_compute(sources)}
     write_report(out, paper, plan, results, figures, timing, quick, overrides,
-                 sweep_dirs=[str(s.root) for s in sources.values()])
+                 sweep_dirs=[str(s.root) for s in sources.values()], model=model_text(plan, overrides))
     log(f"reproduce {paper.name}: report -> {out / 'report.md'} ({timing['total_s']:.0f} s)")
     return out, code

@@ -3,7 +3,7 @@
 import torch
 
 from trainer.config import ModelConfig
-from trainer.modeling import build_tiny, load_policy, load_tokenizer
+from trainer.modeling import build_tiny, load_policy, load_tokenizer, tiny_parameter_count
 from trainer.tokenizer import build_char_tokenizer
 
 
@@ -85,5 +85,6 @@ def test_each_built_in_size_has_the_parameter_count_its_config_states(tmp_path):
         fields = {k: v for k, v in OmegaConf.to_container(OmegaConf.create(text)).items() if k != "path"}
         model = load_policy(build_tiny(ModelConfig(**fields), tmp_path / name, seed=0))
         counts[name] = sum(p.numel() for p in model.parameters())
+        assert tiny_parameter_count(ModelConfig(**fields)) == counts[name]  # what reports state, without a build
         assert round(counts[name] / 1e6, 1) == stated, (name, counts[name])
     assert counts["small"] > 3 * counts["tiny"]

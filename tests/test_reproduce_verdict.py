@@ -88,3 +88,19 @@ def test_across_seeds_is_the_t_interval():
     assert got.n == 4 and got.lo == pytest.approx(lo) and got.hi == pytest.approx(hi)
     r = ratio_across_seeds([2.0, 8.0])  # geometric mean 4
     assert r.effect == pytest.approx(4.0) and r.lo < 4.0 < r.hi
+
+
+def test_a_report_says_which_overrides_replaced_the_preset_and_what_model_it_trained():
+    from reproduce.paper import Plan
+    from reproduce.report import changes_text
+    from reproduce.run import model_text
+
+    text = changes_text(["model=small", "paths.output_root=/x", "+launcher.env.HF_TOKEN=hf_abc", "train.steps=120",
+                         "+tracker.wandb.api_key=secret123"])
+    assert text.startswith("On top of the preset, this run set `model=small train.steps=120`:")
+    assert "secret123" not in text and "hf_abc" not in text
+    assert changes_text(["paths.output_root=/x", "launcher=slurm"]) == ""
+    plan = Plan(sweeps=(("a", ("variant=grpo,nthr", "seed=0,1")),))
+    assert model_text(plan, []) == "a 0.6M-parameter model"  # conf/model/tiny.yaml's stated size
+    assert model_text(plan, ["model=small"]) == "a 2.4M-parameter model"
+    assert model_text(plan, ["model=local_checkpoint", "model.path=/data/ckpt"]) == "the checkpoint /data/ckpt"

@@ -24,7 +24,25 @@ from trainer.tokenizer import build_char_tokenizer
 def build_tiny(cfg: ModelConfig, out_dir: Path, seed: int) -> Path:
     """Write a randomly initialised tiny model and the char tokenizer to ``out_dir``; return it."""
     tok = build_char_tokenizer()
-    hf_cfg = AutoConfig.for_model(
+    hf_cfg = _tiny_config(cfg, tok)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(hf_cfg)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
+    return out_dir
+
+
+def tiny_parameter_count(cfg: ModelConfig) -> int:
+    """Parameters of the tiny model ``cfg`` builds, counted on the meta device (no memory, no init)."""
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(_tiny_config(cfg, build_char_tokenizer()))
+    return sum(p.numel() for p in model.parameters())
+
+
+def _tiny_config(cfg: ModelConfig, tok):
+    return AutoConfig.for_model(
         cfg.arch,
         vocab_size=len(tok),
         hidden_size=cfg.hidden_size,
@@ -38,13 +56,6 @@ def build_tiny(cfg: ModelConfig, out_dir: Path, seed: int) -> Path:
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
     )
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = AutoModelForCausalLM.from_config(hf_cfg)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    tok.save_pretrained(out_dir)
-    return out_dir
 
 
 # Text every tokenizer a run uses must give back exactly: spaces, newlines, tabs, punctuation.
