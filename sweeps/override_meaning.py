@@ -21,7 +21,7 @@ from typing import Any, Optional, Sequence
 from sweeps.hydra_adapter import parse_overrides
 from trainer import registry
 from trainer.config import Config
-from trainer.identity import classify
+from trainer.identity import SELF_SWITCHES, classify
 
 
 @functools.lru_cache(maxsize=1)
@@ -129,7 +129,8 @@ def _why_not(pattern: str, cfg: Any) -> str:
 def check_effect(cfg: Any, overrides: Sequence[str], is_group) -> list[str]:
     """One refusal per value override whose key cannot change this config's run: it is classified
     as counting only when something is on, and that something is off. Switches (``*.enabled``) and
-    keys that never count (seed, launcher, paths, …) are the user's to set."""
+    keys that never count (seed, launcher, paths, …) are the user's to set, and so is a key that is its
+    own switch (``trainer.identity.SELF_SWITCHES``: ``rollout.async_steps=0`` is a sweep's control cell)."""
     errors = []
     parsed = list(zip(overrides, parse_overrides(overrides)))
     last = {o.key_or_group: i for i, (_, o) in enumerate(parsed)}
@@ -137,7 +138,8 @@ def check_effect(cfg: Any, overrides: Sequence[str], is_group) -> list[str]:
         key = o.key_or_group
         if last[key] != i:
             continue  # a later override of the key replaces this one (Hydra applies them in order)
-        if o.is_delete() or key == "hydra" or key.startswith("hydra.") or is_group(key) or key.endswith(".enabled"):
+        if o.is_delete() or key == "hydra" or key.startswith("hydra.") or is_group(key) or key.endswith(".enabled") \
+                or key in SELF_SWITCHES:
             continue
         try:
             pattern, counts = classify(key)

@@ -30,6 +30,7 @@ ENABLERS = {
     "algorithm.loss_agg_max_len": lambda c: setattr(c.algorithm, "loss_agg", "seq_mean_token_sum_norm"),
     "batching.seqlen_partitions": lambda c: setattr(c.batching, "mode", "seqlen_balanced"),
     "batching.normalizer": lambda c: setattr(c.batching, "normalizer", LossNormalizer.micro_batch),
+    "rollout.async_steps": lambda c: setattr(c.rollout, "async_steps", 1),
     **{f"{f.key}.*": (lambda c, f=f: setattr(registry.section_of(c, f), "enabled", True))
        for f in registry.FEATURES.values()},
     **{f"{loss.key}.*": (lambda c, n=loss.name: setattr(c.algorithm, "loss", n))

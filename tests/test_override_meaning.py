@@ -11,6 +11,7 @@ import pytest
 
 from sweeps.compose import compose
 from sweeps.plan import make_plan
+from trainer.identity import config_hash
 from trainer.knobs import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,6 +94,15 @@ def test_a_switch_and_a_replaced_override_are_not_refused():
     assert cfg.sft.steps == 0
     with pytest.raises(ConfigError, match=r"sft.batch_size=32: has no effect here"):
         compose(["sft.steps=0", "sft.batch_size=32"])
+
+
+def test_a_key_set_to_its_own_off_value_is_a_control_cell_not_refused(tmp_path):
+    """A key that counts only at some of its own values (rollout.async_steps > 0, a non-default
+    batching.normalizer) may be set to its off value: a sweep over it has a control cell."""
+    plan = make_plan([f"paths.output_root={tmp_path}", "rollout.async_steps=0,1,2",
+                      "batching.normalizer=mini_batch"])
+    assert [r.cfg.rollout.async_steps for r in plan.runs] == [0, 1, 2]
+    assert len({config_hash(r.cfg) for r in plan.runs}) == 3
 
 
 def test_a_fixed_override_used_by_some_cells_is_planned_and_one_used_by_none_refused(tmp_path):

@@ -73,6 +73,7 @@ class TrainingState:
     seed: int
     summary: dict
     buffer: Optional[dict] = None  # RewardBalancedBuffer.state_dict() when reward balancing is on
+    rollout: Optional[dict] = None  # LaggedRollout.state_dict() when rollout.async_steps > 0
     rng: Optional[dict] = None
 
 

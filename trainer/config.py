@@ -79,6 +79,11 @@ class RolloutBackend(str, Enum):
     vllm = "vllm"
 
 
+class AsyncWorker(str, Enum):
+    process = "process"  # a rollout worker process generates ahead while the trainer updates
+    inline = "inline"  # the same lagged schedule in the trainer's process, no overlap (the reference)
+
+
 class EngineBackend(str, Enum):
     torch = "torch"
     deepspeed = "deepspeed"
@@ -263,6 +268,13 @@ class RolloutConfig:
     shard_over_ranks: bool = knob(
         True, "Several ranks: each samples its share of the prompts and the batch is all-gathered (false: every "
         "rank samples the whole batch, the same sample as one process draws).")
+    async_steps: int = knob(
+        0, "k: the batch trained at step t is sampled from the policy after step t-1-k (0 = synchronous; k >= 1: "
+        "a worker generates the next k batches while the trainer updates; docs/async.md).", ge=0, le=16)
+    async_worker: AsyncWorker = knob(
+        AsyncWorker.process, "async_steps > 0: process (a worker process overlaps sampling with the update) or "
+        "inline (the same lagged schedule in the trainer's process: the reference, no overlap).")
+    async_threads: int = knob(1, "async_steps > 0: torch threads the lagged sampler generates with.", ge=1, le=256)
 
 
 @dataclass

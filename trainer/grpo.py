@@ -25,6 +25,8 @@ from trainer.objectives import Normalizer, kl_estimate, policy_loss
 from trainer.registry import OldForwardChunk, TokenContext
 from trainer.rollout import RolloutBatch, SamplingParams
 from trainer.scored_batch import ScoredBatch
+from trainer.seeds import mix as _mix
+from trainer.seeds import sampling_seed
 from trainer.tasks import Example, Task
 from trainer.tasks.base import correct_threshold
 from trainer.update_plan import Stage
@@ -111,7 +113,7 @@ class GRPOTrainer:
     # ------------------------------------------------------------ the step
     def step(self, examples: list[Example], step: int) -> dict[str, float]:
         t0 = time.perf_counter()
-        torch.manual_seed(_mix(self.cfg.seed, step, 1))  # sampling RNG: a function of (seed, step) only
+        torch.manual_seed(sampling_seed(self.cfg.seed, step))  # sampling RNG: a function of (seed, step) only
         fresh, metrics, sampled_tokens = self.collect(examples, step)
         sb, buffer_stats = self.select_update_batch(fresh, step)
         metrics.update(buffer_stats)
@@ -142,11 +144,12 @@ class GRPOTrainer:
     # ------------------------------------------------------------ collect: the phases before the update
     def collect(self, examples: list[Example], step: int) -> Collected:
         """Sample, score, filter, take π_old, and turn rewards into the per-token advantages the loss uses."""
-        batch = self.rollout.generate([e.prompt for e in examples], self.sampling)
+        batch = self.rollout.generate([e.prompt for e in examples], self.sampling, step=step)
         sampled_tokens = float(batch.completion_mask.sum())
         t_reward = time.perf_counter()
         rewards, reward_stats = self.score(batch, examples)
         stats = rollout_stats(batch, rewards, self.threshold)
+        stats.update(batch.sampler_stats)
         stats.update({f"train/{k}": v for k, v in reward_stats.items()})
         stats["time/reward_s"] = time.perf_counter() - t_reward
         batch, rewards = self.filter(batch, rewards, stats)
@@ -371,9 +374,3 @@ def _first_nonfinite(stats: dict) -> str:
     return "non-finite: " + ", ".join(bad) if bad else "stats finite"
 
 
-def _mix(*xs: int) -> int:
-    """A deterministic 63-bit seed from integers (independent streams per purpose and step)."""
-    h = 1469598103934665603
-    for x in xs:
-        h = ((h ^ (x & 0xFFFFFFFFFFFFFFFF)) * 1099511628211) & 0x7FFFFFFFFFFFFFFF
-    return h

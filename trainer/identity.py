@@ -59,6 +59,8 @@ def result_keys() -> tuple[tuple[str, Counts], ...]:
         ("train.checkpoint_every", None),  # a resumed run equals an uninterrupted one
         ("rollout.vllm_gpu_memory_utilization", None),  # memory budgets
         ("rollout.vllm_cpu_kv_cache_gib", None),
+        ("rollout.async_worker", None),  # a worker process and the inline reference draw the same batches
+        ("rollout.async_threads", None),
         # ---- when in use
         ("model.path", always),
         ("model.*", lambda c: c.model.path is None),  # the tiny model's shape and init
@@ -79,6 +81,7 @@ def result_keys() -> tuple[tuple[str, Counts], ...]:
         ("batching.normalizer", lambda c: getattr(c.batching.normalizer, "value", c.batching.normalizer)
          != "mini_batch"),
         ("diagnostics.prob_bins", lambda c: c.diagnostics.every > 0),
+        ("rollout.async_steps", lambda c: c.rollout.async_steps > 0),  # counts when on: older cells keep their hash
         ("sft.enabled", always),
         ("sft.steps", lambda c: c.sft.enabled),  # a switch too: sft.steps=0 turns the warm start off
         ("sft.*", _sft_used),
@@ -93,6 +96,11 @@ def result_keys() -> tuple[tuple[str, Counts], ...]:
         ("train.*", always),
         ("diagnostics.*", always),
     )
+
+
+# Keys that count only at some of their own values (a switch with a default that changes nothing): setting one
+# to its off value is the user's choice (a sweep's control cell), never an override without effect.
+SELF_SWITCHES = frozenset({"batching.normalizer", "rollout.async_steps"})
 
 
 def classify(key: str) -> tuple[str, Counts]:

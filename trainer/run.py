@@ -208,10 +208,15 @@ def _prepare(state: RunState) -> None:
     rollout = build_rollout(cfg.rollout.backend.value, policy, tok, engine.device, **_rollout_kwargs(cfg, init_dir))
     if cfg.rollout.shard_over_ranks and engine.world_size > 1:
         rollout = ShardedRollout(rollout, engine.rank, engine.world_size, engine.device)
+    state.stream = stream = PromptStream(task.train, cfg.rollout.prompts_per_step, cfg.seed)
+    if cfg.rollout.async_steps > 0:  # the next k batches are sampled from older weights, ahead of the update
+        from trainer.rollout.lagged import build_lagged
+
+        rollout = build_lagged(cfg, rollout, policy, init_dir, lambda s: [e.prompt for e in stream.at(s)],
+                               engine.device)
     state.engine = engine
     state.trainer = GRPOTrainer(cfg, policy, ref, tok, engine, rollout, task)
     state.eval_set = task.eval[: cfg.train.eval_prompts] if cfg.train.eval_prompts else task.eval
-    state.stream = PromptStream(task.train, cfg.rollout.prompts_per_step, cfg.seed)
 
     t_eval = time.time()
     summary = state.summary
@@ -232,6 +237,8 @@ def _prepare(state: RunState) -> None:
         t_ckpt = time.time()
         checkpoint.load(state.record.dir, engine)
         state.trainer.load_state_dict(state.prior.buffer)
+        if state.prior.rollout is not None:  # the versions the in-flight batches were sampled from
+            rollout.load_state_dict(state.prior.rollout)
         rollout.sync_weights(policy)
         state.timing["checkpoint_load_s"] = time.time() - t_ckpt
         state.timing["warm_eval_s"] = 0.0
@@ -319,6 +326,9 @@ def _warn(state: RunState, text: str) -> None:
 
 
 def _finalize(state: RunState) -> None:
+    close = getattr(state.trainer.rollout, "close", None) if state.trainer is not None else None
+    if close is not None:  # a rollout worker process ends with the run
+        close()
     state.summary.phase = f"{state.summary.status} at step {state.summary.steps_completed}"
     _write_summary(state)
     state.tracker.finish(state.summary)
@@ -329,6 +339,7 @@ def _save_checkpoint(state: RunState) -> None:
     checkpoint.save(state.record.dir, state.engine, checkpoint.TrainingState(
         step=state.step, config_hash=config_hash(state.cfg), seed=state.cfg.seed, summary=state.summary.to_json(),
         buffer=state.trainer.state_dict(),
+        rollout=state.trainer.rollout.state_dict() if state.cfg.rollout.async_steps > 0 else None,
     ), rank=state.engine.rank)
 
 

@@ -161,6 +161,30 @@ def _cross_errors(cfg: Config) -> list[str]:
             f"algorithm.transform_order={order}: each must be one registered token transform "
             f"({', '.join(transforms)}), at most once"
         )
+    return errors + _async_errors(cfg)
+
+
+def _async_errors(cfg: Config) -> list[str]:
+    """What a lagged sampler (``rollout.async_steps`` > 0, ``trainer.rollout.lagged``) can run with."""
+    r, e, launcher = cfg.rollout, cfg.engine, cfg.launcher
+    k = f"rollout.async_steps={r.async_steps}"
+    if r.async_steps == 0:
+        return []
+    errors = []
+    if r.backend != RolloutBackend.hf:
+        errors.append(f"{k}: the lagged sampler runs HF generate; vLLM's weight reload is not wired to it yet "
+                      "(rollout.backend=hf, or rollout.async_steps=0)")
+    if launcher.nodes * launcher.tasks_per_node > 1:
+        errors.append(f"{k}: one process per run (launcher.nodes·tasks_per_node = "
+                      f"{launcher.nodes * launcher.tasks_per_node}); several ranks sample synchronously")
+    if r.async_worker.value == "process" and e.device != "cpu":
+        errors.append(f"{k}: rollout.async_worker=process samples on CPU; with engine.device={e.device} use "
+                      "rollout.async_worker=inline")
+    if e.backend.value == "deepspeed" and e.zero_stage == 3:
+        errors.append(f"{k}: ZeRO-3 partitions the weights the sampler copies; use engine.zero_stage <= 2")
+    if cfg.algorithm.old_logp_source == OldLogpSource.rollout:
+        errors.append(f"{k}: the sampler's log-probs are the behaviour policy's, k steps old, not π_old; use "
+                      "algorithm.old_logp_source=recompute")
     return errors
 
 

@@ -7,7 +7,7 @@ recomputes π_old itself and logs the mismatch when both exist.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Protocol
 
 import torch
@@ -34,6 +34,7 @@ class RolloutBatch:
     truncated: torch.Tensor  # [B] bool: hit max_new_tokens without EOS
     group_ids: torch.Tensor  # [B] index of the prompt each response answers
     rollout_logp: Optional[torch.Tensor] = None  # [B, T] engine log-probs, if the engine gives them
+    sampler_stats: dict = field(default_factory=dict)  # metrics of how it was sampled (async: staleness, waits)
 
     @property
     def size(self) -> int:
@@ -58,6 +59,7 @@ class RolloutBatch:
             truncated=self.truncated[idx],
             group_ids=self.group_ids[idx],
             rollout_logp=None if self.rollout_logp is None else self.rollout_logp[idx],
+            sampler_stats=self.sampler_stats,
         )
 
 
@@ -95,7 +97,10 @@ def concat_rollouts(batches: list[RolloutBatch]) -> RolloutBatch:
 
 
 class RolloutBackend(Protocol):
-    def generate(self, prompts: list[str], params: SamplingParams) -> RolloutBatch: ...
+    def generate(self, prompts: list[str], params: SamplingParams, step: Optional[int] = None) -> RolloutBatch:
+        """``params.n`` completions per prompt. ``step``: the training step the batch is for (a lagged
+        sampler, ``trainer.rollout.lagged``, samples it from older weights); None for an eval batch,
+        always from the current weights. Synchronous backends ignore it."""
 
     def sync_weights(self, model: torch.nn.Module) -> None:
         """Make the engine sample from ``model``'s current weights (no-op when it shares them)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
@@ -19,7 +21,7 @@ class HFRollout:
         self.model = model  # same parameters: nothing to copy
 
     @torch.no_grad()
-    def generate(self, prompts: list[str], params: SamplingParams) -> RolloutBatch:
+    def generate(self, prompts: list[str], params: SamplingParams, step: Optional[int] = None) -> RolloutBatch:
         """Sample ``params.n`` completions per prompt; rows are grouped prompt by prompt."""
         prompts = [format_prompt(self.tok, p) for p in prompts]
         expanded = [p for p in prompts for _ in range(params.n)]

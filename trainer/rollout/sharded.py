@@ -15,6 +15,8 @@ reproducible for a given rank count. It is *not* the same sample as a single pro
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 from trainer import distributed
@@ -48,7 +50,7 @@ class ShardedRollout:
     def sync_weights(self, model) -> None:
         self.inner.sync_weights(model)
 
-    def generate(self, prompts: list[str], params: SamplingParams) -> RolloutBatch:
+    def generate(self, prompts: list[str], params: SamplingParams, step: Optional[int] = None) -> RolloutBatch:
         if self.world == 1:
             return self.inner.generate(prompts, params)
         base = int(torch.randint(0, 2**62, (1,)).item())  # same draw on every rank

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -48,7 +49,7 @@ class VLLMRollout:
         self._asleep = False
 
     # ------------------------------------------------------------------ the rollout interface
-    def generate(self, prompts: list[str], params: SamplingParams) -> RolloutBatch:
+    def generate(self, prompts: list[str], params: SamplingParams, step: Optional[int] = None) -> RolloutBatch:
         self._wake()
         # token ids from the trainer's tokenizer, so both sides read the same prompt (vLLM's own
         # AutoTokenizer may load another class than trainer.modeling.load_tokenizer settles on)
