@@ -205,7 +205,7 @@ class _AlgorithmBase:
         "train/logp_mismatch, which recompute logs).")
     transform_order: List[str] = knob(
         [], "Order in which the enabled token transforms rewrite the advantages (names of their sections, e.g. "
-        "[adv_reweight, nthr]); empty = registered order: nthr, adv_reweight, sign_weight.")
+        "[adv_reweight, nthr]); empty = registered order: nthr, adv_reweight, sign_weight, is_correction.")
 
 
 def _with_variant_sections(base: type, parent: str, name: str) -> type:

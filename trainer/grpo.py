@@ -95,7 +95,7 @@ class GRPOTrainer:
         self.threshold = correct_threshold(cfg.task)
         self.old_from_rollout = cfg.algorithm.old_logp_source == OldLogpSource.rollout
         self.sampling = SamplingParams(r.n, r.max_new_tokens, r.temperature, r.top_p, r.top_k,
-                                       logprobs=self.old_from_rollout)
+                                       logprobs=self.old_from_rollout or registry.needs(cfg).behaviour_logp)
         self.filters = registry.features_on(cfg, registry.BatchFilter)
         self.transforms = registry.token_transforms(cfg)
         buffer = registry.one(cfg, registry.UpdateBuffer)
@@ -165,7 +165,7 @@ class GRPOTrainer:
             gap = ((batch.rollout_logp - old.logp).abs() * mask).sum() / mask.sum().clamp(min=1)
             stats["train/logp_mismatch"] = float(gap)
         seq_adv = self.advantages(rewards, batch.group_ids, old.logp, ref_logp, mask)
-        ctx = TokenContext(old.logp, mask, correct, batch.group_ids, seq_adv)
+        ctx = TokenContext(old.logp, mask, correct, batch.group_ids, seq_adv, behaviour_logp=batch.rollout_logp)
         adv = self.transform_advantages(seq_adv.unsqueeze(-1).expand_as(old.logp).clone(), ctx, old, stats)
         sampled_at = torch.full((batch.size,), step, dtype=torch.long)
         return Collected(ScoredBatch(batch, rewards, correct, seq_adv, adv, old.logp, ref_logp, mask, sampled_at),

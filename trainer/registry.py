@@ -38,6 +38,7 @@ class Needs:
     old_forward: bool = False  # hidden states and logits of the π_old forward (not the sampler's log-probs)
     inert_on_policy: bool = False  # changes nothing while every ratio is 1 (one mini-batch, μ = 1)
     off_policy: bool = False  # makes ratios differ from 1 even with one mini-batch and μ = 1
+    behaviour_logp: bool = False  # the sampler's own log-probs of what it sampled (TokenContext.behaviour_logp)
 
     def __or__(self, other: "Needs") -> "Needs":
         return Needs(*(a or b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other))))
@@ -65,6 +66,7 @@ class TokenContext:
     group_ids: Any  # [B]
     seq_advantages: Any  # [B] group-relative advantages before any token transform
     observed: Any = None  # what this transform's ``observe`` collected in the π_old forward
+    behaviour_logp: Any = None  # [B,T] the sampler's log-probs (behaviour policy μ), when the backend gave them
 
 
 # ---------------------------------------------------------------- roles
