@@ -42,7 +42,7 @@ class LaggedRollout:
                  prompts_at: Callable[[int], list[str]]):
         self.inner, self.policy, self.sampler = inner, policy, sampler
         self.k, self.seed, self.last_step, self.prompts_at = k, seed, last_step, prompts_at
-        self.versions: dict[int, dict] = {}  # version -> weights still needed by a job not yet sent
+        self.versions: dict[int, dict] = {}  # version -> weights a job still to send, or a resume, needs
         self.submitted: Optional[int] = None  # last job sent (None: nothing yet; set by the first step)
         self.sent: Optional[int] = None  # version the sampler holds
 
@@ -52,7 +52,8 @@ class LaggedRollout:
             return self.inner.generate(prompts, params)
         if self.submitted is None:
             self.submitted = step - 1
-        self.versions.setdefault(step - 1, weights_of(self.policy))  # θ_{t−1}: the policy as it stands
+        if step - 1 not in self.versions:  # θ_{t−1}: the policy as it stands (a resume may have restored it)
+            self.versions[step - 1] = weights_of(self.policy)
         params = replace(params, logprobs=True)  # the behaviour policy's log-probs, for staleness statistics
         for s in range(self.submitted + 1, min(step + self.k, self.last_step) + 1):
             v = self.version_for(s)
