@@ -56,12 +56,12 @@ from benchmarks.report import bullets, command_line, markdown_table, write_json,
 from benchmarks.stats import Ratio, verdict
 from sweeps.compose import compose
 from trainer import update_plan
-from trainer.grpo import _mix
 from trainer.logprobs import content_span, position_ids_for
 from trainer.provenance import REPO_ROOT
 from trainer.rollout.hf import format_prompt
 from trainer.run import PromptStream
 from trainer.scored_batch import ScoredBatch
+from trainer.seeds import mix, sampling_seed
 from trainer.sft import warm_start_dir
 from trainer.tasks import build_task
 
@@ -93,12 +93,12 @@ class Bench:
         self.policy.zero_grad(set_to_none=True)
 
     def sample_batch(self, examples, step: int) -> ScoredBatch:
-        torch.manual_seed(_mix(self.cfg.seed, step, 1))
+        torch.manual_seed(sampling_seed(self.cfg.seed, step))
         return self.trainer.collect(examples, step).scored
 
     # ------------------------------------------------------------ the update, grpolab's and the floor
     def grpolab_update(self, sb: ScoredBatch, step: int) -> None:
-        self.trainer.update(sb, step, torch.Generator().manual_seed(_mix(self.cfg.seed, step, 2)))
+        self.trainer.update(sb, step, torch.Generator().manual_seed(mix(self.cfg.seed, step, 2)))
         self.trainer.rollout.sync_weights(self.policy)
 
     def floor_update(self, sb: ScoredBatch, step: int, optimizer_step: bool) -> None:
@@ -109,7 +109,7 @@ class Bench:
         p = b.prompt_len
         lengths = update_plan.row_lengths(b.attention_mask, p)
         params = [q for q in self.policy.parameters() if q.requires_grad]
-        minibatches = self.trainer._minibatches(sb, torch.Generator().manual_seed(_mix(self.cfg.seed, step, 2)))
+        minibatches = self.trainer._minibatches(sb, torch.Generator().manual_seed(mix(self.cfg.seed, step, 2)))
         self.policy.train()
         for _ in range(self.cfg.algorithm.ppo_epochs):
             for mb in minibatches:
@@ -134,13 +134,13 @@ class Bench:
         return dict(self.tok(texts, return_tensors="pt", padding=True, add_special_tokens=False))
 
     def grpolab_rollout(self, prompts: list[str], step: int) -> torch.Tensor:
-        torch.manual_seed(_mix(self.cfg.seed, step, 1))
+        torch.manual_seed(sampling_seed(self.cfg.seed, step))
         return self.trainer.rollout.generate(prompts, self.trainer.sampling).input_ids
 
     @torch.no_grad()
     def bare_generate(self, enc: dict, step: int) -> torch.Tensor:
         r = self.cfg.rollout
-        torch.manual_seed(_mix(self.cfg.seed, step, 1))
+        torch.manual_seed(sampling_seed(self.cfg.seed, step))
         self.policy.eval()
         out = self.policy.generate(
             input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], max_new_tokens=r.max_new_tokens,

@@ -11,11 +11,12 @@ import torch
 
 from trainer.config import Config
 from trainer.engine import build_engine
-from trainer.grpo import GRPOTrainer, _mix
+from trainer.grpo import GRPOTrainer
 from trainer.modeling import load_policy, load_tokenizer
 from trainer.rollout import build_rollout
 from trainer.run import PromptStream, resolve_device
 from trainer.scored_batch import ScoredBatch
+from trainer.seeds import sampling_seed
 from trainer.sft import warm_start_dir
 from trainer.tasks import build_task
 
@@ -49,7 +50,7 @@ def sample_batch(subject: Subject, seed: int) -> ScoredBatch:
     (every token transform of the config applied). Raises when a batch filter kept nothing."""
     cfg = subject.cfg
     stream = PromptStream(subject.trainer.task.train, cfg.rollout.prompts_per_step, seed)
-    torch.manual_seed(_mix(seed, 1, 1))
+    torch.manual_seed(sampling_seed(seed, 1))
     scored = subject.trainer.collect(stream.at(1), 1).scored
     if scored is None:
         raise RuntimeError(f"probe batch of seed {seed}: the batch filters kept no response")

@@ -124,13 +124,13 @@ def test_ar_alpha_zero_leaves_loss_and_gradient_bit_for_bit():
 def test_lopti_skipping_rows_without_stage_tokens_changes_nothing(model_dir, monkeypatch):
     """The update skips rows with no active token in a stage (a speed-up); the weights it reaches
     equal those of an update that runs every row through both stages."""
-    from trainer.grpo import _mix
+    from trainer.seeds import sampling_seed
 
     cfg = _cfg(lopti=LoptiConfig(enabled=True, eta=0.5))
     cfg.batching.micro_batch_size = 4
     # η = the largest per-row minimum of π_old: that row has no low token, most others do
     probe = hash_trainer(model_dir, cfg)
-    torch.manual_seed(_mix(cfg.seed, 1, 1))  # the step's own sampling seed: the same rollouts
+    torch.manual_seed(sampling_seed(cfg.seed, 1))  # the step's own sampling seed: the same rollouts
     sb = probe.collect(HashTask().train, step=1).scored
     probs = sb.old_logp.exp().masked_fill(~sb.loss_mask.bool(), float("inf"))
     cfg.algorithm.lopti.eta = float(probs.min(-1).values.max())

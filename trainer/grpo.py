@@ -25,8 +25,7 @@ from trainer.objectives import Normalizer, kl_estimate, policy_loss
 from trainer.registry import OldForwardChunk, TokenContext
 from trainer.rollout import RolloutBatch, SamplingParams
 from trainer.scored_batch import ScoredBatch
-from trainer.seeds import mix as _mix
-from trainer.seeds import sampling_seed
+from trainer.seeds import mix, sampling_seed
 from trainer.tasks import Example, Task
 from trainer.tasks.base import correct_threshold
 from trainer.update_plan import Stage
@@ -120,7 +119,7 @@ class GRPOTrainer:
         t1 = time.perf_counter()
         metrics["train/updated"] = float(sb is not None)
         if sb is not None:
-            gen = torch.Generator().manual_seed(_mix(self.cfg.seed, step, 2))
+            gen = torch.Generator().manual_seed(mix(self.cfg.seed, step, 2))
             old_logp = sb.old_logp
             metrics.update({f"train/{k}": v for k, v in self.update(sb, step, gen).items()})
             metrics["train/update_batch_size"] = float(sb.size)
