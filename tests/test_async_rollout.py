@@ -188,7 +188,6 @@ def test_the_worker_does_not_outlive_its_trainer(model_dir, tmp_path):
 
 
 @pytest.mark.parametrize("overrides, expected", [
-    (["rollout=vllm"], "rollout.async_steps=1: the lagged sampler runs HF generate"),
     (["launcher.tasks_per_node=2", "engine=deepspeed_zero2"], "rollout.async_steps=1: one process per run"),
     (["engine.device=cuda"], "rollout.async_steps=1: rollout.async_worker=process samples on CPU"),
     (["engine=deepspeed_zero3"], "rollout.async_steps=1: ZeRO-3 partitions the weights"),

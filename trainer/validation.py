@@ -171,9 +171,6 @@ def _async_errors(cfg: Config) -> list[str]:
     if r.async_steps == 0:
         return []
     errors = []
-    if r.backend != RolloutBackend.hf:
-        errors.append(f"{k}: the lagged sampler runs HF generate; vLLM's weight reload is not wired to it yet "
-                      "(rollout.backend=hf, or rollout.async_steps=0)")
     if launcher.nodes * launcher.tasks_per_node > 1:
         errors.append(f"{k}: one process per run (launcher.nodes·tasks_per_node = "
                       f"{launcher.nodes * launcher.tasks_per_node}); several ranks sample synchronously")

@@ -14,7 +14,11 @@ asked for: the same batches, no overlap; the reference the tests compare the wor
 
 Resume: a checkpoint after step t holds the versions t − k … t − 1 (``state_dict``); the in-flight
 batches t + 1 … t + k are sampled again from them, so a resumed run equals an uninterrupted one.
-Eval batches (``step=None``) come from the trainer's own policy, synchronously.
+Eval batches (``step=None``) come from the trainer's current weights, synchronously, through the
+synchronous backend (``inner``); a vLLM ``inner`` takes them only when an eval needs them, not after
+every update. With vLLM the inline sampler samples in that same engine (one engine, as the
+synchronous vLLM path has), loading each version through vLLM's weight reload; the worker process
+starts its own engine.
 """
 
 from __future__ import annotations
@@ -45,10 +49,15 @@ class LaggedRollout:
         self.versions: dict[int, dict] = {}  # version -> weights a job still to send, or a resume, needs
         self.submitted: Optional[int] = None  # last job sent (None: nothing yet; set by the first step)
         self.sent: Optional[int] = None  # version the sampler holds
+        self.eval_stale = False  # ``inner`` does not hold the current weights
 
     # ------------------------------------------------------------ the rollout interface
     def generate(self, prompts: list[str], params: SamplingParams, step: Optional[int] = None) -> RolloutBatch:
         if step is None:  # eval: the current weights
+            if self.eval_stale:
+                self.inner.sync_weights(self.policy)
+                self.sampler.engine_lent()  # an engine shared with the sampler holds other weights now
+                self.eval_stale = False
             return self.inner.generate(prompts, params)
         if self.submitted is None:
             self.submitted = step - 1
@@ -65,6 +74,7 @@ class LaggedRollout:
         t0 = time.perf_counter()
         batch, info = self.sampler.result(step)
         wait = time.perf_counter() - t0
+        self.eval_stale |= self.sampler.shares_engine  # it sampled from an older version there
         for v in [v for v in self.versions if v < step - self.k]:  # neither a job to send nor a resume reads it
             del self.versions[v]
         busy = info["gen_s"] + info["idle_s"]
@@ -77,7 +87,7 @@ class LaggedRollout:
 
     def sync_weights(self, model) -> None:
         self.policy = model  # versions are copied from it when a step asks for its batch
-        self.inner.sync_weights(model)
+        self.eval_stale = True  # ``inner`` takes the weights when an eval needs them
 
     def version_for(self, step: int) -> int:
         """The weights version (after that many steps) the batch of ``step`` is sampled from."""
@@ -99,8 +109,10 @@ class LaggedRollout:
 def build_lagged(cfg, inner, policy, model_dir, prompts_at: Callable[[int], list[str]], device) -> LaggedRollout:
     """``rollout.async_steps`` = k ≥ 1 around ``inner`` (the synchronous backend, kept for eval)."""
     r = cfg.rollout
+    vllm = r.backend.value == "vllm"
     if r.async_worker.value == "process":
-        sampler = ProcessSampler(model_dir, r.async_threads)
+        engine = dict(seed=cfg.seed, cpu_kv_cache_gib=r.vllm_cpu_kv_cache_gib) if vllm else None
+        sampler = ProcessSampler(model_dir, r.async_threads, vllm=engine)
     else:
-        sampler = InlineSampler(model_dir, r.async_threads, device)
+        sampler = InlineSampler(model_dir, r.async_threads, device, engine=inner if vllm else None)
     return LaggedRollout(inner, policy, sampler, r.async_steps, cfg.seed, cfg.train.steps, prompts_at)

@@ -24,7 +24,7 @@ import torch
 
 from trainer.rollout.base import RolloutBatch, SamplingParams
 
-__all__ = ["Executor", "InlineSampler", "ProcessSampler", "RolloutWorkerDied", "pack", "unpack"]
+__all__ = ["Executor", "InlineSampler", "ProcessSampler", "RolloutWorkerDied", "pack", "unpack", "vllm_engine"]
 
 
 class RolloutWorkerDied(RuntimeError):
@@ -49,22 +49,30 @@ def unpack(flat: torch.Tensor, spec: list) -> dict[str, torch.Tensor]:
 
 class Executor:
     """A copy of the policy, loaded from ``model_dir`` and then from each version it is sent, sampling
-    with HF ``generate`` at ``threads`` torch threads under each job's own seed."""
+    under each job's own seed at ``threads`` torch threads: with HF ``generate`` on its own module, or
+    with a vLLM engine (``engine``, a ``VLLMRollout``), whose weights each version replaces through
+    vLLM's weight reload."""
 
-    def __init__(self, model_dir: str | Path, threads: int, device: torch.device):
+    def __init__(self, model_dir: str | Path, threads: int, device: torch.device, engine=None):
+        self.device, self.threads = device, threads
+        self.version: int | None = None
+        if engine is not None:
+            self.policy, self.rollout = None, engine
+            return
         from trainer.modeling import load_policy, load_tokenizer
         from trainer.rollout.hf import HFRollout
 
-        self.device, self.threads = device, threads
         self.policy = load_policy(model_dir).to(device)
         self.rollout = HFRollout(self.policy, load_tokenizer(model_dir), device)
-        self.version: int | None = None
 
     def load(self, version: int, weights: dict[str, torch.Tensor]) -> None:
-        dtype = next(iter(weights.values())).dtype
-        if dtype.is_floating_point and dtype != next(self.policy.parameters()).dtype:
-            self.policy.to(dtype)  # sample in the trainer's precision, not the checkpoint's
-        self.policy.load_state_dict(weights)
+        if self.policy is None:
+            self.rollout.load_state(weights)
+        else:
+            dtype = next(iter(weights.values())).dtype
+            if dtype.is_floating_point and dtype != next(self.policy.parameters()).dtype:
+                self.policy.to(dtype)  # sample in the trainer's precision, not the checkpoint's
+            self.policy.load_state_dict(weights)
         self.version = version
 
     def sample(self, prompts: list[str], params: SamplingParams, seed: int) -> tuple[RolloutBatch, float]:
@@ -74,19 +82,36 @@ class Executor:
         t0 = time.perf_counter()
         try:
             with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(seed)
+                torch.manual_seed(seed)  # vLLM's request seed is drawn from this stream too
                 batch = self.rollout.generate(prompts, params)
         finally:
             torch.set_num_threads(before)
         return batch, time.perf_counter() - t0
 
 
-class InlineSampler:
-    """Runs the commands in the trainer's process when a batch is asked for: no overlap, the reference."""
+def vllm_engine(model_dir, device: torch.device, seed: int, **kwargs):
+    """A vLLM engine started from ``model_dir`` (``trainer.rollout.vllm_engine``)."""
+    from trainer.modeling import load_tokenizer
+    from trainer.rollout.vllm_engine import VLLMRollout
 
-    def __init__(self, model_dir, threads: int, device: torch.device):
-        self.executor = Executor(model_dir, threads, device)
+    return VLLMRollout(model_dir, load_tokenizer(model_dir), device, seed=seed, **kwargs)
+
+
+class InlineSampler:
+    """Runs the commands in the trainer's process when a batch is asked for: no overlap, the reference.
+    With ``engine`` (the trainer's own vLLM engine) it samples there: one engine, whose weights the
+    lagged rollout puts back before an eval (``shares_engine``)."""
+
+    def __init__(self, model_dir, threads: int, device: torch.device, engine=None):
+        self.executor = Executor(model_dir, threads, device, engine)
+        self.shares_engine = engine is not None
         self.pending: deque = deque()
+        self.loaded: tuple | None = None  # (version, weights) last loaded
+        self.lent = False  # the shared engine was given other weights since
+
+    def engine_lent(self) -> None:
+        """The lagged rollout put other weights in the shared engine (for an eval): reload before a job."""
+        self.lent = self.shares_engine
 
     def send_weights(self, version: int, weights: dict) -> None:
         self.pending.append(("weights", version, weights))
@@ -99,10 +124,14 @@ class InlineSampler:
             cmd = self.pending.popleft()
             if cmd[0] == "weights":
                 self.executor.load(cmd[1], cmd[2])
+                self.loaded, self.lent = (cmd[1], cmd[2]), False
                 continue
             _, s, prompts, params, seed = cmd
             if s != step:
                 raise RuntimeError(f"lagged rollout: asked for step {step}'s batch, the next job is step {s}")
+            if self.lent:
+                self.executor.load(*self.loaded)
+                self.lent = False
             batch, gen_s = self.executor.sample(prompts, params, seed)
             return batch, {"version": self.executor.version, "gen_s": gen_s, "idle_s": 0.0}
         raise RuntimeError(f"lagged rollout: step {step}'s batch was never submitted")
@@ -117,11 +146,17 @@ class ProcessSampler:
     trainer is gone, and reports any failure; a worker that died is an error with its cause, never a
     hang."""
 
-    def __init__(self, model_dir, threads: int, poll_s: float = 0.2):
+    shares_engine = False
+
+    def engine_lent(self) -> None:
+        """Its engine is its own: nothing to reload."""
+
+    def __init__(self, model_dir, threads: int, poll_s: float = 0.2, vllm: dict | None = None):
+        """``vllm``: the keyword arguments of ``vllm_engine`` to sample with vLLM; None: HF generate."""
         ctx = torch.multiprocessing.get_context("spawn")
         self.commands, self.results, self.poll_s = ctx.Queue(), ctx.Queue(), poll_s
         self.proc = ctx.Process(target=worker_main, args=(str(model_dir), threads, self.commands, self.results,
-                                                           os.getpid()), name="grpolab-rollout", daemon=True)
+                                                           os.getpid(), vllm), name="grpolab-rollout", daemon=True)
         self.proc.start()
 
     def send_weights(self, version: int, weights: dict) -> None:
@@ -165,13 +200,15 @@ class ProcessSampler:
             q.close()
 
 
-def worker_main(model_dir: str, threads: int, commands, results, parent: int) -> None:
+def worker_main(model_dir: str, threads: int, commands, results, parent: int, vllm: dict | None = None) -> None:
     """The worker process: load the policy, then execute commands until told to stop or orphaned."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)  # a Ctrl-C or a preemption is the trainer's to handle
     doing = f"loading the policy from {model_dir}"
     try:
-        executor = Executor(model_dir, threads, torch.device("cpu"))
+        cpu = torch.device("cpu")
+        engine = None if vllm is None else vllm_engine(model_dir, cpu, **vllm)
+        executor = Executor(model_dir, threads, cpu, engine)
         idle = 0.0
         while True:
             t0 = time.perf_counter()

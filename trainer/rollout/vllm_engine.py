@@ -68,8 +68,12 @@ class VLLMRollout:
 
     def sync_weights(self, model: torch.nn.Module) -> None:
         """Copy the trainer's current weights into the engine's model (after every update)."""
+        self.load_state({k: v.detach() for k, v in getattr(model, "module", model).state_dict().items()})
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Load a state dict (HF parameter names) into the engine's model: the trainer's current
+        weights, or an older version a lagged rollout samples from (``trainer.rollout.lagged``)."""
         self._wake()
-        state = {k: v.detach() for k, v in getattr(model, "module", model).state_dict().items()}
         # reload_weights re-runs vLLM's post-load processing (the CPU backend repacks linear layers,
         # after which a plain model.load_weights no longer works)
         self._model_runner().reload_weights(weights_iterator=iter(state.items()))
