@@ -56,7 +56,7 @@ BENCHES = [
     Bench("trl_compare_rollout_logp", "the same with grpolab's algorithm.old_logp_source=rollout (no π_old forward)",
           100, module="trl_compare", args=("-o", "algorithm.old_logp_source=rollout")),
     Bench("floor", "bare forward/backward floor of a step", 90),
-    Bench("async_rollout", "synchronous against lagged steps (rollout.async_steps=1, 2), side by side", 120),
+    Bench("async_rollout", "synchronous against lagged steps (rollout.async_steps=1, 2) and TRL, side by side", 120),
     Bench("variant_overhead", "each variant's step cost against its GRPO baseline", 180),
     Bench("sweep_overhead", "sweep submission, job start, table on 1,000 records, peak RSS", 120),
 ]
