@@ -34,6 +34,13 @@ H200_BF16_PEAK_TFLOPS = 989.0  # dense bf16, NVIDIA's datasheet figure for H100/
 
 
 def main(argv: list[str]) -> int:
+    report = measure(argv)
+    print(json.dumps(report, indent=1))
+    return 0 if report.get("status", "completed") == "completed" else 1
+
+
+def measure(argv: list[str]) -> dict:
+    """One short run with the defaults plus ``argv`` overrides: its figures, or its summary if it failed."""
     import torch
 
     from sweeps.compose import compose
@@ -47,8 +54,7 @@ def main(argv: list[str]) -> int:
     wall = time.time() - t0
     rows = [r for r in RunRecord(out / "run").metrics() if r["step"] >= 1]
     if summary.status is not RunStatus.completed or not rows:
-        print(json.dumps(summary.to_json(), indent=1))
-        return 1
+        return {"status": "failed", "summary": summary.to_json()}
     n_params = _param_count(out / "cache")
     steady = rows[1:] or rows  # the first step pays compilation / allocator warm-up
 
@@ -74,8 +80,10 @@ def main(argv: list[str]) -> int:
         "peak_gpu_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None,
         "wall_s": round(wall, 1),
     }
-    print(json.dumps(report, indent=1))
-    return 0
+    for key in ("async/staleness", "async/trainer_wait_s", "async/sampler_idle_frac"):
+        if key in steady[0]:
+            report[key] = round(med(key), 3)
+    return report
 
 
 def _param_count(cache: Path) -> int:

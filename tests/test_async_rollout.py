@@ -189,7 +189,7 @@ def test_the_worker_does_not_outlive_its_trainer(model_dir, tmp_path):
 
 @pytest.mark.parametrize("overrides, expected", [
     (["launcher.tasks_per_node=2", "engine=deepspeed_zero2"], "rollout.async_steps=1: one process per run"),
-    (["engine.device=cuda"], "rollout.async_steps=1: rollout.async_worker=process samples on CPU"),
+    (["rollout=vllm", "engine.device=cuda"], "rollout.async_steps=1: rollout.async_worker=process starts a second"),
     (["engine=deepspeed_zero3"], "rollout.async_steps=1: ZeRO-3 partitions the weights"),
     (["algorithm.old_logp_source=rollout"], "rollout.async_steps=1: the sampler's log-probs are the behaviour"),
 ])
@@ -206,3 +206,8 @@ def test_async_steps_0_builds_no_lagged_sampler_and_keeps_the_hash():
     assert config_hash(compose(["rollout.async_steps=1"])) != config_hash(compose([]))
     assert config_hash(compose(["rollout.async_steps=1", "rollout.async_worker=inline"])) == \
         config_hash(compose(["rollout.async_steps=1"]))  # the two samplers draw the same batches
+
+
+def test_an_hf_worker_process_may_share_the_trainers_gpu():
+    """The worker samples on the trainer's device; only a second vLLM engine is CPU-only."""
+    validate(compose(["rollout.async_steps=1", "engine.device=cuda"]))

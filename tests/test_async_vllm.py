@@ -103,7 +103,7 @@ def test_a_vllm_worker_process_needs_the_cpu():
     from trainer.knobs import ConfigError
 
     validate(compose(["rollout=vllm", "rollout.async_steps=1"]))
-    with pytest.raises(ConfigError, match="rollout.async_worker=process samples on CPU"):
+    with pytest.raises(ConfigError, match="rollout.async_worker=process starts a second vLLM engine, on CPU only"):
         validate(compose(["rollout=vllm", "rollout.async_steps=1", "engine.device=cuda"]))
 
 

@@ -174,9 +174,9 @@ def _async_errors(cfg: Config) -> list[str]:
     if launcher.nodes * launcher.tasks_per_node > 1:
         errors.append(f"{k}: one process per run (launcher.nodes·tasks_per_node = "
                       f"{launcher.nodes * launcher.tasks_per_node}); several ranks sample synchronously")
-    if r.async_worker.value == "process" and e.device != "cpu":
-        errors.append(f"{k}: rollout.async_worker=process samples on CPU; with engine.device={e.device} use "
-                      "rollout.async_worker=inline")
+    if r.async_worker.value == "process" and e.device != "cpu" and r.backend == RolloutBackend.vllm:
+        errors.append(f"{k}: rollout.async_worker=process starts a second vLLM engine, on CPU only; with "
+                      f"engine.device={e.device} use rollout.async_worker=inline")
     if e.backend.value == "deepspeed" and e.zero_stage == 3:
         errors.append(f"{k}: ZeRO-3 partitions the weights the sampler copies; use engine.zero_stage <= 2")
     if cfg.algorithm.old_logp_source == OldLogpSource.rollout:

@@ -112,7 +112,7 @@ def build_lagged(cfg, inner, policy, model_dir, prompts_at: Callable[[int], list
     vllm = r.backend.value == "vllm"
     if r.async_worker.value == "process":
         engine = dict(seed=cfg.seed, cpu_kv_cache_gib=r.vllm_cpu_kv_cache_gib) if vllm else None
-        sampler = ProcessSampler(model_dir, r.async_threads, vllm=engine)
+        sampler = ProcessSampler(model_dir, r.async_threads, vllm=engine, device=str(device))
     else:
         sampler = InlineSampler(model_dir, r.async_threads, device, engine=inner if vllm else None)
     return LaggedRollout(inner, policy, sampler, r.async_steps, cfg.seed, cfg.train.steps, prompts_at)

@@ -151,12 +151,15 @@ class ProcessSampler:
     def engine_lent(self) -> None:
         """Its engine is its own: nothing to reload."""
 
-    def __init__(self, model_dir, threads: int, poll_s: float = 0.2, vllm: dict | None = None):
-        """``vllm``: the keyword arguments of ``vllm_engine`` to sample with vLLM; None: HF generate."""
+    def __init__(self, model_dir, threads: int, poll_s: float = 0.2, vllm: dict | None = None,
+                 device: str = "cpu"):
+        """``vllm``: the keyword arguments of ``vllm_engine`` to sample with vLLM (CPU); None: HF
+        generate on ``device`` (the trainer's: on a GPU the two processes share it)."""
         ctx = torch.multiprocessing.get_context("spawn")
         self.commands, self.results, self.poll_s = ctx.Queue(), ctx.Queue(), poll_s
         self.proc = ctx.Process(target=worker_main, args=(str(model_dir), threads, self.commands, self.results,
-                                                           os.getpid(), vllm), name="grpolab-rollout", daemon=True)
+                                                           os.getpid(), vllm, device),
+                                name="grpolab-rollout", daemon=True)
         self.proc.start()
 
     def send_weights(self, version: int, weights: dict) -> None:
@@ -200,15 +203,16 @@ class ProcessSampler:
             q.close()
 
 
-def worker_main(model_dir: str, threads: int, commands, results, parent: int, vllm: dict | None = None) -> None:
+def worker_main(model_dir: str, threads: int, commands, results, parent: int, vllm: dict | None = None,
+                device: str = "cpu") -> None:
     """The worker process: load the policy, then execute commands until told to stop or orphaned."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)  # a Ctrl-C or a preemption is the trainer's to handle
     doing = f"loading the policy from {model_dir}"
     try:
-        cpu = torch.device("cpu")
-        engine = None if vllm is None else vllm_engine(model_dir, cpu, **vllm)
-        executor = Executor(model_dir, threads, cpu, engine)
+        dev = torch.device(device)
+        engine = None if vllm is None else vllm_engine(model_dir, dev, **vllm)
+        executor = Executor(model_dir, threads, dev, engine)
         idle = 0.0
         while True:
             t0 = time.perf_counter()
