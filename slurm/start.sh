@@ -1,12 +1,23 @@
 #!/usr/bin/env bash
-# Start a single-node SLURM cluster with accounting on localhost (MariaDB, munged, slurmdbd,
-# slurmctld, slurmd), everything under $GRPOLAB_SLURM_DIR; PIDs go to $GRPOLAB_SLURM_DIR/pids/.
+# Start a SLURM test cluster with accounting on this machine (MariaDB, munged, slurmdbd, slurmctld,
+# slurmd), everything under $GRPOLAB_SLURM_DIR; PIDs go to $GRPOLAB_SLURM_DIR/pids/.
+#   bash slurm/start.sh             one node, this host
+#   bash slurm/start.sh --nodes 2   two nodes: grpolab-n1 (this host) and grpolab-n2, a second slurmd
+#                                   in a network namespace with its own address and hostname
+#                                   (slurm/netns.sh); its own directory and ports (slurm/env.sh)
 # Idempotent: a daemon whose recorded PID is alive is left running. Clients need
 #   export SLURM_CONF=$GRPOLAB_SLURM_DIR/etc/slurm.conf      (printed at the end)
-# Requires root (SlurmUser=root) and slurm/install.sh's packages.
+# Requires root (SlurmUser=root, ip netns) and slurm/install.sh's packages.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+case "${1:-}" in
+  "") ;;
+  --nodes) [[ "${2:-}" == 1 || "${2:-}" == 2 ]] || { echo "--nodes: 1 or 2, not '${2:-}'" >&2; exit 2; }
+           export GRPOLAB_SLURM_NODES="$2" ;;
+  *) echo "usage: slurm/start.sh [--nodes 1|2]" >&2; exit 2 ;;
+esac
 source "$here/env.sh"
+nodes=$GRPOLAB_SLURM_NODES
 D="$GRPOLAB_SLURM_DIR"
 P=$GRPOLAB_SLURM_PORT_BASE          # slurmctld; +1 slurmd, +2 slurmdbd, +3 mariadb
 host="$(hostname -s)"
@@ -69,6 +80,23 @@ sql "CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '$db_pass';
      GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1'; GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';
      FLUSH PRIVILEGES;"
 
+# --- the second node's namespace, and what differs between the one- and two-node configs
+if ((nodes == 2)); then
+  command -v ip >/dev/null || { echo "missing ip (iproute2): the second node needs a network namespace" >&2; exit 3; }
+  source "$here/netns.sh"
+  netns_up
+  ctl_addr="$GRPOLAB_SUBNET.1"
+  half_mb=$((mem_mb / 2))
+  node_lines="SlurmdParameters=config_overrides
+# a lost node is noticed within ~10 s, not SLURM's default 300 s (the node-loss test waits for it)
+SlurmdTimeout=10
+NodeName=$NODE1 NodeAddr=$GRPOLAB_SUBNET.1 CPUs=1 RealMemory=$half_mb State=UNKNOWN
+NodeName=$NODE2 NodeAddr=$GRPOLAB_SUBNET.2 CPUs=1 RealMemory=$half_mb State=UNKNOWN"
+else
+  ctl_addr=127.0.0.1
+  node_lines="NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN"
+fi
+
 # --- configs
 cat > "$D/etc/slurmdbd.conf" <<CONF
 AuthType=auth/munge
@@ -88,7 +116,7 @@ CONF
 chmod 600 "$D/etc/slurmdbd.conf"
 cat > "$D/etc/slurm.conf" <<CONF
 ClusterName=grpolab
-SlurmctldHost=$host(127.0.0.1)
+SlurmctldHost=$host($ctl_addr)
 SlurmctldPort=$P
 SlurmdPort=$((P + 1))
 SlurmUser=root
@@ -96,11 +124,11 @@ SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
 StateSaveLocation=$D/state
-SlurmdSpoolDir=$D/spool
+SlurmdSpoolDir=$D/spool/%n
 SlurmctldPidFile=$D/run/slurmctld.pid
-SlurmdPidFile=$D/run/slurmd.pid
+SlurmdPidFile=$D/run/slurmd.%n.pid
 SlurmctldLogFile=$D/log/slurmctld.log
-SlurmdLogFile=$D/log/slurmd.log
+SlurmdLogFile=$D/log/slurmd.%n.log
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
@@ -121,7 +149,7 @@ AccountingStorageHost=127.0.0.1
 AccountingStoragePort=$((P + 2))
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
-NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
+$node_lines
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
 
@@ -130,6 +158,17 @@ if ! alive slurmdbd; then launch slurmdbd slurmdbd -D; fi
 wait_for slurmdbd 60 sacctmgr -n show cluster
 sacctmgr -i -Q add cluster grpolab >/dev/null 2>&1 || true
 if ! alive slurmctld; then launch slurmctld slurmctld -D -i; fi
-if ! alive slurmd; then launch slurmd slurmd -D; fi
-wait_for "node idle" 60 bash -c "sinfo -h -o %t | grep -Eq '^(idle|mix|alloc)'"
-echo "SLURM cluster up: export SLURM_CONF=$SLURM_CONF"
+if ((nodes == 2)); then
+  if ! alive slurmd-n1; then launch slurmd-n1 slurmd -D -N "$NODE1"; fi
+  # nsenter joins the namespace's network only (ip netns exec would also remount /sys, hiding the
+  # cgroup mounts slurmd needs); nsenter and unshare exec in place: the recorded PID is slurmd's
+  if ! alive slurmd-n2; then
+    launch slurmd-n2 nsenter --net="/run/netns/$GRPOLAB_NETNS" unshare --uts \
+      sh -c "hostname $NODE2 && exec slurmd -D -N $NODE2"
+  fi
+  wait_for "both nodes idle" 60 bash -c "[[ \$(sinfo -h -N -o %t | grep -Ec '^(idle|mix|alloc)') == 2 ]]"
+else
+  if ! alive slurmd; then launch slurmd slurmd -D; fi
+  wait_for "node idle" 60 bash -c "sinfo -h -o %t | grep -Eq '^(idle|mix|alloc)'"
+fi
+echo "SLURM cluster up ($nodes node$( ((nodes == 2)) && echo s)): export SLURM_CONF=$SLURM_CONF"

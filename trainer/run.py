@@ -144,6 +144,8 @@ def _run_locked(cfg, record: RunRecord, meta, log, should_stop, resume, reporter
     age = process_age_s()
     state.timing["process_start_to_run_s"] = age - (time.time() - t_start) if age is not None else None
     state.summary.host, state.summary.pid = socket.gethostname(), os.getpid()
+    nodes = distributed.all_gather_object(os.environ.get("SLURMD_NODENAME") or socket.gethostname())
+    state.summary.nodes = nodes if len(nodes) > 1 else None
     _write_summary(state)
     try:
         _prepare(state)

@@ -160,7 +160,7 @@ class Meta:
 
 
 # Summary fields that say where a run's process is, not what the run measured: never a metric.
-PROCESS_FIELDS = ("host", "pid", "heartbeat", "phase")
+PROCESS_FIELDS = ("host", "pid", "heartbeat", "phase", "nodes")
 
 
 @dataclass
@@ -184,6 +184,7 @@ class Summary:
     pid: Optional[int] = None  # ... and its id: a `running` record whose process is gone is dead
     heartbeat: Optional[float] = None  # Unix time of the last write while running (at least every step)
     phase: Optional[str] = None  # what the run is doing or last did, in words (the progress lines show it)
+    nodes: Optional[list] = None  # several ranks: each one's node (SLURMD_NODENAME, else its hostname), rank order
 
     def __post_init__(self) -> None:
         self.status = RunStatus(self.status)
