@@ -63,8 +63,9 @@ def cluster():
     if _idle_nodes(env) < 2:
         if os.geteuid() != 0:
             pytest.skip("the two-node test cluster needs root (network namespaces, SlurmUser=root)")
-        if not shutil.which("slurmctld") or not shutil.which("ip"):
-            pytest.skip("SLURM packages or iproute2 missing: run slurm/install.sh")
+        missing = [b for b in ("slurmctld", "ip", "nsenter", "unshare") if not shutil.which(b)]
+        if missing:
+            pytest.skip(f"{', '.join(missing)} missing: run slurm/install.sh")
         probe = subprocess.run(["ip", "netns", "add", "grpolab-probe"], capture_output=True, text=True)
         if probe.returncode != 0:
             pytest.skip(f"network namespaces cannot be made here: {probe.stderr.strip()}")
