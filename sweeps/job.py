@@ -105,7 +105,10 @@ def export_rank_env() -> int:
     import submitit
 
     # CUDA_VISIBLE_DEVICES is left as SLURM bound it; the rank picks its GPU (trainer.distributed).
-    return submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False).rank
+    # overwrite: SLURM's layout is this job's. Rank variables inherited from the submitting shell (a
+    # torchrun shell, or a library that set LOCAL_WORLD_SIZE, as vLLM does) would otherwise fail the job.
+    env = submitit.helpers.TorchDistributedEnvironment()
+    return env.export(set_cuda_visible_devices=False, overwrite=True).rank
 
 
 @dataclass
