@@ -129,3 +129,15 @@ def one_trainer_step(model_dir, cfg, prepare=None):
         prepare(trainer)
     metrics = trainer.step(task.train, step=1)
     return torch.cat([p.detach().flatten() for p in policy.parameters()]), metrics
+
+
+@pytest.fixture(scope="module")
+def restore_environ():
+    """For modules that start vLLM in the test process: it sets process-wide variables
+    (LOCAL_WORLD_SIZE, LD_PRELOAD, ...) that later tests' subprocesses and SLURM jobs would inherit."""
+    import os
+
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)

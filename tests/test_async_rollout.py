@@ -18,11 +18,12 @@ import torch
 
 from sweeps.compose import compose
 from tests.conftest import fast_overrides, hash_trainer
+from tests.lagged_recording import run_recording
 from trainer.knobs import ConfigError
 from trainer.modeling import load_policy, load_tokenizer
 from trainer.rollout.base import SamplingParams
 from trainer.rollout.hf import HFRollout
-from trainer.rollout.lagged import LaggedRollout, weights_of
+from trainer.rollout.lagged import LaggedRollout
 from trainer.rollout.lagged_sampler import InlineSampler, ProcessSampler, RolloutWorkerDied
 from trainer.run import run_training
 from trainer.run_record import read_jsonl
@@ -55,22 +56,7 @@ def test_each_batch_is_sampled_from_the_weights_k_steps_back(model_dir, k, sampl
     """Reference: snapshots of the trainer's weights after every step; step t's batch, sampled here by
     plain HF generate from snapshot max(t − 1 − k, 0) with the step's seed, is the batch it trained on."""
     trainer = _lagged_trainer(model_dir, k, sampler_kind)
-    snapshots, batches = [weights_of(trainer.policy)], []
-    generate = trainer.rollout.generate
-
-    def recording(prompts, params, step=None):
-        batch = generate(prompts, params, step=step)
-        batches.append((step, batch))
-        return batch
-
-    trainer.rollout.generate = recording
-    try:
-        for step in range(1, STEPS + 1):
-            m = trainer.step(trainer.task.train, step)
-            snapshots.append(weights_of(trainer.policy))
-            assert m["async/staleness"] == min(k, step - 1)
-    finally:
-        trainer.rollout.close()
+    snapshots, batches = run_recording(trainer, k, STEPS)
     assert not torch.equal(snapshots[0]["lm_head.weight"], snapshots[-1]["lm_head.weight"])  # it did learn
     ref_policy = load_policy(model_dir, dtype=torch.float64)
     ref = HFRollout(ref_policy, load_tokenizer(model_dir), torch.device("cpu"))

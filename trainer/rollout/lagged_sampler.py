@@ -148,9 +148,6 @@ class ProcessSampler:
 
     shares_engine = False
 
-    def engine_lent(self) -> None:
-        """Its engine is its own: nothing to reload."""
-
     def __init__(self, model_dir, threads: int, poll_s: float = 0.2, vllm: dict | None = None,
                  device: str = "cpu"):
         """``vllm``: the keyword arguments of ``vllm_engine`` to sample with vLLM (CPU); None: HF
@@ -161,6 +158,9 @@ class ProcessSampler:
                                                            os.getpid(), vllm, device),
                                 name="grpolab-rollout", daemon=True)
         self.proc.start()
+
+    def engine_lent(self) -> None:
+        """Its engine is its own: nothing to reload."""
 
     def send_weights(self, version: int, weights: dict) -> None:
         flat, spec = pack(weights)
